@@ -1,0 +1,35 @@
+//! # stele-tlog
+//!
+//! The pure core of stele: everything a verifier needs and nothing that does I/O.
+//!
+//! - [`hash`]: SHA-256 with RFC 9162 §2.1.1 domain separation.
+//! - [`merkle`]: roots, inclusion and consistency proofs (RFC 9162 §2.1.3–2.1.4),
+//!   their verification, and the append-only [`merkle::Frontier`].
+//! - [`tile`]: C2SP tlog-tiles coordinates and paths.
+//! - [`note`] and [`checkpoint`]: C2SP signed-note (Ed25519) and tlog-checkpoint.
+//! - [`leaf`]: stele's 68-byte salted leaf record.
+//!
+//! It owns no storage, no clock and no randomness: callers pass hashes in through a
+//! [`merkle::HashReader`], salts and times in through [`leaf::Leaf::new`].
+//!
+//! ```
+//! use stele_tlog::{hash::leaf_hash, merkle::{MemoryTree, root_hash, inclusion_proof, verify_inclusion}};
+//! let mut tree = MemoryTree::new();
+//! for leaf in [&b"a"[..], b"b", b"c"] {
+//!     tree.push(leaf_hash(leaf));
+//! }
+//! let root = root_hash(&tree, 3).unwrap();
+//! let proof = inclusion_proof(&tree, 1, 3).unwrap();
+//! verify_inclusion(1, 3, &leaf_hash(b"b"), &proof, &root).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod hash;
+pub mod leaf;
+pub mod merkle;
+pub mod note;
+pub mod tile;
+
+pub use hash::Hash;
