@@ -1,0 +1,262 @@
+//! The open files of a data directory and the read paths over them, shared by the
+//! writer and by readers (in the same process or another one).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use stele_tlog::hash::Hash;
+use stele_tlog::leaf::{LEAF_LEN, Leaf};
+
+use crate::backend::{Backend, StorageFile};
+use crate::chunk::{self, CHUNK_HEADER_LEN, Chunk, ChunkHeader};
+use crate::error::{Result, StoreError};
+use crate::hashes::HashLevels;
+use crate::header::{HEADER_LEN, Header, Kind};
+use crate::layout;
+
+/// Bytes per locator record: segment number (u32 BE) and chunk offset (u64 BE).
+pub const LOCATOR_LEN: usize = 12;
+/// Decoded chunks kept in memory for repeated reads (sequential queries, `get`).
+const CHUNK_CACHE: usize = 8;
+
+/// Where an entry's payload is: the chunk at `offset` in segment `segno`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Locator {
+    /// Segment number.
+    pub segno: u32,
+    /// Offset of the chunk in the segment file.
+    pub offset: u64,
+}
+
+impl Locator {
+    /// Encodes the 12-byte record.
+    pub fn encode(&self) -> [u8; LOCATOR_LEN] {
+        let mut b = [0u8; LOCATOR_LEN];
+        b[..4].copy_from_slice(&self.segno.to_be_bytes());
+        b[4..].copy_from_slice(&self.offset.to_be_bytes());
+        b
+    }
+
+    /// Decodes a 12-byte record.
+    pub fn decode(b: &[u8]) -> Locator {
+        Locator {
+            segno: u32::from_be_bytes(b[..4].try_into().expect("4")),
+            offset: u64::from_be_bytes(b[4..12].try_into().expect("8")),
+        }
+    }
+}
+
+/// A segment's identity from its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Stream id.
+    pub stream: u32,
+    /// Start of the segment's time window, ns.
+    pub window_start_ns: u64,
+}
+
+/// Open files of one data directory.
+pub struct LogFiles {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// `leaves.dat`.
+    pub leaves: Arc<dyn StorageFile>,
+    /// `locators.dat`.
+    pub locators: Arc<dyn StorageFile>,
+    /// Hash levels.
+    pub hashes: HashLevels,
+    /// `checkpoints.dat`.
+    pub checkpoints: Arc<dyn StorageFile>,
+    /// `streams.dat`.
+    pub streams: Arc<dyn StorageFile>,
+    /// `state.dat`.
+    pub state: Arc<dyn StorageFile>,
+    segments: Mutex<HashMap<u32, (Arc<dyn StorageFile>, SegmentInfo)>>,
+    chunk_cache: Mutex<Vec<((u32, u64), Arc<Chunk>)>>,
+    writable: bool,
+}
+
+fn open_checked(backend: &Arc<dyn Backend>, name: &str, kind: Kind) -> Result<Arc<dyn StorageFile>> {
+    let f = backend.open(name, false).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::Corrupt(format!("{name} is missing"))
+        } else {
+            StoreError::Io { op: "opening", file: name.to_string(), source: e }
+        }
+    })?;
+    Header::read(&f, name, kind)?;
+    Ok(f)
+}
+
+impl LogFiles {
+    /// Opens the files of an existing data directory, checking each header.
+    pub fn open(backend: Arc<dyn Backend>, writable: bool) -> Result<LogFiles> {
+        Ok(LogFiles {
+            leaves: open_checked(&backend, layout::LEAVES, Kind::Leaves)?,
+            locators: open_checked(&backend, layout::LOCATORS, Kind::Locators)?,
+            hashes: HashLevels::open(backend.clone(), writable)?,
+            checkpoints: open_checked(&backend, layout::CHECKPOINTS, Kind::Checkpoints)?,
+            streams: open_checked(&backend, layout::STREAMS, Kind::Streams)?,
+            state: open_checked(&backend, layout::STATE, Kind::State)?,
+            segments: Mutex::new(HashMap::new()),
+            chunk_cache: Mutex::new(Vec::new()),
+            backend,
+            writable,
+        })
+    }
+
+    /// Creates the empty files of a new data directory.
+    pub fn create(backend: &Arc<dyn Backend>) -> Result<()> {
+        for (name, kind) in [
+            (layout::LEAVES, Kind::Leaves),
+            (layout::LOCATORS, Kind::Locators),
+            (layout::CHECKPOINTS, Kind::Checkpoints),
+            (layout::STREAMS, Kind::Streams),
+            (layout::STATE, Kind::State),
+        ] {
+            let f = backend.open(name, true).map_err(StoreError::io("creating", name))?;
+            Header::new(kind, 0, 0, 0).write(&f, name)?;
+            f.sync().map_err(StoreError::io("syncing", name))?;
+        }
+        HashLevels::create(backend)
+    }
+
+    /// Whether files were opened for writing.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Length of a file in bytes.
+    pub fn len(file: &Arc<dyn StorageFile>, name: &str) -> Result<u64> {
+        file.len().map_err(StoreError::io("reading", name))
+    }
+
+    /// Number of complete leaf records in `leaves.dat`.
+    pub fn leaf_count(&self) -> Result<u64> {
+        Ok(Self::len(&self.leaves, layout::LEAVES)?.saturating_sub(HEADER_LEN) / LEAF_LEN as u64)
+    }
+
+    /// Number of complete locator records.
+    pub fn locator_count(&self) -> Result<u64> {
+        Ok(Self::len(&self.locators, layout::LOCATORS)?.saturating_sub(HEADER_LEN) / LOCATOR_LEN as u64)
+    }
+
+    /// Raw bytes of leaves `[start, start + count)`.
+    pub fn read_leaf_bytes(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; count as usize * LEAF_LEN];
+        self.leaves
+            .read_at(HEADER_LEN + start * LEAF_LEN as u64, &mut buf)
+            .map_err(StoreError::io("reading", layout::LEAVES))?;
+        Ok(buf)
+    }
+
+    /// Decodes leaf `index`.
+    pub fn read_leaf(&self, index: u64) -> Result<Leaf> {
+        let b = self.read_leaf_bytes(index, 1)?;
+        Leaf::decode(&b).map_err(|e| StoreError::Corrupt(format!("entry {index}: leaf record: {e}")))
+    }
+
+    /// Locators `[start, start + count)`.
+    pub fn read_locators(&self, start: u64, count: u64) -> Result<Vec<Locator>> {
+        let mut buf = vec![0u8; count as usize * LOCATOR_LEN];
+        self.locators
+            .read_at(HEADER_LEN + start * LOCATOR_LEN as u64, &mut buf)
+            .map_err(StoreError::io("reading", layout::LOCATORS))?;
+        Ok(buf.chunks_exact(LOCATOR_LEN).map(Locator::decode).collect())
+    }
+
+    /// Stored level-0 hashes (leaf hashes) `[start, start + count)`.
+    pub fn read_leaf_hashes(&self, start: u64, count: u64) -> Result<Vec<Hash>> {
+        self.hashes.read_range(0, start, count)
+    }
+
+    /// Opens (and caches) segment `segno`, checking its header.
+    pub fn segment(&self, segno: u32) -> Result<(Arc<dyn StorageFile>, SegmentInfo)> {
+        let mut segs = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = segs.get(&segno) {
+            return Ok(s.clone());
+        }
+        let name = layout::segment(segno);
+        let f = self.backend.open(&name, false).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Corrupt(format!("segment {name} is missing"))
+            } else {
+                StoreError::Io { op: "opening", file: name.clone(), source: e }
+            }
+        })?;
+        let h = Header::read(&f, &name, Kind::Segment)?;
+        if h.b != u64::from(segno) {
+            return Err(StoreError::Corrupt(format!("{name}: header names segment {}", h.b)));
+        }
+        let info = SegmentInfo { stream: h.a, window_start_ns: h.c };
+        segs.insert(segno, (f.clone(), info));
+        Ok((f, info))
+    }
+
+    /// Creates segment `segno` for `stream` and the window starting at `window_start_ns`.
+    pub fn create_segment(&self, segno: u32, info: SegmentInfo) -> Result<Arc<dyn StorageFile>> {
+        let name = layout::segment(segno);
+        let f = self.backend.open(&name, true).map_err(StoreError::io("creating", &name))?;
+        f.set_len(0).map_err(StoreError::io("truncating", &name))?;
+        Header::new(Kind::Segment, info.stream, u64::from(segno), info.window_start_ns).write(&f, &name)?;
+        self.segments.lock().unwrap_or_else(|p| p.into_inner()).insert(segno, (f.clone(), info));
+        Ok(f)
+    }
+
+    /// Forgets a cached segment handle (after removal).
+    pub fn forget_segment(&self, segno: u32) {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner()).remove(&segno);
+    }
+
+    /// Reads the header of the chunk at `offset` of segment `segno`.
+    pub fn read_chunk_header(&self, segno: u32, offset: u64) -> Result<ChunkHeader> {
+        let (f, _) = self.segment(segno)?;
+        let mut h = [0u8; CHUNK_HEADER_LEN];
+        let name = layout::segment(segno);
+        f.read_at(offset, &mut h).map_err(|e| io_or_corrupt(e, &name, offset, "chunk header past the end of the segment"))?;
+        ChunkHeader::parse(&h).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))
+    }
+
+    /// Reads, checks and decodes the chunk at `offset` of segment `segno` (cached).
+    pub fn read_chunk(&self, segno: u32, offset: u64) -> Result<Arc<Chunk>> {
+        {
+            let cache = self.chunk_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, c)) = cache.iter().find(|(k, _)| *k == (segno, offset)) {
+                return Ok(c.clone());
+            }
+        }
+        let h = self.read_chunk_header(segno, offset)?;
+        let (f, _) = self.segment(segno)?;
+        let name = layout::segment(segno);
+        let mut bytes = vec![0u8; h.total_len() as usize];
+        f.read_at(offset, &mut bytes).map_err(|e| io_or_corrupt(e, &name, offset, "chunk extends past the end of the segment"))?;
+        let c = Arc::new(chunk::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))?);
+        let mut cache = self.chunk_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() == CHUNK_CACHE {
+            cache.remove(0);
+        }
+        cache.push(((segno, offset), c.clone()));
+        Ok(c)
+    }
+
+    /// Reads payload of entry `index` and checks it against its leaf.
+    pub fn read_payload(&self, index: u64, leaf: &Leaf) -> Result<Vec<u8>> {
+        let loc = self.read_locators(index, 1)?[0];
+        let c = self.read_chunk(loc.segno, loc.offset)?;
+        let p = c.payload(index).ok_or_else(|| {
+            StoreError::Corrupt(format!("entry {index}: not in the chunk its locator names ({} offset {})", layout::segment(loc.segno), loc.offset))
+        })?;
+        if !leaf.matches_payload(p) {
+            return Err(StoreError::Corrupt(format!("entry {index}: payload does not match its leaf digest")));
+        }
+        Ok(p.to_vec())
+    }
+}
+
+fn io_or_corrupt(e: std::io::Error, name: &str, offset: u64, what: &str) -> StoreError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        StoreError::Corrupt(format!("{name} offset {offset}: {what}"))
+    } else {
+        StoreError::Io { op: "reading", file: name.to_string(), source: e }
+    }
+}

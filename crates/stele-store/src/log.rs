@@ -1,0 +1,567 @@
+//! The writer: one per data directory. Appends batches as group commits (every file a
+//! commit touched is synced before it returns) and signs checkpoints over durable data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stele_tlog::checkpoint::Checkpoint;
+use stele_tlog::hash::{HASH_LEN, Hash, leaf_hash};
+use stele_tlog::leaf::{LEAF_LEN, Leaf, SALT_LEN};
+use stele_tlog::merkle::Frontier;
+use stele_tlog::note::{NoteSigner, NoteVerifier};
+use stele_tlog::tile::TILE_HEIGHT;
+
+use crate::backend::{Backend, FileBackend, StorageFile};
+use crate::checkpoints::StoredCheckpoint;
+use crate::chunk::{self, CHUNK_TARGET_BYTES, Compression};
+use crate::error::{Result, StoreError};
+use crate::files::{LOCATOR_LEN, Locator, LogFiles, SegmentInfo};
+use crate::header::HEADER_LEN;
+use crate::layout;
+use crate::meta::Meta;
+use crate::reader::LogReader;
+use crate::records;
+use crate::recover::{self, Recovered};
+use crate::state::{self, OpenSegmentState, State};
+use crate::streams::{self, StreamRecord, Streams, SYSTEM_STREAM_ID};
+
+/// Payload format code of stele's own records (JSON).
+pub const FORMAT_STELE_RECORD: u8 = 3;
+
+/// Tunables of a log.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// Largest payload accepted, bytes (default 1 MiB).
+    pub max_entry_bytes: usize,
+    /// Payload compression (default zstd level 3).
+    pub compression: Compression,
+    /// Length of a segment's time window, ns (default one day). Retention deletes
+    /// whole segments, so this is the granularity of deletion.
+    pub segment_window_ns: u64,
+    /// A segment is sealed once it reaches this many bytes (default 1 GiB).
+    pub segment_max_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            max_entry_bytes: 1 << 20,
+            compression: Compression::Zstd(3),
+            segment_window_ns: 86_400 * 1_000_000_000,
+            segment_max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// One entry to append.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry<'a> {
+    /// Stream name.
+    pub stream: &'a str,
+    /// Payload format code (see the leaf layout).
+    pub format: u8,
+    /// The payload, byte for byte as received.
+    pub payload: &'a [u8],
+}
+
+/// What an append made durable, per entry in input order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of each input entry.
+    pub indexes: Vec<u64>,
+    /// Leaf hash of each input entry.
+    pub leaf_hashes: Vec<Hash>,
+    /// Received time given to the batch, ns since the epoch.
+    pub received_ns: u64,
+    /// Tree size after the commit.
+    pub tree_size: u64,
+}
+
+struct OpenSegment {
+    segno: u32,
+    file: Arc<dyn StorageFile>,
+    len: u64,
+    window_start_ns: u64,
+}
+
+/// The single writer of a data directory.
+pub struct Log {
+    files: Arc<LogFiles>,
+    reader: LogReader,
+    options: LogOptions,
+    signer: NoteSigner,
+    frontier: Frontier,
+    streams: Streams,
+    streams_len: u64,
+    open_segments: HashMap<u32, OpenSegment>,
+    next_segno: u32,
+    state: State,
+    checkpoints_len: u64,
+    newest_checkpoint: Option<StoredCheckpoint>,
+    last_received_ns: u64,
+    poisoned: Option<String>,
+    _lock: Option<File>,
+}
+
+/// Current time in ns since the Unix epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Creates a new data directory at `dir` for the log named `origin`, with a fresh
+/// Ed25519 key pair (private key file mode 0600). Returns the verifier key.
+pub fn init(dir: &Path, origin: &str) -> Result<NoteVerifier> {
+    stele_tlog::note::check_key_name(origin).map_err(|e| StoreError::InvalidArgument(format!("origin: {e}")))?;
+    if origin.len() > 255 {
+        return Err(StoreError::InvalidArgument("origin is longer than 255 bytes".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(StoreError::io("creating", "data directory"))?;
+    if dir.join(layout::META).exists() {
+        return Err(StoreError::AlreadyInitialized(dir.display().to_string()));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| StoreError::Key(format!("no randomness: {e}")))?;
+    let signer = NoteSigner::from_seed(origin, &seed).map_err(|e| StoreError::Key(e.to_string()))?;
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(StoreError::io("creating", "keys"))?;
+    write_private(&dir.join(layout::SIGNING_KEY), signer.to_private_key_string().as_bytes())?;
+    let verifier = signer.verifier();
+    std::fs::write(dir.join(layout::VERIFIER_KEY), format!("{}\n", verifier.to_vkey()))
+        .map_err(StoreError::io("writing", layout::VERIFIER_KEY))?;
+    let backend: Arc<dyn Backend> = Arc::new(FileBackend::new(dir));
+    init_backend(&backend, origin)?;
+    // meta.json last: its presence marks a complete directory.
+    let meta = Meta::new(origin, now_ns());
+    let tmp = dir.join("meta.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).expect("meta serializes")).map_err(StoreError::io("writing", layout::META))?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(StoreError::io("syncing", layout::META))?;
+    std::fs::rename(&tmp, dir.join(layout::META)).map_err(StoreError::io("renaming", layout::META))?;
+    File::open(dir).and_then(|f| f.sync_all()).map_err(StoreError::io("syncing", "data directory"))?;
+    Ok(verifier)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(StoreError::io("creating", layout::SIGNING_KEY))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(StoreError::io("writing", layout::SIGNING_KEY))
+}
+
+/// Creates the log files (no keys, no meta) in `backend`: for tests on memory backends.
+pub fn init_backend(backend: &Arc<dyn Backend>, _origin: &str) -> Result<()> {
+    LogFiles::create(backend)?;
+    let f = backend.open(layout::STATE, false).map_err(StoreError::io("opening", layout::STATE))?;
+    state::write(
+        &f,
+        &State { seq: 0, tree_size: 0, checkpoints_len: HEADER_LEN, newest_checkpoint_offset: None, streams_len: HEADER_LEN, next_segno: 0, open_segments: vec![] },
+    )
+}
+
+/// Reads `meta.json` and the signing key of a data directory.
+pub fn read_meta(dir: &Path) -> Result<Meta> {
+    let bytes = std::fs::read(dir.join(layout::META)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::NotADataDir(dir.display().to_string())
+        } else {
+            StoreError::Io { op: "reading", file: layout::META.into(), source: e }
+        }
+    })?;
+    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", layout::META)))?;
+    if meta.format_version > crate::header::FORMAT_VERSION {
+        return Err(StoreError::UnsupportedVersion {
+            file: layout::META.into(),
+            found: meta.format_version,
+            supported: crate::header::FORMAT_VERSION,
+        });
+    }
+    Ok(meta)
+}
+
+/// Reads the verifier key of a data directory.
+pub fn read_verifier(dir: &Path) -> Result<NoteVerifier> {
+    let text = std::fs::read_to_string(dir.join(layout::VERIFIER_KEY)).map_err(StoreError::io("reading", layout::VERIFIER_KEY))?;
+    NoteVerifier::parse(&text).map_err(|e| StoreError::Key(format!("{}: {e}", layout::VERIFIER_KEY)))
+}
+
+fn read_signer(dir: &Path) -> Result<NoteSigner> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(layout::SIGNING_KEY);
+    let md = std::fs::metadata(&path).map_err(StoreError::io("reading", layout::SIGNING_KEY))?;
+    if md.permissions().mode() & 0o077 != 0 {
+        return Err(StoreError::Key(format!(
+            "{} is readable by group or others (mode {:o}); run `chmod 600` on it",
+            path.display(),
+            md.permissions().mode() & 0o777
+        )));
+    }
+    let text = std::fs::read_to_string(&path).map_err(StoreError::io("reading", layout::SIGNING_KEY))?;
+    NoteSigner::parse(&text).map_err(|e| StoreError::Key(format!("{}: {e}", layout::SIGNING_KEY)))
+}
+
+impl Log {
+    /// Opens the data directory at `dir` as its writer: takes the lock (failing with
+    /// [`StoreError::Locked`] if another process holds it), checks versions and key,
+    /// and recovers.
+    pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
+        let meta = read_meta(dir)?;
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(layout::LOCK))
+            .map_err(StoreError::io("opening", layout::LOCK))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked),
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Io { op: "locking", file: layout::LOCK.into(), source: e }),
+        }
+        let signer = read_signer(dir)?;
+        if signer.name() != meta.origin {
+            return Err(StoreError::Key(format!("key name {:?} differs from origin {:?}", signer.name(), meta.origin)));
+        }
+        let backend: Arc<dyn Backend> = Arc::new(FileBackend::new(dir));
+        let mut log = Log::open_backend(backend, &meta.origin, signer, options)?;
+        log._lock = Some(lock);
+        Ok(log)
+    }
+
+    /// Opens a log over any backend (tests use the memory backend).
+    pub fn open_backend(backend: Arc<dyn Backend>, origin: &str, signer: NoteSigner, options: LogOptions) -> Result<Log> {
+        let files = Arc::new(LogFiles::open(backend, true)?);
+        let rec: Recovered = recover::recover(&files)?;
+        let mut open_segments = HashMap::new();
+        for s in &rec.open_segments {
+            let (file, _) = files.segment(s.segno)?;
+            open_segments.insert(s.stream, OpenSegment { segno: s.segno, file, len: s.len, window_start_ns: s.window_start_ns });
+        }
+        let last_received_ns = if rec.size > 0 { files.read_leaf(rec.size - 1)?.received_ns } else { 0 };
+        let reader = LogReader::from_parts(files.clone(), origin, signer.verifier(), rec.size, rec.streams.clone(), rec.newest_checkpoint.clone());
+        let mut state = rec.state.clone();
+        state.tree_size = rec.size;
+        state.streams_len = rec.streams_len;
+        state.checkpoints_len = rec.checkpoints_len;
+        state.newest_checkpoint_offset = rec.newest_checkpoint.as_ref().map(|c| c.offset);
+        state.next_segno = rec.next_segno;
+        state.open_segments = rec.open_segments.clone();
+        Ok(Log {
+            files,
+            reader,
+            options,
+            signer,
+            frontier: rec.frontier,
+            streams: rec.streams,
+            streams_len: rec.streams_len,
+            open_segments,
+            next_segno: rec.next_segno,
+            state,
+            checkpoints_len: rec.checkpoints_len,
+            newest_checkpoint: rec.newest_checkpoint,
+            last_received_ns,
+            poisoned: None,
+            _lock: None,
+        })
+    }
+
+    /// A reader that shares this writer's files and sees each commit once it is durable.
+    pub fn reader(&self) -> LogReader {
+        self.reader.clone()
+    }
+
+    /// Number of entries (durable).
+    pub fn tree_size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Root hash of the current tree.
+    pub fn root_hash(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// The newest signed checkpoint.
+    pub fn newest_checkpoint(&self) -> Option<&StoredCheckpoint> {
+        self.newest_checkpoint.as_ref()
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    /// Why the log stopped accepting writes, if it did.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(p) => Err(StoreError::Poisoned(p.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Any write or sync failure poisons the log: the state of the files is unknown
+    /// until recovery, so nothing more is acknowledged.
+    fn poison<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r
+            && matches!(e, StoreError::Io { .. })
+        {
+            self.poisoned = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Appends `entries` as one group commit: all are durable when this returns `Ok`,
+    /// none are visible if it fails. Entries of a stream not seen before are preceded by
+    /// a stele record registering the stream.
+    pub fn append(&mut self, entries: &[NewEntry<'_>]) -> Result<Appended> {
+        self.check_poisoned()?;
+        for e in entries {
+            if e.payload.len() > self.options.max_entry_bytes {
+                return Err(StoreError::EntryTooLarge { size: e.payload.len(), limit: self.options.max_entry_bytes });
+            }
+        }
+        // Resolve streams; new ones get a registration record in this same commit.
+        let mut new_streams: Vec<StreamRecord> = Vec::new();
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut pending: HashMap<&str, u32> = HashMap::new();
+        for e in entries {
+            let id = match self.streams.id(e.stream).or_else(|| pending.get(e.stream).copied()) {
+                Some(id) => id,
+                None => {
+                    streams::check_stream_name(e.stream)?;
+                    let id = self.streams.next_id() + new_streams.len() as u32;
+                    new_streams.push(StreamRecord { id, name: e.stream.to_string() });
+                    pending.insert(e.stream, id);
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        let system_payloads: Vec<Vec<u8>> = new_streams
+            .iter()
+            .map(|r| serde_json::to_vec(&serde_json::json!({"type": "stream", "stream_id": r.id, "name": r.name})).expect("json"))
+            .collect();
+        let mut all: Vec<(u32, u8, &[u8])> = Vec::with_capacity(entries.len() + system_payloads.len());
+        for p in &system_payloads {
+            all.push((SYSTEM_STREAM_ID, FORMAT_STELE_RECORD, p));
+        }
+        for (e, id) in entries.iter().zip(&ids) {
+            all.push((*id, e.format, e.payload));
+        }
+        let r = self.commit(&all, &new_streams);
+        let r = self.poison(r)?;
+        let skip = system_payloads.len();
+        Ok(Appended {
+            indexes: r.0[skip..].to_vec(),
+            leaf_hashes: r.1[skip..].to_vec(),
+            received_ns: r.2,
+            tree_size: self.frontier.size(),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit(&mut self, all: &[(u32, u8, &[u8])], new_streams: &[StreamRecord]) -> Result<(Vec<u64>, Vec<Hash>, u64)> {
+        let first = self.frontier.size();
+        let received_ns = now_ns().max(self.last_received_ns);
+        let mut salts = vec![0u8; all.len() * SALT_LEN];
+        getrandom::fill(&mut salts).map_err(|e| StoreError::Io { op: "reading randomness", file: "getrandom".into(), source: std::io::Error::other(e.to_string()) })?;
+
+        // Leaves (salted digests) and chunks (compression) are computed in parallel.
+        let leaves: Vec<[u8; LEAF_LEN]> = par_map(all.len(), |i| {
+            let (stream, format, payload) = all[i];
+            let salt: [u8; SALT_LEN] = salts[i * SALT_LEN..(i + 1) * SALT_LEN].try_into().expect("16");
+            Leaf::new(format, stream, received_ns, salt, payload).encode()
+        });
+        let leaf_hashes: Vec<Hash> = par_map(leaves.len(), |i| leaf_hash(&leaves[i]));
+
+        // Group entries per stream into chunks of about CHUNK_TARGET_BYTES.
+        let mut per_stream: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, (stream, _, _)) in all.iter().enumerate() {
+            per_stream.entry(*stream).or_default().push(i);
+        }
+        let mut chunk_jobs: Vec<(u32, Vec<usize>)> = Vec::new();
+        for (stream, idxs) in per_stream {
+            let mut cur = Vec::new();
+            let mut bytes = 0usize;
+            for i in idxs {
+                if !cur.is_empty() && bytes + all[i].2.len() > CHUNK_TARGET_BYTES {
+                    chunk_jobs.push((stream, std::mem::take(&mut cur)));
+                    bytes = 0;
+                }
+                bytes += all[i].2.len();
+                cur.push(i);
+            }
+            chunk_jobs.push((stream, cur));
+        }
+        let compression = self.options.compression;
+        let encoded: Vec<Vec<u8>> = par_map_min(chunk_jobs.len(), 2, |j| {
+            let items: Vec<(u64, &[u8])> = chunk_jobs[j].1.iter().map(|&i| (first + i as u64, all[i].2)).collect();
+            chunk::encode(&items, compression)
+        });
+
+        // Place chunks in segments.
+        let window = self.options.segment_window_ns.max(1);
+        let window_start = received_ns - received_ns % window;
+        let mut locators = vec![Locator { segno: 0, offset: 0 }; all.len()];
+        let mut seg_writes: BTreeMap<u32, (Arc<dyn StorageFile>, u64, Vec<u8>)> = BTreeMap::new();
+        for ((stream, idxs), bytes) in chunk_jobs.iter().zip(&encoded) {
+            let need_new = match self.open_segments.get(stream) {
+                None => true,
+                Some(s) => s.window_start_ns != window_start || s.len + bytes.len() as u64 > self.options.segment_max_bytes && s.len > HEADER_LEN,
+            };
+            if need_new {
+                let segno = self.next_segno;
+                self.next_segno += 1;
+                let file = self.files.create_segment(segno, SegmentInfo { stream: *stream, window_start_ns: window_start })?;
+                self.open_segments.insert(*stream, OpenSegment { segno, file, len: HEADER_LEN, window_start_ns: window_start });
+            }
+            let seg = self.open_segments.get_mut(stream).expect("inserted above");
+            let w = seg_writes.entry(seg.segno).or_insert_with(|| (seg.file.clone(), seg.len, Vec::new()));
+            let offset = seg.len;
+            for &i in idxs {
+                locators[i] = Locator { segno: seg.segno, offset };
+            }
+            w.2.extend_from_slice(bytes);
+            seg.len += bytes.len() as u64;
+        }
+
+        // Tree: level-0 hashes and every completed node of a stored tile level.
+        let mut level_bytes: BTreeMap<u32, (u64, Vec<u8>)> = BTreeMap::new();
+        for h in &leaf_hashes {
+            self.frontier.push(*h, |level, index, hash| {
+                if level % TILE_HEIGHT == 0 {
+                    let e = level_bytes.entry(level / TILE_HEIGHT).or_insert((index, Vec::new()));
+                    e.1.extend_from_slice(&hash.0);
+                }
+            });
+        }
+
+        // Write everything, then sync everything; only then is the commit acknowledged.
+        let leaf_bytes: Vec<u8> = leaves.iter().flatten().copied().collect();
+        let loc_bytes: Vec<u8> = locators.iter().flat_map(|l| l.encode()).collect();
+        let mut to_sync: Vec<(Arc<dyn StorageFile>, String)> = Vec::new();
+        for (segno, (file, offset, bytes)) in &seg_writes {
+            let name = layout::segment(*segno);
+            file.write_at(*offset, bytes).map_err(StoreError::io("writing", &name))?;
+            to_sync.push((file.clone(), name));
+        }
+        if !new_streams.is_empty() {
+            let mut b = Vec::new();
+            for r in new_streams {
+                b.extend_from_slice(&records::frame(&serde_json::to_vec(r).expect("json")));
+            }
+            self.files.streams.write_at(self.streams_len, &b).map_err(StoreError::io("writing", layout::STREAMS))?;
+            self.streams_len += b.len() as u64;
+            to_sync.push((self.files.streams.clone(), layout::STREAMS.into()));
+        }
+        self.files.leaves.write_at(HEADER_LEN + first * LEAF_LEN as u64, &leaf_bytes).map_err(StoreError::io("writing", layout::LEAVES))?;
+        to_sync.push((self.files.leaves.clone(), layout::LEAVES.into()));
+        self.files.locators.write_at(HEADER_LEN + first * LOCATOR_LEN as u64, &loc_bytes).map_err(StoreError::io("writing", layout::LOCATORS))?;
+        to_sync.push((self.files.locators.clone(), layout::LOCATORS.into()));
+        for (k, (start, bytes)) in &level_bytes {
+            debug_assert_eq!(bytes.len() % HASH_LEN, 0);
+            self.files.hashes.write_at(*k, *start, bytes)?;
+            to_sync.push((self.files.hashes.file(*k)?, layout::hash_level(*k)));
+        }
+        sync_all(&to_sync)?;
+
+        for r in new_streams {
+            self.streams.insert(r.id, r.name.clone());
+        }
+        self.last_received_ns = received_ns;
+        let indexes = (first..first + all.len() as u64).collect();
+        self.reader.publish(self.frontier.size(), if new_streams.is_empty() { None } else { Some(&self.streams) });
+        Ok((indexes, leaf_hashes, received_ns))
+    }
+
+    /// Signs a checkpoint over the current (durable) tree if it grew since the last one,
+    /// stores it, and writes the recovery anchor. Returns the new checkpoint.
+    pub fn sign_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>> {
+        self.check_poisoned()?;
+        let size = self.frontier.size();
+        if self.newest_checkpoint.as_ref().is_some_and(|c| c.tree_size == size) {
+            return Ok(None);
+        }
+        let r = self.write_checkpoint(size);
+        self.poison(r).map(Some)
+    }
+
+    fn write_checkpoint(&mut self, size: u64) -> Result<StoredCheckpoint> {
+        let body = Checkpoint { origin: self.signer.name().to_string(), tree_size: size, root_hash: self.frontier.root(), extensions: vec![] };
+        let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
+        let cp = StoredCheckpoint { tree_size: size, signed_ns: now_ns(), note, offset: self.checkpoints_len };
+        let framed = records::frame(&cp.encode());
+        self.files.checkpoints.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;
+        self.files.checkpoints.sync().map_err(StoreError::io("syncing", layout::CHECKPOINTS))?;
+        self.checkpoints_len += framed.len() as u64;
+        self.state = State {
+            seq: self.state.seq + 1,
+            tree_size: size,
+            checkpoints_len: self.checkpoints_len,
+            newest_checkpoint_offset: Some(cp.offset),
+            streams_len: self.streams_len,
+            next_segno: self.next_segno,
+            open_segments: self
+                .open_segments
+                .iter()
+                .map(|(stream, s)| OpenSegmentState { segno: s.segno, stream: *stream, window_start_ns: s.window_start_ns, len: s.len })
+                .collect(),
+        };
+        state::write(&self.files.state, &self.state)?;
+        self.newest_checkpoint = Some(cp.clone());
+        self.reader.publish_checkpoint(cp.clone());
+        Ok(cp)
+    }
+}
+
+fn sync_all(files: &[(Arc<dyn StorageFile>, String)]) -> Result<()> {
+    // Syncs run in parallel: on one device the file system batches them.
+    if files.len() <= 1 {
+        for (f, name) in files {
+            f.sync().map_err(StoreError::io("syncing", name))?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files.iter().map(|(f, name)| s.spawn(move || f.sync().map_err(StoreError::io("syncing", name)))).collect();
+        let mut result = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| Err(StoreError::Poisoned("sync thread panicked".into())));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
+/// Maps `f` over `0..n` on up to two threads (the work per item is hashing or
+/// compression); small inputs stay on the calling thread.
+pub(crate) fn par_map<T: Send, F: Fn(usize) -> T + Sync>(n: usize, f: F) -> Vec<T> {
+    par_map_min(n, 64, f)
+}
+
+/// [`par_map`] that goes parallel from `min_items` items.
+pub(crate) fn par_map_min<T: Send, F: Fn(usize) -> T + Sync>(n: usize, min_items: usize, f: F) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(4).min(n.max(1));
+    if n < min_items || threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || (t * per..((t + 1) * per).min(n)).map(f).collect::<Vec<T>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("worker panicked")).collect()
+    })
+}

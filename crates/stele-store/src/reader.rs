@@ -1,0 +1,205 @@
+//! Reading a log: entries, roots, proofs and checkpoints. A reader either shares a
+//! writer's files (and sees each commit once durable) or opens a data directory
+//! read-only beside a running writer in another process.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use stele_tlog::hash::{Hash, leaf_hash};
+use stele_tlog::leaf::Leaf;
+use stele_tlog::merkle::{self, ProofError};
+use stele_tlog::note::NoteVerifier;
+
+use crate::backend::{Backend, FileBackend};
+use crate::checkpoints::{self, StoredCheckpoint};
+use crate::error::{Result, StoreError};
+use crate::files::LogFiles;
+use crate::log::{read_meta, read_verifier};
+use crate::recover;
+use crate::streams::Streams;
+
+/// One entry as read back: its leaf and payload (checked against the leaf).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Index in the log.
+    pub index: u64,
+    /// The leaf record.
+    pub leaf: Leaf,
+    /// `SHA-256(0x00 ‖ leaf)`.
+    pub leaf_hash: Hash,
+    /// Stream name.
+    pub stream: String,
+    /// The payload, byte for byte as appended.
+    pub payload: Vec<u8>,
+}
+
+struct Inner {
+    files: Arc<LogFiles>,
+    origin: String,
+    verifier: NoteVerifier,
+    size: AtomicU64,
+    streams: RwLock<Streams>,
+    newest: RwLock<Option<StoredCheckpoint>>,
+}
+
+/// A cheap-to-clone handle for reading a log.
+#[derive(Clone)]
+pub struct LogReader {
+    inner: Arc<Inner>,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LogReader {
+    /// Opens the data directory at `dir` read-only (no lock; a writer may be running).
+    /// The size is the intact, durable prefix found by the same checks recovery uses.
+    pub fn open(dir: &Path) -> Result<LogReader> {
+        let meta = read_meta(dir)?;
+        let verifier = read_verifier(dir)?;
+        if verifier.name() != meta.origin {
+            return Err(StoreError::Key(format!("verifier key name {:?} differs from origin {:?}", verifier.name(), meta.origin)));
+        }
+        LogReader::open_backend(Arc::new(FileBackend::read_only(dir)), &meta.origin, verifier)
+    }
+
+    /// Opens a log read-only over any backend.
+    pub fn open_backend(backend: Arc<dyn Backend>, origin: &str, verifier: NoteVerifier) -> Result<LogReader> {
+        let files = Arc::new(LogFiles::open(backend, false)?);
+        let rec = recover::recover(&files)?;
+        Ok(LogReader::from_parts(files, origin, verifier, rec.size, rec.streams, rec.newest_checkpoint))
+    }
+
+    pub(crate) fn from_parts(
+        files: Arc<LogFiles>,
+        origin: &str,
+        verifier: NoteVerifier,
+        size: u64,
+        streams: Streams,
+        newest: Option<StoredCheckpoint>,
+    ) -> LogReader {
+        LogReader {
+            inner: Arc::new(Inner {
+                files,
+                origin: origin.to_string(),
+                verifier,
+                size: AtomicU64::new(size),
+                streams: RwLock::new(streams),
+                newest: RwLock::new(newest),
+            }),
+        }
+    }
+
+    pub(crate) fn publish(&self, size: u64, streams: Option<&Streams>) {
+        if let Some(s) = streams {
+            *self.inner.streams.write().unwrap_or_else(|p| p.into_inner()) = s.clone();
+        }
+        self.inner.size.store(size, Ordering::Release);
+    }
+
+    pub(crate) fn publish_checkpoint(&self, cp: StoredCheckpoint) {
+        *self.inner.newest.write().unwrap_or_else(|p| p.into_inner()) = Some(cp);
+    }
+
+    /// The open files (for verification).
+    pub fn files(&self) -> &LogFiles {
+        &self.inner.files
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.inner.verifier
+    }
+
+    /// Number of durable entries.
+    pub fn tree_size(&self) -> u64 {
+        self.inner.size.load(Ordering::Acquire)
+    }
+
+    /// The stream table.
+    pub fn streams(&self) -> Streams {
+        read_lock(&self.inner.streams).clone()
+    }
+
+    /// Name of stream `id`.
+    pub fn stream_name(&self, id: u32) -> Option<String> {
+        read_lock(&self.inner.streams).name(id).map(str::to_string)
+    }
+
+    /// The newest signed checkpoint.
+    pub fn newest_checkpoint(&self) -> Option<StoredCheckpoint> {
+        read_lock(&self.inner.newest).clone()
+    }
+
+    /// Every stored checkpoint, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
+        let valid = match self.newest_checkpoint() {
+            Some(c) => c.offset + 1,
+            None => return Ok(vec![]),
+        };
+        checkpoints::read_all(&self.inner.files, valid)
+    }
+
+    fn check_index(&self, index: u64) -> Result<()> {
+        let tree_size = self.tree_size();
+        if index >= tree_size {
+            return Err(StoreError::NoSuchEntry { index, tree_size });
+        }
+        Ok(())
+    }
+
+    /// Leaf of entry `index`.
+    pub fn leaf(&self, index: u64) -> Result<Leaf> {
+        self.check_index(index)?;
+        self.inner.files.read_leaf(index)
+    }
+
+    /// Entry `index` with its payload, checked against the leaf digest (a payload that
+    /// does not match is reported as damage, never returned).
+    pub fn entry(&self, index: u64) -> Result<Entry> {
+        self.check_index(index)?;
+        let raw = self.inner.files.read_leaf_bytes(index, 1)?;
+        let leaf = Leaf::decode(&raw).map_err(|e| StoreError::Corrupt(format!("entry {index}: {e}")))?;
+        let payload = self.inner.files.read_payload(index, &leaf)?;
+        let stream = self.stream_name(leaf.stream_id).unwrap_or_else(|| format!("#{}", leaf.stream_id));
+        Ok(Entry { index, leaf, leaf_hash: leaf_hash(&raw), stream, payload })
+    }
+
+    /// Root hash of the tree of `tree_size` leaves.
+    pub fn root_hash(&self, tree_size: u64) -> Result<Hash> {
+        if tree_size > self.tree_size() {
+            return Err(StoreError::InvalidArgument(format!("tree size {tree_size} is beyond the log's {}", self.tree_size())));
+        }
+        merkle::root_hash(&self.inner.files.hashes, tree_size)
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size` leaves.
+    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>> {
+        if tree_size > self.tree_size() {
+            return Err(StoreError::InvalidArgument(format!("tree size {tree_size} is beyond the log's {}", self.tree_size())));
+        }
+        merkle::inclusion_proof(&self.inner.files.hashes, index, tree_size).map_err(proof_err)
+    }
+
+    /// RFC 9162 consistency proof between tree sizes `first` and `second`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>> {
+        if second > self.tree_size() {
+            return Err(StoreError::InvalidArgument(format!("tree size {second} is beyond the log's {}", self.tree_size())));
+        }
+        merkle::consistency_proof(&self.inner.files.hashes, first, second).map_err(proof_err)
+    }
+}
+
+fn proof_err(e: ProofError<StoreError>) -> StoreError {
+    match e {
+        ProofError::Read(e) => e,
+        other => StoreError::InvalidArgument(other.to_string()),
+    }
+}
