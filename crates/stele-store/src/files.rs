@@ -239,6 +239,17 @@ impl LogFiles {
         Ok(c)
     }
 
+    /// Reads, checks and decodes the chunk at `offset` of segment `segno`, bypassing the
+    /// cache (for sequential scans).
+    pub fn read_chunk_uncached(&self, segno: u32, offset: u64) -> Result<Arc<Chunk>> {
+        let h = self.read_chunk_header(segno, offset)?;
+        let (f, _) = self.segment(segno)?;
+        let name = layout::segment(segno);
+        let mut bytes = vec![0u8; h.total_len() as usize];
+        f.read_at(offset, &mut bytes).map_err(|e| io_or_corrupt(e, &name, offset, "chunk extends past the end of the segment"))?;
+        Ok(Arc::new(chunk::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))?))
+    }
+
     /// Reads payload of entry `index` and checks it against its leaf.
     pub fn read_payload(&self, index: u64, leaf: &Leaf) -> Result<Vec<u8>> {
         let loc = self.read_locators(index, 1)?[0];

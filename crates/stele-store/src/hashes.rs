@@ -39,6 +39,16 @@ impl HashLevels {
                 break;
             }
             let f = backend.open(&name, false).map_err(StoreError::io("opening", &name))?;
+            // Upper levels are derived from level 0. One created just before a crash may
+            // lack its header; it is recreated empty and refilled by recovery.
+            if k > 0 && f.len().map_err(StoreError::io("reading", &name))? < HEADER_LEN {
+                if !writable {
+                    break;
+                }
+                f.set_len(0).map_err(StoreError::io("truncating", &name))?;
+                Header::new(Kind::Hashes, k, 0, 0).write(&f, &name)?;
+                f.sync().map_err(StoreError::io("syncing", &name))?;
+            }
             let h = Header::read(&f, &name, Kind::Hashes)?;
             if h.a != k {
                 return Err(StoreError::Corrupt(format!("{name}: header says tile level {}", h.a)));
@@ -73,6 +83,7 @@ impl HashLevels {
             }
             let f = self.backend.open(&name, true).map_err(StoreError::io("creating", &name))?;
             Header::new(Kind::Hashes, level, 0, 0).write(&f, &name)?;
+            f.sync().map_err(StoreError::io("syncing", &name))?;
             files.push(f);
         }
         Ok(files[k as usize].clone())

@@ -42,6 +42,7 @@ pub mod records;
 pub mod recover;
 pub mod state;
 pub mod streams;
+pub mod verify;
 
 pub use error::{Result, StoreError};
 pub use log::{Log, LogOptions, NewEntry};

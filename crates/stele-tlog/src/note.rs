@@ -128,6 +128,24 @@ impl NoteVerifier {
     }
 }
 
+impl NoteVerifier {
+    /// Checks many `(text, signature)` pairs by this key at once with Ed25519 batch
+    /// verification (about twice as fast as one by one). `true` only if all verify;
+    /// on `false`, check them one by one with [`NoteVerifier::verify`] to find which.
+    pub fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> bool {
+        let mut sigs = Vec::with_capacity(items.len());
+        for (_, s) in items {
+            match ed25519_dalek::Signature::from_slice(s) {
+                Ok(sig) => sigs.push(sig),
+                Err(_) => return false,
+            }
+        }
+        let msgs: Vec<&[u8]> = items.iter().map(|(m, _)| *m).collect();
+        let keys = vec![self.key; items.len()];
+        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+    }
+}
+
 /// An Ed25519 note signer: key name plus private key.
 #[derive(Clone)]
 pub struct NoteSigner {

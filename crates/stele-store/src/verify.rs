@@ -1,0 +1,396 @@
+//! Full verification of a data directory: every payload against its leaf, every leaf
+//! hash against the stored hashes, the whole tree rebuilt and compared with every
+//! stored tile level, every kept checkpoint's signature and root, and the payload
+//! segments checked for missing, extra, duplicated or reordered chunks. Verification
+//! only reads; it never repairs.
+//!
+//! Memory stays bounded whatever the log size: entries are streamed in batches and
+//! only the chunks still being consumed are held.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stele_tlog::checkpoint::Checkpoint;
+use stele_tlog::hash::{Hash, leaf_hash};
+use stele_tlog::leaf::{LEAF_LEN, Leaf};
+use stele_tlog::merkle::Frontier;
+use stele_tlog::note::Note;
+use stele_tlog::tile::TILE_HEIGHT;
+
+use crate::chunk::Chunk;
+use crate::error::{Result, StoreError};
+use crate::files::{Locator, LogFiles};
+use crate::hashes::stored_count;
+use crate::header::HEADER_LEN;
+use crate::layout;
+use crate::log::par_map_min;
+use crate::reader::LogReader;
+
+/// Entries read per batch.
+const BATCH: u64 = 16_384;
+/// Problems recorded before verification stops collecting (it still finishes).
+const MAX_PROBLEMS: usize = 100;
+
+/// One thing verification found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The first entry affected, when there is one.
+    pub index: Option<u64>,
+    /// Where: a file name, with an offset when useful.
+    pub location: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "entry {i} ({}): {}", self.location, self.what),
+            None => write!(f, "{}: {}", self.location, self.what),
+        }
+    }
+}
+
+/// Result of a verification pass.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// Entries in the log.
+    pub tree_size: u64,
+    /// Root hash of the log.
+    pub root_hash: Hash,
+    /// Entries checked.
+    pub entries: u64,
+    /// Payload bytes checked.
+    pub payload_bytes: u64,
+    /// Checkpoints whose signature and root were checked.
+    pub checkpoints: u64,
+    /// Problems, first found first (at most 100).
+    pub problems: Vec<Problem>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl VerifyReport {
+    /// Whether nothing was wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, index: Option<u64>, location: impl Into<String>, what: impl Into<String>) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem { index, location: location.into(), what: what.into() });
+        }
+    }
+}
+
+/// Options of a verification pass.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// A signed checkpoint held outside the data directory; the log must contain it
+    /// and be consistent with it (catches a rollback that cut entries and checkpoints).
+    pub against: Option<Vec<u8>>,
+    /// Called with the number of entries checked so far.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+struct SegmentCursor {
+    /// Where the next chunk must start.
+    next_offset: u64,
+    /// The chunk being consumed: offset, decoded chunk, entries consumed.
+    current: Option<(u64, Arc<Chunk>, usize)>,
+}
+
+/// Verifies everything in the log behind `reader`.
+pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let files = reader.files();
+    let n = reader.tree_size();
+    let mut report = VerifyReport { tree_size: n, ..VerifyReport::default() };
+
+    // Checkpoints: parse, check signatures (batched) and order; roots are checked as
+    // the tree is rebuilt.
+    let mut expected_roots: BTreeMap<u64, Vec<(String, Hash)>> = BTreeMap::new();
+    let stored = reader.checkpoints()?;
+    check_checkpoints(reader, &stored, &mut report, &mut expected_roots);
+    if let Some(ext) = &options.against {
+        match open_outside(reader, ext) {
+            Ok(cp) if cp.tree_size > n => report.problem(
+                Some(n),
+                "--against",
+                format!(
+                    "the outside checkpoint covers {} entries but the log has only {n}: entries were removed (rollback or truncation)",
+                    cp.tree_size
+                ),
+            ),
+            Ok(cp) => expected_roots.entry(cp.tree_size).or_default().push(("the outside checkpoint".into(), cp.root_hash)),
+            Err(e) => report.problem(None, "--against", e),
+        }
+    }
+
+    let mut frontier = Frontier::new();
+    check_roots(&frontier, &mut expected_roots, &mut report);
+    let mut cursors: HashMap<u32, SegmentCursor> = HashMap::new();
+    let mut last_time = 0u64;
+    let streams = reader.streams();
+    let mut upper: BTreeMap<u32, (u64, Vec<Hash>)> = BTreeMap::new();
+    let mut start = 0u64;
+    while start < n {
+        let count = BATCH.min(n - start);
+        let leaves = files.read_leaf_bytes(start, count)?;
+        let locs = files.read_locators(start, count)?;
+        let stored_hashes = files.read_leaf_hashes(start, count)?;
+        let mut decoded: Vec<Option<Leaf>> = Vec::with_capacity(count as usize);
+        for j in 0..count as usize {
+            let index = start + j as u64;
+            let raw = &leaves[j * LEAF_LEN..(j + 1) * LEAF_LEN];
+            let h = leaf_hash(raw);
+            if h != stored_hashes[j] {
+                report.problem(Some(index), layout::hash_level(0), "stored leaf hash differs from the hash of the leaf record");
+            }
+            frontier.push(h, |level, idx, hash| {
+                if level > 0 && level % TILE_HEIGHT == 0 {
+                    upper.entry(level / TILE_HEIGHT).or_insert((idx, Vec::new())).1.push(*hash);
+                }
+            });
+            check_roots(&frontier, &mut expected_roots, &mut report);
+            match Leaf::decode(raw) {
+                Ok(leaf) => {
+                    if leaf.received_ns < last_time {
+                        report.problem(Some(index), layout::LEAVES, "received time goes backwards");
+                    }
+                    last_time = leaf.received_ns;
+                    if streams.name(leaf.stream_id).is_none() {
+                        report.problem(Some(index), layout::LEAVES, format!("unknown stream id {}", leaf.stream_id));
+                    }
+                    decoded.push(Some(leaf));
+                }
+                Err(e) => {
+                    report.problem(Some(index), layout::LEAVES, e.to_string());
+                    decoded.push(None);
+                }
+            }
+        }
+        check_payloads(files, start, &decoded, &locs, &mut cursors, &mut report)?;
+        check_upper_levels(files, &mut upper, &mut report)?;
+        start += count;
+        report.entries = start;
+        if let Some(p) = options.progress {
+            p(start);
+        }
+    }
+    // Every segment must end exactly after its last chunk, every chunk fully used.
+    for (segno, c) in &cursors {
+        let name = layout::segment(*segno);
+        if let Some((offset, chunk, used)) = &c.current
+            && *used < chunk.entries.len()
+        {
+            report.problem(Some(chunk.entries[*used].0), format!("{name} offset {offset}"), "chunk holds entries no locator names");
+        }
+        let (f, _) = files.segment(*segno)?;
+        let len = LogFiles::len(&f, &name)?;
+        if len != c.next_offset {
+            report.problem(None, format!("{name} offset {}", c.next_offset), format!("{} unexpected bytes after the last chunk", len as i64 - c.next_offset as i64));
+        }
+    }
+    for name in files.backend.list(layout::SEGMENTS_DIR).map_err(StoreError::io("listing", layout::SEGMENTS_DIR))? {
+        match layout::parse_segment(&name) {
+            Some(segno) if cursors.contains_key(&segno) => {}
+            _ => report.problem(None, format!("{}/{name}", layout::SEGMENTS_DIR), "segment file that no entry uses"),
+        }
+    }
+    // Stored hash levels must hold exactly the complete nodes.
+    for k in 0..files.hashes.levels() {
+        let have = files.hashes.len_of(k)?;
+        let want = stored_count(n, k);
+        if have != want {
+            report.problem(None, layout::hash_level(k), format!("holds {have} hashes, a tree of {n} leaves has {want}"));
+        }
+    }
+    for (size, roots) in &expected_roots {
+        for (what, _) in roots {
+            report.problem(None, layout::CHECKPOINTS, format!("{what} covers {size} entries, beyond the log's {n}"));
+        }
+    }
+    report.root_hash = frontier.root();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn open_outside(reader: &LogReader, bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
+    let v = stele_tlog::checkpoint::open_checkpoint(bytes, reader.verifier()).map_err(|e| format!("outside checkpoint: {e}"))?;
+    Ok(v.checkpoint)
+}
+
+fn check_checkpoints(
+    reader: &LogReader,
+    stored: &[crate::checkpoints::StoredCheckpoint],
+    report: &mut VerifyReport,
+    expected: &mut BTreeMap<u64, Vec<(String, Hash)>>,
+) {
+    let v = reader.verifier();
+    let mut prev_size = 0u64;
+    let mut batch: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    let flush = |batch: &mut Vec<(usize, Vec<u8>, Vec<u8>)>, report: &mut VerifyReport| {
+        if batch.is_empty() {
+            return;
+        }
+        let items: Vec<(&[u8], &[u8])> = batch.iter().map(|(_, m, s)| (m.as_slice(), s.as_slice())).collect();
+        if !v.verify_batch(&items) {
+            for (i, m, s) in batch.iter() {
+                if !v.verify(m, s) {
+                    let cp = &stored[*i];
+                    report.problem(None, format!("{} offset {}", layout::CHECKPOINTS, cp.offset), format!("checkpoint of size {}: signature does not verify", cp.tree_size));
+                }
+            }
+        }
+        batch.clear();
+    };
+    for (i, cp) in stored.iter().enumerate() {
+        let loc = format!("{} offset {}", layout::CHECKPOINTS, cp.offset);
+        let note = match Note::parse(cp.note.as_bytes()) {
+            Ok(n) => n,
+            Err(e) => {
+                report.problem(None, loc, format!("checkpoint note: {e}"));
+                continue;
+            }
+        };
+        let body = match Checkpoint::parse_body(&note.text) {
+            Ok(b) => b,
+            Err(e) => {
+                report.problem(None, loc, format!("checkpoint body: {e}"));
+                continue;
+            }
+        };
+        if body.origin != reader.origin() || body.tree_size != cp.tree_size {
+            report.problem(None, &loc, "checkpoint origin or size differs from its record");
+        }
+        if cp.tree_size < prev_size {
+            report.problem(None, &loc, format!("checkpoint sizes go backwards ({prev_size} then {})", cp.tree_size));
+        }
+        prev_size = cp.tree_size;
+        let sig = note.signatures.iter().find(|s| s.name == v.name() && s.key_id == v.key_id());
+        match sig {
+            Some(s) => batch.push((i, note.text.clone().into_bytes(), s.signature.clone())),
+            None => report.problem(None, &loc, "checkpoint has no signature by the log's key"),
+        }
+        if batch.len() == 1024 {
+            flush(&mut batch, report);
+        }
+        expected.entry(cp.tree_size).or_default().push((format!("checkpoint at {loc}"), body.root_hash));
+        report.checkpoints += 1;
+    }
+    flush(&mut batch, report);
+}
+
+fn check_roots(frontier: &Frontier, expected: &mut BTreeMap<u64, Vec<(String, Hash)>>, report: &mut VerifyReport) {
+    if let Some(roots) = expected.remove(&frontier.size()) {
+        let root = frontier.root();
+        for (what, want) in roots {
+            if want != root {
+                let size = frontier.size();
+                report.problem(
+                    Some(size.saturating_sub(1)),
+                    layout::CHECKPOINTS,
+                    format!("{what}: root for size {size} differs from the tree rebuilt from the leaves"),
+                );
+            }
+        }
+    }
+}
+
+fn check_upper_levels(files: &LogFiles, upper: &mut BTreeMap<u32, (u64, Vec<Hash>)>, report: &mut VerifyReport) -> Result<()> {
+    for (k, (start, hashes)) in std::mem::take(upper) {
+        let have = files.hashes.len_of(k)?;
+        let readable = have.saturating_sub(start).min(hashes.len() as u64);
+        let stored = if readable > 0 { files.hashes.read_range(k, start, readable)? } else { vec![] };
+        for (j, h) in hashes.iter().enumerate() {
+            if stored.get(j) != Some(h) {
+                let first = (start + j as u64) << (TILE_HEIGHT * k);
+                report.problem(Some(first), layout::hash_level(k), format!("stored hash of node {} differs from the rebuilt tree", start + j as u64));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the payloads of entries `[start, start + leaves.len())` and the order of
+/// chunks in their segments.
+fn check_payloads(
+    files: &LogFiles,
+    start: u64,
+    leaves: &[Option<Leaf>],
+    locs: &[Locator],
+    cursors: &mut HashMap<u32, SegmentCursor>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    // Chunks this batch starts to use, in first-use order, read and decoded in parallel.
+    let mut new_chunks: Vec<Locator> = Vec::new();
+    let mut seen: HashMap<Locator, ()> = HashMap::new();
+    for loc in locs {
+        let current = cursors.get(&loc.segno).and_then(|c| c.current.as_ref()).map(|(o, _, _)| *o);
+        if current != Some(loc.offset) && seen.insert(*loc, ()).is_none() {
+            new_chunks.push(*loc);
+        }
+    }
+    let decoded: Vec<std::result::Result<Arc<Chunk>, String>> =
+        par_map_min(new_chunks.len(), 2, |i| files.read_chunk_uncached(new_chunks[i].segno, new_chunks[i].offset).map_err(|e| e.to_string()));
+    let mut fresh: HashMap<Locator, std::result::Result<Arc<Chunk>, String>> = new_chunks.into_iter().zip(decoded).collect();
+
+    // Digests are checked in parallel too; the order checks are sequential.
+    let mut jobs: Vec<(u64, Leaf, Arc<Chunk>, usize)> = Vec::with_capacity(leaves.len());
+    for (j, loc) in locs.iter().enumerate() {
+        let index = start + j as u64;
+        let seg_name = layout::segment(loc.segno);
+        let cursor = cursors.entry(loc.segno).or_insert(SegmentCursor { next_offset: HEADER_LEN, current: None });
+        let is_current = cursor.current.as_ref().is_some_and(|(o, _, _)| *o == loc.offset);
+        if !is_current {
+            if let Some((offset, chunk, used)) = &cursor.current
+                && *used < chunk.entries.len()
+            {
+                report.problem(Some(chunk.entries[*used].0), format!("{seg_name} offset {offset}"), "chunk holds entries no locator names");
+            }
+            if loc.offset != cursor.next_offset {
+                report.problem(Some(index), format!("{seg_name} offset {}", loc.offset), format!("chunk is out of order (expected the next chunk at offset {})", cursor.next_offset));
+            }
+            match fresh.remove(loc) {
+                Some(Ok(chunk)) => {
+                    let total = files.read_chunk_header(loc.segno, loc.offset).map(|h| h.total_len()).unwrap_or(0);
+                    cursor.next_offset = loc.offset + total;
+                    cursor.current = Some((loc.offset, chunk, 0));
+                }
+                Some(Err(e)) => {
+                    report.problem(Some(index), format!("{seg_name} offset {}", loc.offset), e);
+                    cursor.current = None;
+                    continue;
+                }
+                None => {
+                    report.problem(Some(index), format!("{seg_name} offset {}", loc.offset), "locator names a chunk used before (duplicate)");
+                    continue;
+                }
+            }
+        }
+        let Some((offset, chunk, used)) = cursor.current.as_mut() else { continue };
+        match chunk.entries.get(*used) {
+            Some((ix, _)) if *ix == index => {
+                if let Some(leaf) = leaves[j] {
+                    jobs.push((index, leaf, chunk.clone(), *used));
+                }
+                *used += 1;
+            }
+            _ => report.problem(Some(index), format!("{seg_name} offset {offset}"), "the chunk the locator names does not hold this entry next"),
+        }
+    }
+    let matches: Vec<bool> = par_map_min(jobs.len(), 64, |i| {
+        let (_, leaf, chunk, pos) = &jobs[i];
+        leaf.matches_payload(&chunk.body[chunk.entries[*pos].1.clone()])
+    });
+    for ((index, _, chunk, pos), ok) in jobs.iter().zip(matches) {
+        report.payload_bytes += chunk.entries[*pos].1.len() as u64;
+        if !ok {
+            let loc = locs[(index - start) as usize];
+            report.problem(Some(*index), format!("{} offset {}", layout::segment(loc.segno), loc.offset), "payload does not match the leaf digest");
+        }
+    }
+    Ok(())
+}
