@@ -38,6 +38,10 @@ pub enum Kind {
     Streams,
     /// `state.dat`: recovery anchor slots.
     State,
+    /// `index/dir.dat`: query index directory (derived data).
+    IndexDirectory,
+    /// `index/blocks.dat`: query index blocks (derived data).
+    IndexBlocks,
 }
 
 impl Kind {
@@ -50,6 +54,8 @@ impl Kind {
             Kind::Checkpoints => *b"CP",
             Kind::Streams => *b"SR",
             Kind::State => *b"SS",
+            Kind::IndexDirectory => *b"ID",
+            Kind::IndexBlocks => *b"IB",
         }
     }
 }

@@ -1,0 +1,181 @@
+//! One index block: the normalized fields of entries `[first, first + count)`.
+//!
+//! Body (before zstd), integers big-endian: `u32` string count, then each string as
+//! `u16` length and bytes; then per entry: `i64` event time (`i64::MIN` when absent),
+//! `u64` received time, `u32` stream id, and `u32` actor, action, resource and outcome
+//! (0 when absent, else 1 + position in the string table).
+
+use stele_formats::Normalized;
+
+/// Entries per block.
+pub(crate) const BLOCK_ENTRIES: usize = 4096;
+/// Length of a directory record.
+pub(crate) const DIR_RECORD_LEN: usize = 64;
+
+/// Fields of one entry as kept in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) received_ns: u64,
+    pub(crate) stream: u32,
+    pub(crate) fields: Normalized,
+}
+
+impl Row {
+    /// The time `--since`/`--until` compare: the event's own time, else received.
+    pub(crate) fn effective_time(&self) -> i64 {
+        self.fields.event_time_ns.unwrap_or(self.received_ns as i64)
+    }
+}
+
+/// A directory record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirRecord {
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    pub(crate) block_crc: u32,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    pub(crate) min_received: u64,
+    pub(crate) max_received: u64,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+impl DirRecord {
+    pub(crate) fn encode(&self) -> [u8; DIR_RECORD_LEN] {
+        let mut b = [0u8; DIR_RECORD_LEN];
+        b[0..8].copy_from_slice(&self.first.to_be_bytes());
+        b[8..12].copy_from_slice(&self.count.to_be_bytes());
+        b[12..16].copy_from_slice(&self.block_crc.to_be_bytes());
+        b[16..24].copy_from_slice(&self.min_time.to_be_bytes());
+        b[24..32].copy_from_slice(&self.max_time.to_be_bytes());
+        b[32..40].copy_from_slice(&self.min_received.to_be_bytes());
+        b[40..48].copy_from_slice(&self.max_received.to_be_bytes());
+        b[48..56].copy_from_slice(&self.offset.to_be_bytes());
+        b[56..60].copy_from_slice(&self.len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<DirRecord> {
+        if b.len() != DIR_RECORD_LEN || crc32c::crc32c(&b[..60]).to_be_bytes() != b[60..64] {
+            return None;
+        }
+        let u64_at = |o: usize| u64::from_be_bytes(b[o..o + 8].try_into().expect("8"));
+        let u32_at = |o: usize| u32::from_be_bytes(b[o..o + 4].try_into().expect("4"));
+        Some(DirRecord {
+            first: u64_at(0),
+            count: u32_at(8),
+            block_crc: u32_at(12),
+            min_time: u64_at(16) as i64,
+            max_time: u64_at(24) as i64,
+            min_received: u64_at(32),
+            max_received: u64_at(40),
+            offset: u64_at(48),
+            len: u32_at(56),
+        })
+    }
+}
+
+fn intern<'a>(s: Option<&'a str>, ids: &mut std::collections::HashMap<&'a str, u32>, strings: &mut Vec<&'a str>) -> u32 {
+    match s {
+        None => 0,
+        Some(s) => {
+            let s = truncate_utf8(s, u16::MAX as usize);
+            *ids.entry(s).or_insert_with(|| {
+                strings.push(s);
+                strings.len() as u32
+            })
+        }
+    }
+}
+
+/// Encodes rows into a compressed block; returns the bytes and the directory bounds.
+pub(crate) fn encode(first: u64, rows: &[Row]) -> (Vec<u8>, DirRecord) {
+    let mut strings: Vec<&str> = Vec::new();
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut cols = Vec::with_capacity(rows.len() * 36);
+    for r in rows {
+        cols.extend_from_slice(&r.fields.event_time_ns.unwrap_or(i64::MIN).to_be_bytes());
+        cols.extend_from_slice(&r.received_ns.to_be_bytes());
+        cols.extend_from_slice(&r.stream.to_be_bytes());
+        for f in [&r.fields.actor, &r.fields.action, &r.fields.resource, &r.fields.outcome] {
+            cols.extend_from_slice(&intern(f.as_deref(), &mut ids, &mut strings).to_be_bytes());
+        }
+    }
+    let mut body = Vec::with_capacity(cols.len() + strings.len() * 16 + 4);
+    body.extend_from_slice(&(strings.len() as u32).to_be_bytes());
+    for s in &strings {
+        body.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        body.extend_from_slice(s.as_bytes());
+    }
+    body.extend_from_slice(&cols);
+    let bytes = zstd::bulk::compress(&body, 3).expect("zstd compression of an in-memory buffer");
+    let times = rows.iter().map(Row::effective_time);
+    let rec = DirRecord {
+        first,
+        count: rows.len() as u32,
+        block_crc: crc32c::crc32c(&bytes),
+        min_time: times.clone().min().unwrap_or(0),
+        max_time: times.max().unwrap_or(0),
+        min_received: rows.iter().map(|r| r.received_ns).min().unwrap_or(0),
+        max_received: rows.iter().map(|r| r.received_ns).max().unwrap_or(0),
+        offset: 0,
+        len: bytes.len() as u32,
+    };
+    (bytes, rec)
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Decodes a block's compressed bytes into rows; `None` if damaged.
+pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<Vec<Row>> {
+    let body = zstd::bulk::decompress(bytes, 64 << 20).ok()?;
+    let mut pos = 0usize;
+    let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+        let s = body.get(*pos..*pos + n)?;
+        *pos += n;
+        Some(s)
+    };
+    let nstrings = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?) as usize;
+    let mut strings = Vec::with_capacity(nstrings.min(1 << 20));
+    for _ in 0..nstrings {
+        let len = u16::from_be_bytes(take(&mut pos, 2)?.try_into().ok()?) as usize;
+        strings.push(std::str::from_utf8(take(&mut pos, len)?).ok()?.to_string());
+    }
+    let mut rows = Vec::with_capacity(count as usize);
+    let lookup = |id: u32| -> Option<Option<String>> {
+        if id == 0 { Some(None) } else { strings.get(id as usize - 1).cloned().map(Some) }
+    };
+    for _ in 0..count {
+        let t = i64::from_be_bytes(take(&mut pos, 8)?.try_into().ok()?);
+        let received_ns = u64::from_be_bytes(take(&mut pos, 8)?.try_into().ok()?);
+        let stream = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
+        let mut f = [0u32; 4];
+        for v in &mut f {
+            *v = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
+        }
+        rows.push(Row {
+            received_ns,
+            stream,
+            fields: Normalized {
+                event_time_ns: if t == i64::MIN { None } else { Some(t) },
+                actor: lookup(f[0])?,
+                action: lookup(f[1])?,
+                resource: lookup(f[2])?,
+                outcome: lookup(f[3])?,
+            },
+        });
+    }
+    (pos == body.len()).then_some(rows)
+}

@@ -1,0 +1,351 @@
+//! The index files, building blocks as entries arrive, catching up from the log, and
+//! running queries.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stele_formats::{EventFormat, FieldPointers, Normalized, Normalizer};
+use stele_store::backend::{Backend, FileBackend, StorageFile};
+use stele_store::header::{HEADER_LEN, Header, Kind};
+use stele_store::{LogReader, StoreError};
+
+use crate::block::{self, BLOCK_ENTRIES, DIR_RECORD_LEN, DirRecord, Row};
+use crate::query::{Hit, Query};
+
+const DIR: &str = "index/dir.dat";
+const BLOCKS: &str = "index/blocks.dat";
+const META: &str = "index/meta.json";
+
+/// Errors of the index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An index file could not be read or written.
+    #[error("query index {file}: {source}")]
+    Io {
+        /// File name.
+        file: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Entries were added out of order (a bug in the caller).
+    #[error("index expected entry {expected}, got {got}")]
+    OutOfOrder {
+        /// Next expected index.
+        expected: u64,
+        /// Index given.
+        got: u64,
+    },
+}
+
+fn io(file: &'static str) -> impl FnOnce(std::io::Error) -> IndexError {
+    move |source| IndexError::Io { file, source }
+}
+
+/// The query index of one data directory.
+pub struct Index {
+    reader: LogReader,
+    normalizer: Normalizer,
+    dir_file: Option<Arc<dyn StorageFile>>,
+    blocks_file: Arc<dyn StorageFile>,
+    dir: Arc<Vec<DirRecord>>,
+    blocks_len: u64,
+    pending_first: u64,
+    pending: Vec<Row>,
+}
+
+/// A point-in-time view for queries that runs without holding the index.
+#[derive(Clone)]
+pub struct Snapshot {
+    reader: LogReader,
+    normalizer: Normalizer,
+    blocks_file: Arc<dyn StorageFile>,
+    dir: Arc<Vec<DirRecord>>,
+    pending_first: u64,
+    pending: Arc<Vec<Row>>,
+}
+
+fn fingerprint(pointers: &FieldPointers) -> String {
+    let json = serde_json::to_vec(pointers).expect("pointers serialize");
+    format!("{:08x}", crc32c::crc32c(&json))
+}
+
+impl Index {
+    /// Opens the index of the data directory `data_dir` for the log behind `reader`.
+    /// Damaged or stale parts (a different field configuration, records past a damaged
+    /// one) are dropped; when `writable`, the files are repaired and the caller should
+    /// [`Index::catch_up`]. Read-only opens never change files.
+    pub fn open(data_dir: &Path, reader: LogReader, pointers: &FieldPointers, writable: bool) -> Result<Index, IndexError> {
+        let backend: Arc<dyn Backend> =
+            if writable { Arc::new(FileBackend::new(data_dir)) } else { Arc::new(FileBackend::read_only(data_dir)) };
+        let meta_path: PathBuf = data_dir.join(META);
+        let fp = fingerprint(pointers);
+        let stale = std::fs::read_to_string(&meta_path).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["fields"].as_str().map(|f| f != fp))
+            .unwrap_or(true);
+        let normalizer = Normalizer::new(pointers);
+        if !writable && (stale || !backend.exists(DIR) || !backend.exists(BLOCKS)) {
+            // Nothing usable: every query scans the log (correct, only slower).
+            let empty: Arc<dyn StorageFile> = Arc::new(EmptyFile);
+            return Ok(Index { reader, normalizer, dir_file: None, blocks_file: empty, dir: Arc::new(vec![]), blocks_len: 0, pending_first: 0, pending: vec![] });
+        }
+        let dir_file = backend.open(DIR, writable).map_err(io(DIR))?;
+        let blocks_file = backend.open(BLOCKS, writable).map_err(io(BLOCKS))?;
+        let mut fresh = stale;
+        for (f, name, kind) in [(&dir_file, DIR, Kind::IndexDirectory), (&blocks_file, BLOCKS, Kind::IndexBlocks)] {
+            if Header::read(f, name, kind).is_err() {
+                fresh = true;
+            }
+        }
+        if fresh {
+            if !writable {
+                let empty: Arc<dyn StorageFile> = Arc::new(EmptyFile);
+                return Ok(Index { reader, normalizer, dir_file: None, blocks_file: empty, dir: Arc::new(vec![]), blocks_len: 0, pending_first: 0, pending: vec![] });
+            }
+            for (f, name, kind) in [(&dir_file, DIR, Kind::IndexDirectory), (&blocks_file, BLOCKS, Kind::IndexBlocks)] {
+                f.set_len(0).map_err(io(name))?;
+                Header::new(kind, 0, 0, 0).write(f, name).map_err(|e| IndexError::Store(e))?;
+            }
+            std::fs::write(&meta_path, serde_json::json!({"version": 1, "fields": fp}).to_string()).map_err(io(META))?;
+        }
+        // Directory records: keep the valid, contiguous prefix whose blocks exist.
+        let dir_len = dir_file.len().map_err(io(DIR))?;
+        let blocks_len_on_disk = blocks_file.len().map_err(io(BLOCKS))?;
+        let n = dir_len.saturating_sub(HEADER_LEN) / DIR_RECORD_LEN as u64;
+        let mut buf = vec![0u8; n as usize * DIR_RECORD_LEN];
+        dir_file.read_at(HEADER_LEN, &mut buf).map_err(io(DIR))?;
+        let tree_size = reader.tree_size();
+        let mut dir = Vec::with_capacity(n as usize);
+        let (mut next, mut end) = (0u64, HEADER_LEN);
+        for rec in buf.chunks_exact(DIR_RECORD_LEN) {
+            match DirRecord::decode(rec) {
+                Some(r) if r.first == next && r.offset == end && r.offset + u64::from(r.len) <= blocks_len_on_disk && r.first + u64::from(r.count) <= tree_size => {
+                    next = r.first + u64::from(r.count);
+                    end = r.offset + u64::from(r.len);
+                    dir.push(r);
+                }
+                _ => break,
+            }
+        }
+        if writable {
+            dir_file.set_len(HEADER_LEN + (dir.len() * DIR_RECORD_LEN) as u64).map_err(io(DIR))?;
+            blocks_file.set_len(end).map_err(io(BLOCKS))?;
+        }
+        Ok(Index {
+            reader,
+            normalizer,
+            dir_file: writable.then_some(dir_file),
+            blocks_file,
+            dir: Arc::new(dir),
+            blocks_len: end,
+            pending_first: next,
+            pending: Vec::with_capacity(BLOCK_ENTRIES),
+        })
+    }
+
+    /// Removes the index files of `data_dir` (the next writable open rebuilds them).
+    pub fn remove(data_dir: &Path) -> Result<(), IndexError> {
+        for name in [DIR, BLOCKS, META] {
+            match std::fs::remove_file(data_dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IndexError::Io { file: name, source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries covered by the index (blocks and pending rows).
+    pub fn indexed_size(&self) -> u64 {
+        self.pending_first + self.pending.len() as u64
+    }
+
+    /// Entries covered by blocks on disk.
+    pub fn flushed_size(&self) -> u64 {
+        self.pending_first
+    }
+
+    /// Adds entry `index` with its fields. Entries must come in order; a gap (stele's
+    /// own records appended in the same commit) is filled from the log.
+    pub fn add(&mut self, index: u64, received_ns: u64, stream: u32, fields: Normalized) -> Result<(), IndexError> {
+        let next = self.indexed_size();
+        if index < next {
+            return Err(IndexError::OutOfOrder { expected: next, got: index });
+        }
+        if index > next {
+            self.catch_up_to(index)?;
+        }
+        self.push(Row { received_ns, stream, fields })
+    }
+
+    fn push(&mut self, row: Row) -> Result<(), IndexError> {
+        self.pending.push(row);
+        if self.pending.len() >= BLOCK_ENTRIES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Indexes every entry of the log not yet indexed, reading and normalizing payloads.
+    /// Returns how many entries were added.
+    pub fn catch_up(&mut self) -> Result<u64, IndexError> {
+        let before = self.indexed_size();
+        self.catch_up_to(self.reader.tree_size())?;
+        Ok(self.indexed_size() - before)
+    }
+
+    fn catch_up_to(&mut self, end: u64) -> Result<(), IndexError> {
+        while self.indexed_size() < end {
+            let i = self.indexed_size();
+            let row = row_from_log(&self.reader, &self.normalizer, i)?;
+            self.push(row)?;
+        }
+        Ok(())
+    }
+
+    /// Writes pending rows as a block (also a short one). Index files are derived data
+    /// and are not synced: after a crash, damaged records are dropped and rebuilt.
+    pub fn flush(&mut self) -> Result<(), IndexError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(dir_file) = &self.dir_file else {
+            return Ok(());
+        };
+        let (bytes, mut rec) = block::encode(self.pending_first, &self.pending);
+        rec.offset = self.blocks_len;
+        self.blocks_file.write_at(self.blocks_len, &bytes).map_err(io(BLOCKS))?;
+        dir_file.write_at(HEADER_LEN + (self.dir.len() * DIR_RECORD_LEN) as u64, &rec.encode()).map_err(io(DIR))?;
+        self.blocks_len += bytes.len() as u64;
+        self.pending_first += self.pending.len() as u64;
+        self.pending.clear();
+        Arc::make_mut(&mut self.dir).push(rec);
+        Ok(())
+    }
+
+    /// A view for running queries without holding `self`.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            reader: self.reader.clone(),
+            normalizer: self.normalizer.clone(),
+            blocks_file: self.blocks_file.clone(),
+            dir: self.dir.clone(),
+            pending_first: self.pending_first,
+            pending: Arc::new(self.pending.clone()),
+        }
+    }
+
+    /// Runs `query`; see [`Snapshot::query`].
+    pub fn query(&self, query: &Query, out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
+        self.snapshot().query(query, out)
+    }
+}
+
+fn row_from_log(reader: &LogReader, normalizer: &Normalizer, i: u64) -> Result<Row, IndexError> {
+    let e = reader.entry(i)?;
+    let hint = EventFormat::from_code(e.leaf.payload_format);
+    let fields = match hint {
+        Some(h) => normalizer.parse(&e.payload, Some(h)).map(|(_, f)| f).unwrap_or_default(),
+        None => Normalized::default(),
+    };
+    Ok(Row { received_ns: e.leaf.received_ns, stream: e.leaf.stream_id, fields })
+}
+
+impl Snapshot {
+    /// Calls `out` with each entry matching `query`, oldest first, until it returns
+    /// `false` or `query.limit` hits were given. Blocks whose time bounds do not overlap
+    /// the query are skipped; entries past the index are read from the log. A damaged
+    /// block is read from the log instead.
+    pub fn query(&self, query: &Query, mut out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
+        let streams = self.reader.streams();
+        let limit = query.limit.unwrap_or(u64::MAX);
+        let mut given = 0u64;
+        let mut emit = |index: u64, row: &Row, out: &mut dyn FnMut(Hit) -> bool| -> bool {
+            let stream = streams.name(row.stream).unwrap_or("");
+            if !query.row_matches(row, stream) {
+                return true;
+            }
+            given += 1;
+            out(Hit { index, received_ns: row.received_ns, stream: stream.to_string(), fields: row.fields.clone() }) && given < limit
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        let tree_size = self.reader.tree_size();
+        for rec in self.dir.iter() {
+            let (lo, hi) = if query.by_received {
+                (rec.min_received as i64, rec.max_received as i64)
+            } else {
+                (rec.min_time, rec.max_time)
+            };
+            if !query.overlaps(lo, hi) {
+                continue;
+            }
+            let rows = self.read_block(rec);
+            match rows {
+                Some(rows) => {
+                    for (j, row) in rows.iter().enumerate() {
+                        if !emit(rec.first + j as u64, row, &mut out) {
+                            return Ok(());
+                        }
+                    }
+                }
+                None => {
+                    for i in rec.first..rec.first + u64::from(rec.count) {
+                        let row = row_from_log(&self.reader, &self.normalizer, i)?;
+                        if !emit(i, &row, &mut out) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        for (j, row) in self.pending.iter().enumerate() {
+            if !emit(self.pending_first + j as u64, row, &mut out) {
+                return Ok(());
+            }
+        }
+        for i in self.pending_first + self.pending.len() as u64..tree_size {
+            let row = row_from_log(&self.reader, &self.normalizer, i)?;
+            if !emit(i, &row, &mut out) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_block(&self, rec: &DirRecord) -> Option<Vec<Row>> {
+        let mut bytes = vec![0u8; rec.len as usize];
+        self.blocks_file.read_at(rec.offset, &mut bytes).ok()?;
+        if crc32c::crc32c(&bytes) != rec.block_crc {
+            return None;
+        }
+        let rows = block::decode(&bytes, rec.count)?;
+        (rows.len() == rec.count as usize).then_some(rows)
+    }
+}
+
+/// Stands in for missing index files in a read-only open.
+struct EmptyFile;
+
+impl StorageFile for EmptyFile {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+    fn read_at(&self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::UnexpectedEof.into())
+    }
+    fn write_at(&self, _: u64, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::PermissionDenied.into())
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::PermissionDenied.into())
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
