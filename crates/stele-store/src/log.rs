@@ -49,7 +49,7 @@ impl Default for LogOptions {
     fn default() -> LogOptions {
         LogOptions {
             max_entry_bytes: 1 << 20,
-            compression: Compression::Zstd(3),
+            compression: Compression::Zstd(1),
             segment_window_ns: 86_400 * 1_000_000_000,
             segment_max_bytes: 1 << 30,
         }

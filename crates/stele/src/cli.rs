@@ -1,0 +1,160 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// stele: an immutable, tamper-evident audit log.
+///
+/// Exit codes: 0 success; 1 verification found tampering or inconsistency;
+/// 2 bad usage, bad input or an I/O error. Messages go to stderr.
+#[derive(Parser, Debug)]
+#[command(name = "stele", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Read settings from this TOML file (flags override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct DataArg {
+    /// The data directory (or `data` in the config file).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create a data directory and signing key; prints the verifier key.
+    Init {
+        #[command(flatten)]
+        data: DataArg,
+        /// The log's origin: its unique name, e.g. `audit.example.com/prod`.
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Append events from files (or `-` for stdin) and sign a checkpoint.
+    Import {
+        #[command(flatten)]
+        data: DataArg,
+        /// Input framing.
+        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+        format: FormatArg,
+        /// Stream the events belong to.
+        #[arg(long, default_value = "default")]
+        stream: String,
+        /// Append the valid events and list the invalid ones instead of stopping.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Files to read; `-` is standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Audit the whole data directory; exit 1 on any tampering or damage.
+    Verify {
+        #[command(flatten)]
+        data: DataArg,
+        /// A signed checkpoint kept outside the data directory: the log must contain
+        /// and be consistent with it. The only way to catch a rollback that removed
+        /// entries and checkpoints together.
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
+        /// Also check that the query index agrees with the events.
+        #[arg(long)]
+        index: bool,
+    },
+    /// Find events; prints JSON lines, oldest first.
+    Query {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        filter: QueryArgs,
+    },
+    /// Print the newest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Print one entry with its leaf and inclusion proof.
+    Get {
+        #[command(flatten)]
+        data: DataArg,
+        /// Entry index.
+        index: u64,
+    },
+    /// Rebuild the query index from the log.
+    Reindex {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Run the HTTP server (initializes the directory on first start with --origin).
+    Serve {
+        #[command(flatten)]
+        data: DataArg,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Create the data directory with this origin if it does not exist yet.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Seconds between checkpoints (a checkpoint is signed only if the log grew).
+        #[arg(long, value_name = "SECONDS")]
+        checkpoint_interval: Option<f64>,
+    },
+}
+
+/// Input framing of `import`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FormatArg {
+    /// Detect from the input.
+    Auto,
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON array of objects (or one object).
+    Json,
+    /// Kubernetes audit events, one per line, or EventList documents.
+    K8sAudit,
+}
+
+/// Which time `--since`/`--until` compare.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimeBasis {
+    /// The event's own time when it has one, else the received time.
+    Event,
+    /// The time stele received the event.
+    Received,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct QueryArgs {
+    /// Earliest time (RFC 3339), inclusive.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Latest time (RFC 3339), exclusive.
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// Which time --since/--until compare.
+    #[arg(long, value_enum, default_value_t = TimeBasis::Event)]
+    pub(crate) by: TimeBasis,
+    /// Actor (who); a trailing `*` matches a prefix.
+    #[arg(long)]
+    pub(crate) actor: Option<String>,
+    /// Action (what was done).
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Resource (to what).
+    #[arg(long)]
+    pub(crate) resource: Option<String>,
+    /// Outcome (success, failure, ...).
+    #[arg(long)]
+    pub(crate) outcome: Option<String>,
+    /// Stream; without it, stele's internal `_stele/` streams are left out.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
+    /// Most events to print.
+    #[arg(long)]
+    pub(crate) limit: Option<u64>,
+}

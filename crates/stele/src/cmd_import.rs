@@ -1,0 +1,374 @@
+//! `stele import`: a two-stage pipeline. A reader thread splits, validates and
+//! normalizes events in batches while the main thread appends the previous batch as
+//! one group commit (hashing and compression themselves run on both cores).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use stele_formats::{Batch, EventReader, FormatError, InputFormat, Normalizer};
+use stele_index::Index;
+use stele_store::{Log, NewEntry, StoreError};
+
+use crate::cli::{DataArg, FormatArg};
+use crate::config::Config;
+
+/// Events per group commit during import.
+const BATCH_EVENTS: usize = 32_768;
+/// Bytes per group commit during import.
+const BATCH_BYTES: usize = 16 << 20;
+/// A checkpoint (and recovery anchor) at least this often during a long import, so a
+/// crash never leaves much to check on the next open.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+struct Piece {
+    batch: Batch,
+    error: Option<FormatError>,
+}
+
+fn input_format(f: FormatArg) -> InputFormat {
+    match f {
+        FormatArg::Auto => InputFormat::Auto,
+        FormatArg::Jsonl => InputFormat::Jsonl,
+        FormatArg::Json => InputFormat::Json,
+        FormatArg::K8sAudit => InputFormat::K8sAudit,
+    }
+}
+
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())));
+    }
+    let f = std::fs::File::open(path).map_err(|e| crate::Failure::usage(format!("{}: {e}", path.display())))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+pub(crate) fn run(config: &Config, data: DataArg, format: FormatArg, stream: &str, skip_invalid: bool, files: &[PathBuf]) -> anyhow::Result<()> {
+    let dir = config.data_dir(data.data.as_ref())?;
+    stele_store::streams::check_stream_name(stream)?;
+    let options = config.log_options();
+    let max_entry = options.max_entry_bytes;
+    let mut log = Log::open(&dir, options).map_err(|e| match e {
+        StoreError::Locked => crate::Failure::usage(
+            "the data directory is held by a running `stele serve`; send the events to the server instead (POST /v1/events)",
+        ),
+        other => other.into(),
+    })?;
+    let pointers = config.field_pointers();
+    let mut index = Index::open(&dir, log.reader(), &pointers, true)?;
+    index.catch_up()?;
+
+    let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut total = 0u64;
+    let mut total_bytes = 0u64;
+    let mut skipped: Vec<String> = Vec::new();
+    let mut stream_id: Option<u32> = None;
+    for path in files {
+        let input = open_input(path)?;
+        let name = path.display().to_string();
+        let fmt = input_format(format);
+        let normalizer = Normalizer::new(&pointers);
+        let (rx, parser) = spawn_parsers(input, fmt, max_entry, normalizer, skip_invalid)?;
+        let (mut first, mut last, mut count) = (None::<u64>, 0u64, 0u64);
+        let mut failure: Option<anyhow::Error> = None;
+        for piece in rx {
+            if !piece.batch.is_empty() {
+                let entries: Vec<NewEntry<'_>> =
+                    piece.batch.iter().map(|e| NewEntry { stream, format: e.format.code(), payload: e.bytes }).collect();
+                let done = log.append(&entries).with_context(|| format!("appending events from {name}"))?;
+                let sid = match stream_id {
+                    Some(s) => s,
+                    None => {
+                        let s = log.reader().streams().id(stream).expect("stream registered by the append");
+                        stream_id = Some(s);
+                        s
+                    }
+                };
+                for (i, ix) in done.indexes.iter().enumerate() {
+                    let fields = piece.batch.normalized(i).cloned().unwrap_or_default();
+                    index.add(*ix, done.received_ns, sid, fields)?;
+                }
+                first.get_or_insert(done.indexes[0]);
+                last = *done.indexes.last().expect("non-empty batch");
+                count += done.indexes.len() as u64;
+                total_bytes += piece.batch.data_len() as u64;
+                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                    log.sign_checkpoint()?;
+                    last_checkpoint = Instant::now();
+                }
+            }
+            if let Some(e) = piece.error {
+                let at = e.location().map(|l| format!("{name}:{}", l.line)).unwrap_or_else(|| name.clone());
+                if skip_invalid && !e.is_fatal() {
+                    skipped.push(format!("{at}: {e}"));
+                } else {
+                    failure = Some(crate::Failure::usage(format!(
+                        "{at}: {e}; {count} entries before it are appended and committed{}; nothing after it was appended",
+                        first.map(|f| format!(" (indexes {f}..={last})")).unwrap_or_default()
+                    )));
+                    break;
+                }
+            }
+        }
+        drop(parser);
+        total += count;
+        match first {
+            Some(f) => println!("appended {count} entries (indexes {f}..={last}) from {name}"),
+            None => println!("appended 0 entries from {name}"),
+        }
+        if let Some(f) = failure {
+            index.flush()?;
+            if let Some(cp) = log.sign_checkpoint()? {
+                eprintln!("signed checkpoint at tree size {}", cp.tree_size);
+            }
+            return Err(f);
+        }
+    }
+    index.flush()?;
+    log.sign_checkpoint()?;
+    for s in &skipped {
+        eprintln!("skipped {s}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{total} entries, {:.1} MB in {secs:.2} s ({:.0} entries/s, {:.1} MB/s){}",
+        total_bytes as f64 / 1e6,
+        total as f64 / secs.max(1e-9),
+        total_bytes as f64 / 1e6 / secs.max(1e-9),
+        if skipped.is_empty() { String::new() } else { format!("; skipped {} invalid", skipped.len()) }
+    );
+    println!("tree size {}", log.tree_size());
+    if let Some(cp) = log.newest_checkpoint() {
+        print!("{}", cp.note);
+    }
+    Ok(())
+}
+
+/// Bytes per block handed to a parser worker in line mode (at least twice the event
+/// limit, so a line without an end in a whole block is over the limit).
+const BLOCK_BYTES: usize = 8 << 20;
+/// Parser workers in line mode.
+const PARSERS: usize = 2;
+
+/// Handles of the parser threads; joined on drop.
+struct Parsers(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Parsers {
+    fn drop(&mut self) {
+        for h in self.0.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Whether the input is JSON lines: always for `--format jsonl`; for `auto` and
+/// `k8s-audit` when the first line is one complete JSON object that is not an
+/// EventList (the same rule the sequential reader's detection uses).
+fn is_line_mode(fmt: InputFormat, input: &mut dyn BufRead) -> anyhow::Result<bool> {
+    if fmt == InputFormat::Jsonl {
+        return Ok(true);
+    }
+    if fmt == InputFormat::Json {
+        return Ok(false);
+    }
+    let buf = input.fill_buf()?;
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else { return Ok(false) };
+    let line = &buf[..nl];
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    Ok(matches!(serde_json::from_slice::<serde_json::Value>(line),
+        Ok(serde_json::Value::Object(ref m)) if m.get("kind").and_then(|k| k.as_str()) != Some("EventList")))
+}
+
+/// Starts the parser threads. In line mode a reader thread cuts the input into
+/// blocks at line ends and two workers parse blocks in parallel; the pieces come
+/// back in input order. Otherwise one thread parses sequentially.
+fn spawn_parsers(
+    mut input: Box<dyn BufRead + Send>,
+    fmt: InputFormat,
+    max_entry: usize,
+    normalizer: Normalizer,
+    skip_invalid: bool,
+) -> anyhow::Result<(mpsc::Receiver<Piece>, Parsers)> {
+    let (tx, rx) = mpsc::sync_channel::<Piece>(2);
+    if !is_line_mode(fmt, &mut *input)? {
+        let h = std::thread::spawn(move || {
+            let mut reader = EventReader::new(input, fmt, max_entry).with_normalizer(normalizer);
+            loop {
+                let mut batch = Batch::new();
+                let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut batch) {
+                    Ok(0) => (true, None),
+                    Ok(_) => (false, None),
+                    Err(e) => (e.is_fatal() || !skip_invalid, Some(e)),
+                };
+                if (!batch.is_empty() || error.is_some()) && tx.send(Piece { batch, error }).is_err() {
+                    return;
+                }
+                if done {
+                    return;
+                }
+            }
+        });
+        return Ok((rx, Parsers(vec![h])));
+    }
+    // Line mode. Blocks go round-robin to the workers; results come back through one
+    // channel per worker and are merged in block order.
+    let line_fmt = if fmt == InputFormat::K8sAudit { InputFormat::K8sAudit } else { InputFormat::Jsonl };
+    let mut handles = Vec::new();
+    let mut block_txs = Vec::new();
+    let mut result_rxs = Vec::new();
+    for _ in 0..PARSERS {
+        let (btx, brx) = mpsc::sync_channel::<(Vec<u8>, u64, u64)>(1);
+        let (rtx, rrx) = mpsc::sync_channel::<Vec<Piece>>(1);
+        let normalizer = normalizer.clone();
+        handles.push(std::thread::spawn(move || {
+            for (block, base_line, base_offset) in brx {
+                let mut reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry).with_normalizer(normalizer.clone());
+                let mut pieces = Vec::new();
+                loop {
+                    let mut batch = Batch::new();
+                    let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut batch) {
+                        Ok(0) => (true, None),
+                        Ok(_) => (false, None),
+                        Err(e) => (e.is_fatal() || !skip_invalid, Some(shift(e, base_line - 1, base_offset))),
+                    };
+                    let stop = error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
+                    if !batch.is_empty() || error.is_some() {
+                        pieces.push(Piece { batch, error });
+                    }
+                    if done || stop {
+                        break;
+                    }
+                }
+                if rtx.send(pieces).is_err() {
+                    return;
+                }
+            }
+        }));
+        block_txs.push(btx);
+        result_rxs.push(rrx);
+    }
+    // The reader: cut blocks at the last newline, count lines for error locations.
+    // A line longer than the event limit is skipped here, without buffering it, and
+    // reported in its place.
+    let (order_tx, order_rx) = mpsc::sync_channel::<Slot>(PARSERS * 2);
+    let block_bytes = BLOCK_BYTES.max(max_entry.saturating_mul(2));
+    handles.push(std::thread::spawn(move || {
+        let mut carry: Vec<u8> = Vec::new();
+        let (mut line, mut offset) = (1u64, 0u64);
+        let mut worker = 0usize;
+        let mut eof = false;
+        while !eof {
+            let mut block = std::mem::take(&mut carry);
+            while block.len() < block_bytes {
+                match input.fill_buf() {
+                    Ok([]) | Err(_) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(got) => {
+                        let n = got.len();
+                        block.extend_from_slice(got);
+                        input.consume(n);
+                    }
+                }
+            }
+            if !eof {
+                match block.iter().rposition(|&b| b == b'\n') {
+                    Some(p) => carry = block.split_off(p + 1),
+                    None => {
+                        // No line end in a whole block: the line exceeds the event
+                        // limit (blocks are larger than any event). Skip to its end.
+                        let mut size = block.len() as u64;
+                        loop {
+                            match input.fill_buf() {
+                                Ok([]) | Err(_) => {
+                                    eof = true;
+                                    break;
+                                }
+                                Ok(got) => match got.iter().position(|&b| b == b'\n') {
+                                    Some(p) => {
+                                        size += p as u64;
+                                        input.consume(p + 1);
+                                        break;
+                                    }
+                                    None => {
+                                        let n = got.len();
+                                        size += n as u64;
+                                        input.consume(n);
+                                    }
+                                },
+                            }
+                        }
+                        let location = stele_formats::Location { line, byte_offset: offset };
+                        let e = FormatError::TooLarge { location, size, limit: max_entry };
+                        if order_tx.send(Slot::Error(e)).is_err() {
+                            return;
+                        }
+                        line += 1;
+                        offset += size + 1;
+                        continue;
+                    }
+                }
+            }
+            if block.is_empty() {
+                break;
+            }
+            let lines = memchr_count(&block);
+            let len = block.len() as u64;
+            if block_txs[worker].send((block, line, offset)).is_err() || order_tx.send(Slot::Worker(worker)).is_err() {
+                return;
+            }
+            line += lines;
+            offset += len;
+            worker = (worker + 1) % PARSERS;
+        }
+    }));
+    // The merger: pieces in block order.
+    handles.push(std::thread::spawn(move || {
+        for slot in order_rx {
+            let worker = match slot {
+                Slot::Worker(w) => w,
+                Slot::Error(e) => {
+                    let stop = !skip_invalid;
+                    if tx.send(Piece { batch: Batch::new(), error: Some(e) }).is_err() || stop {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Ok(pieces) = result_rxs[worker].recv() else { return };
+            for p in pieces {
+                let stop = p.error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
+                if tx.send(p).is_err() || stop {
+                    return;
+                }
+            }
+        }
+    }));
+    Ok((rx, Parsers(handles)))
+}
+
+/// What the merger takes next: a worker's block, or an error the reader found.
+enum Slot {
+    Worker(usize),
+    Error(FormatError),
+}
+
+fn memchr_count(block: &[u8]) -> u64 {
+    block.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Moves an error found in a block to its place in the whole input.
+fn shift(e: FormatError, lines: u64, offset: u64) -> FormatError {
+    let fix = |l: stele_formats::Location| stele_formats::Location { line: l.line + lines, byte_offset: l.byte_offset + offset };
+    match e {
+        FormatError::TooLarge { location, size, limit } => FormatError::TooLarge { location: fix(location), size, limit },
+        FormatError::InvalidEvent { location, reason } => FormatError::InvalidEvent { location: location.map(fix), reason },
+        FormatError::Malformed { location, reason } => FormatError::Malformed { location: fix(location), reason },
+        FormatError::Io { location, source } => FormatError::Io { location: fix(location), source },
+        other => other,
+    }
+}

@@ -1,0 +1,66 @@
+//! `init`, `checkpoint` and `get`.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use serde_json::json;
+use stele_store::LogReader;
+
+use crate::cli::DataArg;
+use crate::config::Config;
+use crate::output;
+
+pub(crate) fn init(config: &Config, data: DataArg, origin: Option<String>) -> anyhow::Result<()> {
+    let dir = config.data_dir(data.data.as_ref())?;
+    let origin = origin
+        .or_else(|| config.origin.clone())
+        .ok_or_else(|| crate::Failure::usage("no origin: give --origin NAME (the log's unique name, e.g. audit.example.com/prod)"))?;
+    let vkey = stele_store::log::init(&dir, &origin)?;
+    eprintln!("initialized {} for origin {origin}", dir.display());
+    eprintln!("verifier key (give it to auditors and monitors; also in {}/keys/verifier.vkey):", dir.display());
+    println!("{}", vkey.to_vkey());
+    Ok(())
+}
+
+pub(crate) fn open_reader(config: &Config, data: &DataArg) -> anyhow::Result<(PathBuf, LogReader)> {
+    let dir = config.data_dir(data.data.as_ref())?;
+    let reader = LogReader::open(&dir)?;
+    Ok((dir, reader))
+}
+
+pub(crate) fn checkpoint(config: &Config, data: DataArg) -> anyhow::Result<()> {
+    let (_, reader) = open_reader(config, &data)?;
+    match reader.newest_checkpoint() {
+        Some(cp) => {
+            print!("{}", cp.note);
+            Ok(())
+        }
+        None => Err(crate::Failure::usage("the log has no signed checkpoint yet (import events or start the server)")),
+    }
+}
+
+pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<()> {
+    let (_, reader) = open_reader(config, &data)?;
+    let e = reader.entry(index).map_err(|e| match e {
+        stele_store::StoreError::NoSuchEntry { .. } => crate::Failure::usage(e.to_string()),
+        other => other.into(),
+    })?;
+    let mut m = output::entry_json(&e);
+    m.insert("leaf_hash".into(), e.leaf_hash.to_hex().into());
+    m.insert("leaf".into(), base64::engine::general_purpose::STANDARD.encode(e.leaf.encode()).into());
+    m.insert("event".into(), serde_json::to_value(output::raw_event(&e.payload))?);
+    // Prove inclusion in the newest checkpoint when it covers the entry, else in the
+    // current tree (which no checkpoint has signed yet).
+    let (size, note) = match reader.newest_checkpoint() {
+        Some(cp) if cp.tree_size > index => (cp.tree_size, Some(cp.note)),
+        _ => (reader.tree_size(), None),
+    };
+    let proof = reader.inclusion_proof(index, size)?;
+    m.insert(
+        "inclusion_proof".into(),
+        json!({"leaf_index": index, "tree_size": size, "root_hash": reader.root_hash(size)?.to_base64(), "hashes": output::hashes_b64(&proof)}),
+    );
+    m.insert("checkpoint".into(), note.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
+    println!("{}", serde_json::to_string_pretty(&m)?);
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The `stele` command-line tool: thin glue over stele-store, stele-formats,
+//! stele-index and stele-server.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod cmd_import;
+mod cmd_query;
+mod cmd_read;
+mod cmd_serve;
+mod cmd_verify;
+mod config;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use stele_store::StoreError;
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    /// Exit 1: tampering or inconsistency found.
+    pub(crate) fn tampered(message: impl Into<String>) -> anyhow::Error {
+        Failure { code: 1, message: message.into() }.into()
+    }
+    /// Exit 2: bad usage or input.
+    pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+        Failure { code: 2, message: message.into() }.into()
+    }
+}
+
+/// Exit code for an error: 1 for damage or tampering found in stored data, 2 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return f.code;
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return match s {
+                StoreError::Corrupt(_) | StoreError::CheckpointBeyondData { .. } => 1,
+                _ => 2,
+            };
+        }
+    }
+    2
+}
+
+/// Output piped into a program that stopped reading (`| head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("stele: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    use cli::Command::*;
+    match cli.command {
+        Init { data, origin } => cmd_read::init(&config, data, origin),
+        Import { data, format, stream, skip_invalid, files } => cmd_import::run(&config, data, format, &stream, skip_invalid, &files),
+        Verify { data, against, index } => cmd_verify::run(&config, data, against, index),
+        Query { data, filter } => cmd_query::run(&config, data, &filter),
+        Checkpoint { data } => cmd_read::checkpoint(&config, data),
+        Get { data, index } => cmd_read::get(&config, data, index),
+        Reindex { data } => cmd_query::reindex(&config, data),
+        Serve { data, listen, origin, checkpoint_interval } => cmd_serve::run(&config, data, listen, origin, checkpoint_interval),
+    }
+}
