@@ -1,0 +1,646 @@
+//! Normalized query fields and one-pass event parsing.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+
+use crate::EventFormat;
+use crate::error::{FormatError, InvalidReason};
+use crate::json::{self, Captures, K8sClass, Scalar, Trie, field};
+
+/// The fields stele indexes for queries, taken from one event.
+///
+/// Every field is optional: an event that lacks one is still stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Normalized {
+    /// When the event happened, in nanoseconds since the Unix epoch (UTC).
+    pub event_time_ns: Option<i64>,
+    /// Who acted (user name, principal, ARN, e-mail...).
+    pub actor: Option<String>,
+    /// What was done (verb, API method, event name...).
+    pub action: Option<String>,
+    /// What it was done to.
+    pub resource: Option<String>,
+    /// `"success"`, `"failure"`, or another lowercased outcome word.
+    pub outcome: Option<String>,
+}
+
+/// Where to find the normalized fields in a generic JSON event.
+///
+/// Each list holds RFC 6901 JSON pointers tried in order: the first pointer
+/// whose value is present, not null and a scalar (string, number or boolean)
+/// wins; objects and arrays are passed over. Numbers and booleans become
+/// their JSON text (`42`, `1.5`, `true`). A pointer that does not start with
+/// `/` never matches.
+///
+/// Kubernetes audit events do not use these pointers; see [`parse_event`].
+///
+/// The default lists cover the samples in stele's test data: AWS CloudTrail,
+/// GCP audit logs, Okta System Log, GitHub and GitLab audit logs, Google
+/// Workspace activity, and common generic names.
+///
+/// Serializes and deserializes (for configuration files) with these field
+/// names; a missing list takes its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FieldPointers {
+    /// Event time. A string is parsed as RFC 3339 (`2024-05-01T12:00:00.5Z`,
+    /// any offset), or as a date-time without offset in the same shape with
+    /// `T` or a space (`2022-11-29 00:09:04.38`), taken as UTC; a string of
+    /// only digits, or a number, is a Unix time whose unit follows from its
+    /// magnitude: |n| < 10^11 seconds, < 10^14 milliseconds, < 10^17
+    /// microseconds, else nanoseconds (fractions allowed). Values that do
+    /// not parse, or fall outside the years 1677–2262 that i64 nanoseconds
+    /// can hold, leave the time absent.
+    pub time: Vec<String>,
+    /// Actor.
+    pub actor: Vec<String>,
+    /// Action.
+    pub action: Vec<String>,
+    /// Resource.
+    pub resource: Vec<String>,
+    /// Outcome; the value is normalized by [`normalize_outcome`].
+    pub outcome: Vec<String>,
+    /// Pointers whose presence means failure, checked before `outcome`: if
+    /// any of them holds a value other than null, `false`, `0`, `""` or
+    /// `"0"`, the outcome is `"failure"` (CloudTrail's `errorCode`, the gRPC
+    /// status code of GCP audit logs).
+    pub failure_if_present: Vec<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for FieldPointers {
+    fn default() -> Self {
+        FieldPointers {
+            time: strings(&[
+                "/eventTime",  // CloudTrail
+                "/timestamp",  // GCP audit
+                "/published",  // Okta
+                "/@timestamp", // GitHub (streaming)
+                "/created_at", // GitHub / GitLab
+                "/id/time",    // Google Workspace
+                "/time",       // generic
+                "/ts",         // generic
+                "/date",       // generic
+            ]),
+            actor: strings(&[
+                "/userIdentity/arn",                               // CloudTrail
+                "/userIdentity/principalId",                       // CloudTrail (no ARN)
+                "/protoPayload/authenticationInfo/principalEmail", // GCP audit
+                "/actor/alternateId",                              // Okta
+                "/actor/email",                                    // Google Workspace
+                "/actor",                                          // GitHub, generic
+                "/author_name",                                    // GitLab
+                "/user/username",                                  // Kubernetes-like
+                "/user/name",                                      // generic
+                "/user",                                           // generic
+                "/username",                                       // generic
+                "/principal",                                      // generic
+            ]),
+            action: strings(&[
+                "/eventName",               // CloudTrail
+                "/protoPayload/methodName", // GCP audit
+                "/eventType",               // Okta
+                "/eventtype",               // Okta (lowercased export)
+                "/action",                  // GitHub, generic
+                "/verb",                    // Kubernetes-like
+                "/operationName",           // Azure activity
+                "/event",                   // generic
+                "/name",                    // Google Workspace (flattened)
+            ]),
+            resource: strings(&[
+                "/protoPayload/resourceName", // GCP audit
+                "/repo",                      // GitHub
+                "/resource",                  // generic
+                "/resourceName",              // generic
+                "/target/0/alternateId",      // Okta
+                "/entity_path",               // GitLab
+                "/path",                      // GitLab (request audit)
+                "/object",                    // generic
+            ]),
+            outcome: strings(&[
+                "/outcome/result",      // Okta
+                "/outcome",             // generic
+                "/result",              // generic
+                "/status",              // generic
+                "/responseStatus/code", // Kubernetes-like
+                "/statusCode",          // generic
+                "/status_code",         // generic
+            ]),
+            failure_if_present: strings(&[
+                "/errorCode",                // CloudTrail
+                "/protoPayload/status/code", // GCP audit (gRPC code; 0 = OK)
+            ]),
+        }
+    }
+}
+
+/// [`FieldPointers`] compiled for repeated use.
+///
+/// [`parse_event`] compiles its pointers once per thread and reuses them
+/// while they stay equal; a `Normalizer` avoids even that comparison.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    pointers: FieldPointers,
+    trie: Trie,
+}
+
+impl Normalizer {
+    /// Compiles `pointers`.
+    pub fn new(pointers: &FieldPointers) -> Normalizer {
+        let mut trie = Trie::k8s_only();
+        let lists: [(&Vec<String>, usize); 6] = [
+            (&pointers.time, field::TIME),
+            (&pointers.actor, field::ACTOR),
+            (&pointers.action, field::ACTION),
+            (&pointers.resource, field::RESOURCE),
+            (&pointers.outcome, field::OUTCOME),
+            (&pointers.failure_if_present, field::FAILURE_IF_PRESENT),
+        ];
+        for (list, f) in lists {
+            for (prio, p) in list.iter().enumerate() {
+                trie.add(p, f, prio);
+            }
+        }
+        Normalizer {
+            pointers: pointers.clone(),
+            trie,
+        }
+    }
+
+    pub(crate) fn trie(&self) -> &Trie {
+        &self.trie
+    }
+
+    /// The pointers this normalizer was compiled from.
+    pub fn pointers(&self) -> &FieldPointers {
+        &self.pointers
+    }
+
+    /// Same as [`parse_event`] with this normalizer's pointers.
+    ///
+    /// # Errors
+    /// As [`parse_event`].
+    pub fn parse(
+        &self,
+        bytes: &[u8],
+        format_hint: Option<EventFormat>,
+    ) -> Result<(EventFormat, Normalized), FormatError> {
+        parse_with(bytes, format_hint, &self.trie).map_err(|reason| FormatError::InvalidEvent {
+            location: None,
+            reason,
+        })
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Normalizer>> = const { RefCell::new(None) };
+}
+
+/// Validates one event and extracts its normalized fields, in one parse.
+///
+/// `bytes` must be exactly one JSON object (surrounding JSON whitespace
+/// allowed), well-formed and UTF-8; it is accepted exactly when
+/// `serde_json::from_slice::<serde_json::Value>` would accept it and yield
+/// an object (including serde_json's 128-level nesting limit).
+///
+/// `format_hint` chooses the interpretation:
+/// - `None`: classify. A Kubernetes audit Event is an object with `"kind":
+///   "Event"` and `"apiVersion"` `"audit.k8s.io/v1"` or
+///   `"audit.k8s.io/v1beta1"`; an object with `"kind": "Event"`, no
+///   `apiVersion` and a string `verb` also counts (exports that drop
+///   `apiVersion`). Anything else is [`EventFormat::Json`].
+/// - `Some(KubernetesAudit)`: the object must not contradict being an audit
+///   Event (`kind` absent or `"Event"`, `apiVersion` absent or an audit
+///   version), as items of an `EventList` usually carry neither.
+/// - `Some(Json)`: generic JSON, no classification.
+///
+/// Kubernetes audit fields: actor = `user.username`; action = `verb`;
+/// resource = `objectRef` as a path (see [`k8s_resource_path`]); outcome =
+/// `"success"` when `responseStatus.code` < 400, `"failure"` when ≥ 400,
+/// absent without a numeric code; time = `stageTimestamp`, else
+/// `requestReceivedTimestamp` (parsed as for [`FieldPointers::time`]).
+/// Generic JSON uses `pointers` (see [`FieldPointers`]).
+///
+/// Returns the event's format and its fields.
+///
+/// # Errors
+/// [`FormatError::InvalidEvent`] (with `location: None`) when the bytes are
+/// not a well-formed JSON object, or not a Kubernetes audit Event while
+/// `format_hint` asks for one.
+pub fn parse_event(
+    bytes: &[u8],
+    format_hint: Option<EventFormat>,
+    pointers: &FieldPointers,
+) -> Result<(EventFormat, Normalized), FormatError> {
+    CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.as_ref().is_none_or(|n| n.pointers != *pointers) {
+            *cache = Some(Normalizer::new(pointers));
+        }
+        let n = cache.as_ref().expect("cache was just filled");
+        n.parse(bytes, format_hint)
+    })
+}
+
+/// Validates, classifies and (with a full trie) extracts.
+pub(crate) fn parse_with(
+    bytes: &[u8],
+    hint: Option<EventFormat>,
+    trie: &Trie,
+) -> Result<(EventFormat, Normalized), InvalidReason> {
+    let caps = json::parse(bytes, trie)?;
+    let format = resolve_format(&caps, hint)?;
+    Ok((format, fields(&caps, format)))
+}
+
+/// The normalized fields of a parsed event of `format`.
+pub(crate) fn fields(caps: &Captures<'_>, format: EventFormat) -> Normalized {
+    match format {
+        EventFormat::KubernetesAudit => k8s_fields(caps),
+        EventFormat::Json => generic_fields(caps),
+    }
+}
+
+/// The format of a parsed object under `hint` (see [`parse_event`]).
+pub(crate) fn resolve_format(
+    caps: &Captures<'_>,
+    hint: Option<EventFormat>,
+) -> Result<EventFormat, InvalidReason> {
+    match hint {
+        Some(EventFormat::Json) => Ok(EventFormat::Json),
+        Some(EventFormat::KubernetesAudit) => match caps.k8s_class() {
+            K8sClass::Event | K8sClass::Compatible => Ok(EventFormat::KubernetesAudit),
+            K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent {
+                detail: caps.describe_kind(),
+            }),
+        },
+        None => Ok(match caps.k8s_class() {
+            K8sClass::Event => EventFormat::KubernetesAudit,
+            _ => EventFormat::Json,
+        }),
+    }
+}
+
+fn k8s_fields(c: &Captures<'_>) -> Normalized {
+    let time = c
+        .get(field::STAGE_TS)
+        .and_then(time_ns)
+        .or_else(|| c.get(field::RECEIVED_TS).and_then(time_ns));
+    let outcome = match c.get(field::RESPONSE_CODE) {
+        Some(Scalar::U64(code)) => Some(if *code < 400 { "success" } else { "failure" }),
+        Some(Scalar::I64(code)) => Some(if *code < 400 { "success" } else { "failure" }),
+        _ => None,
+    };
+    Normalized {
+        event_time_ns: time,
+        actor: c.str(field::USERNAME).map(str::to_owned),
+        action: c.str(field::VERB).map(str::to_owned),
+        resource: k8s_resource_path(
+            c.str(field::OBJ_NAMESPACE),
+            c.str(field::OBJ_RESOURCE),
+            c.str(field::OBJ_NAME),
+            c.str(field::OBJ_SUBRESOURCE),
+        ),
+        outcome: outcome.map(str::to_owned),
+    }
+}
+
+/// Formats a Kubernetes audit `objectRef` as stele's resource path.
+///
+/// The rule, modelled on the Kubernetes API path without `/api[s]/{group}/{version}`
+/// (the API group and version are left out); empty strings count as absent:
+/// - no `resource` → `None`;
+/// - `resource` is `namespaces` → `namespaces/{name}` (or `namespaces`
+///   without a name), whatever `namespace` says, as in the API;
+/// - otherwise `namespaces/{namespace}/` when a namespace is given, then
+///   `{resource}`, then `/{name}` when a name is given, then
+///   `/{subresource}` when a subresource is given.
+///
+/// Examples: `namespaces/default/pods/web-1/exec`, `clusterroles/admin`,
+/// `namespaces/kube-system/secrets`, `nodes`.
+pub fn k8s_resource_path(
+    namespace: Option<&str>,
+    resource: Option<&str>,
+    name: Option<&str>,
+    subresource: Option<&str>,
+) -> Option<String> {
+    fn nonempty(s: Option<&str>) -> Option<&str> {
+        s.filter(|s| !s.is_empty())
+    }
+    let resource = nonempty(resource)?;
+    let (namespace, name, subresource) =
+        (nonempty(namespace), nonempty(name), nonempty(subresource));
+    let mut out = String::new();
+    if let Some(ns) = namespace.filter(|_| resource != "namespaces") {
+        out.push_str("namespaces/");
+        out.push_str(ns);
+        out.push('/');
+    }
+    out.push_str(resource);
+    for part in [name, subresource].into_iter().flatten() {
+        out.push('/');
+        out.push_str(part);
+    }
+    Some(out)
+}
+
+fn generic_fields(c: &Captures<'_>) -> Normalized {
+    let failed = c.get(field::FAILURE_IF_PRESENT).is_some_and(|v| match v {
+        Scalar::Str(s) => !s.is_empty() && s != "0",
+        Scalar::U64(n) => *n != 0,
+        Scalar::I64(n) => *n != 0,
+        Scalar::F64(f) => *f != 0.0,
+        Scalar::Bool(b) => *b,
+    });
+    let outcome = if failed {
+        Some("failure".to_owned())
+    } else {
+        c.get(field::OUTCOME).map(normalize_scalar_outcome)
+    };
+    Normalized {
+        event_time_ns: c.get(field::TIME).and_then(time_ns),
+        actor: c.get(field::ACTOR).map(Scalar::to_text),
+        action: c.get(field::ACTION).map(Scalar::to_text),
+        resource: c.get(field::RESOURCE).map(Scalar::to_text),
+        outcome,
+    }
+}
+
+fn normalize_scalar_outcome(v: &Scalar<'_>) -> String {
+    match v {
+        Scalar::U64(n) => http_outcome(i128::from(*n)),
+        Scalar::I64(n) => http_outcome(i128::from(*n)),
+        other => normalize_outcome(&other.to_text()),
+    }
+}
+
+fn http_outcome(code: i128) -> String {
+    if (100..=599).contains(&code) {
+        if code < 400 { "success" } else { "failure" }.to_owned()
+    } else {
+        code.to_string()
+    }
+}
+
+/// Normalizes an outcome value.
+///
+/// Case-insensitively, after trimming: `success`, `succeeded`, `successful`,
+/// `ok`, `allow`, `allowed`, `pass`, `passed` → `"success"`; `failure`,
+/// `failed`, `fail`, `deny`, `denied`, `error`, `rejected`, `blocked` →
+/// `"failure"`; an integer from 100 to 599 (an HTTP status) → `"success"`
+/// below 400, `"failure"` from 400; anything else is returned lowercased.
+pub fn normalize_outcome(value: &str) -> String {
+    let v = value.trim().to_lowercase();
+    match v.as_str() {
+        "success" | "succeeded" | "successful" | "ok" | "allow" | "allowed" | "pass" | "passed" => {
+            "success".to_owned()
+        }
+        "failure" | "failed" | "fail" | "deny" | "denied" | "error" | "rejected" | "blocked" => {
+            "failure".to_owned()
+        }
+        _ => match v.parse::<i128>() {
+            Ok(code) if v.bytes().all(|b| b.is_ascii_digit()) => http_outcome(code),
+            _ => v,
+        },
+    }
+}
+
+fn time_ns(v: &Scalar<'_>) -> Option<i64> {
+    match v {
+        Scalar::Str(s) => parse_time(s),
+        Scalar::U64(n) => epoch_ns(*n as f64, Some(i128::from(*n))),
+        Scalar::I64(n) => epoch_ns(*n as f64, Some(i128::from(*n))),
+        Scalar::F64(f) => epoch_ns(*f, None),
+        Scalar::Bool(_) => None,
+    }
+}
+
+/// Parses a time value as described at [`FieldPointers::time`] and returns
+/// nanoseconds since the Unix epoch, or `None` when it does not parse or does
+/// not fit.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i128 = s.parse().ok()?;
+        return epoch_ns(n as f64, Some(n));
+    }
+    // RFC 3339 (jiff also takes a space or lowercase 't' as separator).
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return i64::try_from(ts.as_nanosecond()).ok();
+    }
+    // No offset: civil date-time taken as UTC (Panther's "2022-11-29 00:09:04.38").
+    let dt = s.parse::<jiff::civil::DateTime>().ok()?;
+    let ts = jiff::tz::Offset::UTC.to_timestamp(dt).ok()?;
+    i64::try_from(ts.as_nanosecond()).ok()
+}
+
+/// A Unix time whose unit follows from its magnitude; `exact` is the integer
+/// value when there is one, so that large integers keep full precision.
+fn epoch_ns(f: f64, exact: Option<i128>) -> Option<i64> {
+    if !f.is_finite() {
+        return None;
+    }
+    let a = f.abs();
+    let mult: i128 = if a < 1e11 {
+        1_000_000_000
+    } else if a < 1e14 {
+        1_000_000
+    } else if a < 1e17 {
+        1_000
+    } else {
+        1
+    };
+    let ns = match exact {
+        Some(n) => n.checked_mul(mult)?,
+        None => {
+            let v = f * mult as f64;
+            if !(-9.3e18..9.3e18).contains(&v) {
+                return None;
+            }
+            v.round() as i128
+        }
+    };
+    i64::try_from(ns).ok()
+}
+
+/// True when a query filter matches a field value.
+///
+/// A filter ending in `*` matches every value that starts with the part
+/// before the `*` (so `"*"` matches any present value); any other filter must
+/// equal the value exactly (case-sensitive). An absent value matches no
+/// filter. There is no escape for a literal trailing `*`.
+pub fn matches(filter: &str, value: Option<&str>) -> bool {
+    let Some(value) = value else { return false };
+    match filter.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => filter == value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> (EventFormat, Normalized) {
+        parse_event(s.as_bytes(), None, &FieldPointers::default()).unwrap()
+    }
+
+    #[test]
+    fn k8s_event_fields() {
+        let (f, n) = p(
+            r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"create",
+            "user":{"username":"alice","groups":["a"]},
+            "objectRef":{"resource":"pods","namespace":"default","name":"web","subresource":"exec","apiGroup":""},
+            "responseStatus":{"code":403},"requestReceivedTimestamp":"2024-01-02T03:04:05.000001Z",
+            "stageTimestamp":"2024-01-02T03:04:06Z"}"#,
+        );
+        assert_eq!(f, EventFormat::KubernetesAudit);
+        assert_eq!(n.actor.as_deref(), Some("alice"));
+        assert_eq!(n.action.as_deref(), Some("create"));
+        assert_eq!(
+            n.resource.as_deref(),
+            Some("namespaces/default/pods/web/exec")
+        );
+        assert_eq!(n.outcome.as_deref(), Some("failure"));
+        assert_eq!(n.event_time_ns, Some(1_704_164_646_000_000_000));
+    }
+
+    #[test]
+    fn k8s_space_separated_time_and_fallback() {
+        let (_, n) = p(
+            r#"{"kind":"Event","verb":"get","requestReceivedTimestamp":"2022-11-29 00:09:04.38","responseStatus":{"code":200}}"#,
+        );
+        assert_eq!(n.event_time_ns, Some(1_669_680_544_380_000_000));
+        assert_eq!(n.outcome.as_deref(), Some("success"));
+        assert_eq!(n.resource, None);
+    }
+
+    #[test]
+    fn resource_paths() {
+        assert_eq!(
+            k8s_resource_path(None, Some("nodes"), None, None).as_deref(),
+            Some("nodes")
+        );
+        assert_eq!(
+            k8s_resource_path(Some(""), Some("clusterroles"), Some("admin"), None).as_deref(),
+            Some("clusterroles/admin")
+        );
+        assert_eq!(
+            k8s_resource_path(Some("foo"), Some("namespaces"), Some("foo"), None).as_deref(),
+            Some("namespaces/foo")
+        );
+        assert_eq!(
+            k8s_resource_path(Some("kube-system"), Some("secrets"), None, None).as_deref(),
+            Some("namespaces/kube-system/secrets")
+        );
+        assert_eq!(k8s_resource_path(Some("x"), None, Some("y"), None), None);
+    }
+
+    #[test]
+    fn generic_defaults() {
+        let (f, n) = p(
+            r#"{"eventTime":"2019-01-01T00:00:00Z","userIdentity":{"arn":"arn:aws:iam::1:user/bob"},"eventName":"GetObject","errorCode":"AccessDenied"}"#,
+        );
+        assert_eq!(f, EventFormat::Json);
+        assert_eq!(n.actor.as_deref(), Some("arn:aws:iam::1:user/bob"));
+        assert_eq!(n.action.as_deref(), Some("GetObject"));
+        assert_eq!(n.outcome.as_deref(), Some("failure"));
+        assert_eq!(n.event_time_ns, Some(1_546_300_800_000_000_000));
+        let (_, n) =
+            p(r#"{"actor":"cat","action":"repo.create","created_at":1621305118553,"repo":"o/r"}"#);
+        assert_eq!(n.event_time_ns, Some(1_621_305_118_553_000_000));
+        assert_eq!(n.actor.as_deref(), Some("cat"));
+        assert_eq!(n.resource.as_deref(), Some("o/r"));
+        assert_eq!(n.outcome, None);
+        let (_, n) = p(
+            r#"{"actor":{"alternateId":"a@b.c"},"outcome":{"result":"DENY"},"published":"2023-01-01T00:00:00.000Z","eventType":"user.session.start"}"#,
+        );
+        assert_eq!(n.actor.as_deref(), Some("a@b.c"));
+        assert_eq!(n.outcome.as_deref(), Some("failure"));
+        assert_eq!(n.action.as_deref(), Some("user.session.start"));
+        let (_, n) = p(r#"{"status":404,"user":7,"protoPayload":{"status":{"code":0}}}"#);
+        assert_eq!(n.outcome.as_deref(), Some("failure"));
+        assert_eq!(n.actor.as_deref(), Some("7"));
+        let (_, n) = p(r#"{"status":"CHALLENGE","time":1.5}"#);
+        assert_eq!(n.outcome.as_deref(), Some("challenge"));
+        assert_eq!(n.event_time_ns, Some(1_500_000_000));
+    }
+
+    #[test]
+    fn hints() {
+        let fp = FieldPointers::default();
+        let item = br#"{"verb":"list","user":{"username":"u"}}"#;
+        let (f, n) = parse_event(item, Some(EventFormat::KubernetesAudit), &fp).unwrap();
+        assert_eq!(
+            (f, n.action.as_deref()),
+            (EventFormat::KubernetesAudit, Some("list"))
+        );
+        let (f, _) = parse_event(item, None, &fp).unwrap();
+        assert_eq!(f, EventFormat::Json);
+        let err =
+            parse_event(br#"{"kind": 0}"#, Some(EventFormat::KubernetesAudit), &fp).unwrap_err();
+        assert!(
+            err.to_string().contains("not a Kubernetes audit Event"),
+            "{err}"
+        );
+        let k8s = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"get"}"#;
+        let (f, n) = parse_event(k8s, Some(EventFormat::Json), &fp).unwrap();
+        assert_eq!(f, EventFormat::Json);
+        // Generic pointers: found through "/verb" of the default action list.
+        assert_eq!(n.action.as_deref(), Some("get"));
+        let err = parse_event(b"[]", None, &fp).unwrap_err();
+        assert!(err.to_string().contains("not a JSON object"));
+    }
+
+    #[test]
+    fn pointers_from_config() {
+        let p: FieldPointers = serde_json::from_str(r#"{"actor":["/who"]}"#).unwrap();
+        assert_eq!(p.actor, vec!["/who".to_string()]);
+        assert_eq!(p.time, FieldPointers::default().time);
+        let (_, n) = parse_event(br#"{"who":"me","actor":"not me"}"#, None, &p).unwrap();
+        assert_eq!(n.actor.as_deref(), Some("me"));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01+01:00"),
+            Some(-3_599_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2022-12-11 02:57:48.693000000"),
+            Some(1_670_727_468_693_000_000)
+        );
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(
+            parse_time("1700000000000000"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_time("1700000000000000000"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(parse_time("9999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn outcomes_and_matching() {
+        assert_eq!(normalize_outcome(" SUCCESS "), "success");
+        assert_eq!(normalize_outcome("Denied"), "failure");
+        assert_eq!(normalize_outcome("201"), "success");
+        assert_eq!(normalize_outcome("503"), "failure");
+        assert_eq!(normalize_outcome("7"), "7");
+        assert_eq!(normalize_outcome("Unknown"), "unknown");
+        assert!(matches("alice", Some("alice")));
+        assert!(!matches("alice", Some("alice2")));
+        assert!(matches("system:*", Some("system:anonymous")));
+        assert!(!matches("system:*", Some("sys")));
+        assert!(matches("*", Some("")));
+        assert!(!matches("*", None));
+    }
+}

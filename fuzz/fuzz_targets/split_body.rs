@@ -1,0 +1,14 @@
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(items) = stele_formats::split_body(data, 256) {
+        assert!(!items.is_empty());
+        for (bytes, _) in items {
+            assert!(bytes.len() <= 256);
+            let v: serde_json::Value = serde_json::from_slice(bytes).expect("item is valid JSON");
+            assert!(v.is_object());
+        }
+    }
+});
