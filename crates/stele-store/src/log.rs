@@ -14,6 +14,8 @@ use stele_tlog::merkle::Frontier;
 use stele_tlog::note::{NoteSigner, NoteVerifier};
 use stele_tlog::tile::TILE_HEIGHT;
 
+use rayon::prelude::*;
+
 use crate::backend::{Backend, FileBackend, StorageFile};
 use crate::checkpoints::StoredCheckpoint;
 use crate::chunk::{self, CHUNK_TARGET_BYTES, Compression};
@@ -375,14 +377,6 @@ impl Log {
         let mut salts = vec![0u8; all.len() * SALT_LEN];
         getrandom::fill(&mut salts).map_err(|e| StoreError::Io { op: "reading randomness", file: "getrandom".into(), source: std::io::Error::other(e.to_string()) })?;
 
-        // Leaves (salted digests) and chunks (compression) are computed in parallel.
-        let leaves: Vec<[u8; LEAF_LEN]> = par_map(all.len(), |i| {
-            let (stream, format, payload) = all[i];
-            let salt: [u8; SALT_LEN] = salts[i * SALT_LEN..(i + 1) * SALT_LEN].try_into().expect("16");
-            Leaf::new(format, stream, received_ns, salt, payload).encode()
-        });
-        let leaf_hashes: Vec<Hash> = par_map(leaves.len(), |i| leaf_hash(&leaves[i]));
-
         // Group entries per stream into chunks of about CHUNK_TARGET_BYTES.
         let mut per_stream: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (i, (stream, _, _)) in all.iter().enumerate() {
@@ -402,11 +396,47 @@ impl Log {
             }
             chunk_jobs.push((stream, cur));
         }
+
+        // Hashing (salted digests, leaf hashes, then the tree) and compression run at
+        // the same time on the thread pool.
         let compression = self.options.compression;
-        let encoded: Vec<Vec<u8>> = par_map_min(chunk_jobs.len(), 2, |j| {
-            let items: Vec<(u64, &[u8])> = chunk_jobs[j].1.iter().map(|&i| (first + i as u64, all[i].2)).collect();
-            chunk::encode(&items, compression)
-        });
+        let frontier = &mut self.frontier;
+        let ((leaves, leaf_hashes, level_bytes), encoded) = rayon::join(
+            || {
+                let hashed: Vec<([u8; LEAF_LEN], Hash)> = (0..all.len())
+                    .into_par_iter()
+                    .with_min_len(256)
+                    .map(|i| {
+                        let (stream, format, payload) = all[i];
+                        let salt: [u8; SALT_LEN] = salts[i * SALT_LEN..(i + 1) * SALT_LEN].try_into().expect("16");
+                        let leaf = Leaf::new(format, stream, received_ns, salt, payload).encode();
+                        let h = leaf_hash(&leaf);
+                        (leaf, h)
+                    })
+                    .collect();
+                let (leaves, hashes): (Vec<[u8; LEAF_LEN]>, Vec<Hash>) = hashed.into_iter().unzip();
+                // Level-0 hashes and every completed node of a stored tile level.
+                let mut level_bytes: BTreeMap<u32, (u64, Vec<u8>)> = BTreeMap::new();
+                for h in &hashes {
+                    frontier.push(*h, |level, index, hash| {
+                        if level % TILE_HEIGHT == 0 {
+                            let e = level_bytes.entry(level / TILE_HEIGHT).or_insert((index, Vec::new()));
+                            e.1.extend_from_slice(&hash.0);
+                        }
+                    });
+                }
+                (leaves, hashes, level_bytes)
+            },
+            || {
+                chunk_jobs
+                    .par_iter()
+                    .map(|(_, idxs)| {
+                        let items: Vec<(u64, &[u8])> = idxs.iter().map(|&i| (first + i as u64, all[i].2)).collect();
+                        chunk::encode(&items, compression)
+                    })
+                    .collect::<Vec<Vec<u8>>>()
+            },
+        );
 
         // Place chunks in segments.
         let window = self.options.segment_window_ns.max(1);
@@ -432,17 +462,6 @@ impl Log {
             }
             w.2.extend_from_slice(bytes);
             seg.len += bytes.len() as u64;
-        }
-
-        // Tree: level-0 hashes and every completed node of a stored tile level.
-        let mut level_bytes: BTreeMap<u32, (u64, Vec<u8>)> = BTreeMap::new();
-        for h in &leaf_hashes {
-            self.frontier.push(*h, |level, index, hash| {
-                if level % TILE_HEIGHT == 0 {
-                    let e = level_bytes.entry(level / TILE_HEIGHT).or_insert((index, Vec::new()));
-                    e.1.extend_from_slice(&hash.0);
-                }
-            });
         }
 
         // Write everything, then sync everything; only then is the commit acknowledged.
@@ -544,24 +563,7 @@ fn sync_all(files: &[(Arc<dyn StorageFile>, String)]) -> Result<()> {
     })
 }
 
-/// Maps `f` over `0..n` on up to two threads (the work per item is hashing or
-/// compression); small inputs stay on the calling thread.
-pub(crate) fn par_map<T: Send, F: Fn(usize) -> T + Sync>(n: usize, f: F) -> Vec<T> {
-    par_map_min(n, 64, f)
-}
-
-/// [`par_map`] that goes parallel from `min_items` items.
-pub(crate) fn par_map_min<T: Send, F: Fn(usize) -> T + Sync>(n: usize, min_items: usize, f: F) -> Vec<T> {
-    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(4).min(n.max(1));
-    if n < min_items || threads == 1 {
-        return (0..n).map(f).collect();
-    }
-    let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = (0..threads)
-            .map(|t| s.spawn(move || (t * per..((t + 1) * per).min(n)).map(f).collect::<Vec<T>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("worker panicked")).collect()
-    })
+/// Maps `f` over `0..n` on the thread pool, in chunks of at least `min_items`.
+pub(crate) fn par_map_min<T: Send, F: Fn(usize) -> T + Sync + Send>(n: usize, min_items: usize, f: F) -> Vec<T> {
+    (0..n).into_par_iter().with_min_len(min_items.max(1)).map(f).collect()
 }

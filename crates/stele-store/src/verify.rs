@@ -341,17 +341,17 @@ fn check_payloads(
     let mut jobs: Vec<(u64, Leaf, Arc<Chunk>, usize)> = Vec::with_capacity(leaves.len());
     for (j, loc) in locs.iter().enumerate() {
         let index = start + j as u64;
-        let seg_name = layout::segment(loc.segno);
+        let seg_name = || layout::segment(loc.segno);
         let cursor = cursors.entry(loc.segno).or_insert(SegmentCursor { next_offset: HEADER_LEN, current: None });
         let is_current = cursor.current.as_ref().is_some_and(|(o, _, _)| *o == loc.offset);
         if !is_current {
             if let Some((offset, chunk, used)) = &cursor.current
                 && *used < chunk.entries.len()
             {
-                report.problem(Some(chunk.entries[*used].0), format!("{seg_name} offset {offset}"), "chunk holds entries no locator names");
+                report.problem(Some(chunk.entries[*used].0), format!("{} offset {offset}", seg_name()), "chunk holds entries no locator names");
             }
             if loc.offset != cursor.next_offset {
-                report.problem(Some(index), format!("{seg_name} offset {}", loc.offset), format!("chunk is out of order (expected the next chunk at offset {})", cursor.next_offset));
+                report.problem(Some(index), format!("{} offset {}", seg_name(), loc.offset), format!("chunk is out of order (expected the next chunk at offset {})", cursor.next_offset));
             }
             match fresh.remove(loc) {
                 Some(Ok(chunk)) => {
@@ -360,12 +360,12 @@ fn check_payloads(
                     cursor.current = Some((loc.offset, chunk, 0));
                 }
                 Some(Err(e)) => {
-                    report.problem(Some(index), format!("{seg_name} offset {}", loc.offset), e);
+                    report.problem(Some(index), format!("{} offset {}", seg_name(), loc.offset), e);
                     cursor.current = None;
                     continue;
                 }
                 None => {
-                    report.problem(Some(index), format!("{seg_name} offset {}", loc.offset), "locator names a chunk used before (duplicate)");
+                    report.problem(Some(index), format!("{} offset {}", seg_name(), loc.offset), "locator names a chunk used before (duplicate)");
                     continue;
                 }
             }
@@ -378,7 +378,7 @@ fn check_payloads(
                 }
                 *used += 1;
             }
-            _ => report.problem(Some(index), format!("{seg_name} offset {offset}"), "the chunk the locator names does not hold this entry next"),
+            _ => report.problem(Some(index), format!("{} offset {offset}", seg_name()), "the chunk the locator names does not hold this entry next"),
         }
     }
     let matches: Vec<bool> = par_map_min(jobs.len(), 64, |i| {
