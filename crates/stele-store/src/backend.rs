@@ -38,6 +38,8 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
     /// Removes a file; durable once this returns.
     fn remove(&self, name: &str) -> io::Result<()>;
+    /// Atomically replaces `to` with `from`; durable once this returns.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
 }
 
 /// Files in a local folder, with `pread`/`pwrite` and `fdatasync`.
@@ -134,6 +136,12 @@ impl Backend for FileBackend {
         let path = self.root.join(name);
         std::fs::remove_file(&path)?;
         sync_dir(path.parent().unwrap_or(&self.root))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let to_path = self.root.join(to);
+        std::fs::rename(self.root.join(from), &to_path)?;
+        sync_dir(to_path.parent().unwrap_or(&self.root))
     }
 }
 
@@ -316,6 +324,13 @@ impl Backend for MemoryBackend {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         lock(&self.inner).files.remove(name);
+        Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut b = lock(&self.inner);
+        let f = b.files.remove(from).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, from.to_string()))?;
+        b.files.insert(to.to_string(), f);
         Ok(())
     }
 }

@@ -50,7 +50,7 @@ impl StoredCheckpoint {
 /// Reads every stored checkpoint up to `valid_len` (the recovered length), oldest first.
 /// A record that does not frame correctly is damage and is reported.
 pub fn read_all(files: &LogFiles, valid_len: u64) -> Result<Vec<StoredCheckpoint>> {
-    let (recs, end) = records::scan(&files.checkpoints, CHECKPOINTS, HEADER_LEN)?;
+    let (recs, end) = records::scan(&files.checkpoints(), CHECKPOINTS, HEADER_LEN)?;
     if end < valid_len {
         return Err(StoreError::Corrupt(format!(
             "{CHECKPOINTS}: record at offset {end} is damaged (file valid to {valid_len})"

@@ -65,8 +65,8 @@ pub struct LogFiles {
     pub locators: Arc<dyn StorageFile>,
     /// Hash levels.
     pub hashes: HashLevels,
-    /// `checkpoints.dat`.
-    pub checkpoints: Arc<dyn StorageFile>,
+    /// `checkpoints.dat` (replaced when old checkpoints are thinned out).
+    checkpoints: std::sync::RwLock<Arc<dyn StorageFile>>,
     /// `streams.dat`.
     pub streams: Arc<dyn StorageFile>,
     /// `state.dat`.
@@ -95,7 +95,7 @@ impl LogFiles {
             leaves: open_checked(&backend, layout::LEAVES, Kind::Leaves)?,
             locators: open_checked(&backend, layout::LOCATORS, Kind::Locators)?,
             hashes: HashLevels::open(backend.clone(), writable)?,
-            checkpoints: open_checked(&backend, layout::CHECKPOINTS, Kind::Checkpoints)?,
+            checkpoints: std::sync::RwLock::new(open_checked(&backend, layout::CHECKPOINTS, Kind::Checkpoints)?),
             streams: open_checked(&backend, layout::STREAMS, Kind::Streams)?,
             state: open_checked(&backend, layout::STATE, Kind::State)?,
             segments: Mutex::new(HashMap::new()),
@@ -119,6 +119,19 @@ impl LogFiles {
             f.sync().map_err(StoreError::io("syncing", name))?;
         }
         HashLevels::create(backend)
+    }
+
+    /// The current `checkpoints.dat`.
+    pub fn checkpoints(&self) -> Arc<dyn StorageFile> {
+        self.checkpoints.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces `checkpoints.dat` with the file `tmp` (already written and synced).
+    pub fn replace_checkpoints(&self, tmp: &str) -> Result<()> {
+        let mut guard = self.checkpoints.write().unwrap_or_else(|p| p.into_inner());
+        self.backend.rename(tmp, layout::CHECKPOINTS).map_err(StoreError::io("renaming", tmp))?;
+        *guard = self.backend.open(layout::CHECKPOINTS, false).map_err(StoreError::io("opening", layout::CHECKPOINTS))?;
+        Ok(())
     }
 
     /// Whether files were opened for writing.

@@ -45,6 +45,11 @@ pub struct LogOptions {
     pub segment_window_ns: u64,
     /// A segment is sealed once it reaches this many bytes (default 1 GiB).
     pub segment_max_bytes: u64,
+    /// Every signed checkpoint younger than this is kept, ns (default 7 days).
+    pub checkpoint_keep_all_ns: u64,
+    /// Older checkpoints are thinned to the first of each period of this length, ns
+    /// (default one hour), kept for the life of the log.
+    pub checkpoint_keep_every_ns: u64,
 }
 
 impl Default for LogOptions {
@@ -54,6 +59,8 @@ impl Default for LogOptions {
             compression: Compression::Zstd(1),
             segment_window_ns: 86_400 * 1_000_000_000,
             segment_max_bytes: 1 << 30,
+            checkpoint_keep_all_ns: 7 * 86_400 * 1_000_000_000,
+            checkpoint_keep_every_ns: 3_600 * 1_000_000_000,
         }
     }
 }
@@ -104,6 +111,7 @@ pub struct Log {
     checkpoints_len: u64,
     newest_checkpoint: Option<StoredCheckpoint>,
     last_received_ns: u64,
+    last_thinned_ns: u64,
     poisoned: Option<String>,
     _lock: Option<File>,
 }
@@ -268,6 +276,7 @@ impl Log {
             checkpoints_len: rec.checkpoints_len,
             newest_checkpoint: rec.newest_checkpoint,
             last_received_ns,
+            last_thinned_ns: 0,
             poisoned: None,
             _lock: None,
         })
@@ -511,7 +520,67 @@ impl Log {
             return Ok(None);
         }
         let r = self.write_checkpoint(size);
-        self.poison(r).map(Some)
+        let cp = self.poison(r)?;
+        // Thinning runs at most once per keep-every period.
+        let now = now_ns();
+        if now.saturating_sub(self.last_thinned_ns) >= self.options.checkpoint_keep_every_ns {
+            let r = self.thin_checkpoints(now);
+            self.poison(r)?;
+        }
+        Ok(Some(cp))
+    }
+
+    /// Removes old checkpoints: keeps every checkpoint signed within
+    /// `checkpoint_keep_all_ns` of `now_ns`, the first of each `checkpoint_keep_every_ns`
+    /// period before that, and always the first and the newest. The kept records are
+    /// written to a new file that atomically replaces `checkpoints.dat`. Returns how
+    /// many were removed.
+    pub fn thin_checkpoints(&mut self, now_ns: u64) -> Result<usize> {
+        self.check_poisoned()?;
+        self.last_thinned_ns = now_ns;
+        let all = crate::checkpoints::read_all(&self.files, self.checkpoints_len)?;
+        let cutoff = now_ns.saturating_sub(self.options.checkpoint_keep_all_ns);
+        let every = self.options.checkpoint_keep_every_ns.max(1);
+        let mut keep = Vec::with_capacity(all.len());
+        let mut last_period = None;
+        for (i, cp) in all.iter().enumerate() {
+            let period = cp.signed_ns / every;
+            let keep_it = i == 0 || i + 1 == all.len() || cp.signed_ns >= cutoff || last_period != Some(period);
+            if keep_it {
+                keep.push(cp);
+            }
+            last_period = Some(period);
+        }
+        let removed = all.len() - keep.len();
+        if removed == 0 {
+            return Ok(0);
+        }
+        let tmp = "checkpoints.dat.new";
+        let f = self.files.backend.open(tmp, true).map_err(StoreError::io("creating", tmp))?;
+        f.set_len(0).map_err(StoreError::io("truncating", tmp))?;
+        crate::header::Header::new(crate::header::Kind::Checkpoints, 0, 0, 0).write(&f, tmp)?;
+        let mut offset = HEADER_LEN;
+        let mut bytes = Vec::new();
+        let mut newest = None;
+        for cp in keep {
+            let moved = StoredCheckpoint { offset, ..cp.clone() };
+            let framed = records::frame(&moved.encode());
+            offset += framed.len() as u64;
+            bytes.extend_from_slice(&framed);
+            newest = Some(moved);
+        }
+        f.write_at(HEADER_LEN, &bytes).map_err(StoreError::io("writing", tmp))?;
+        f.sync().map_err(StoreError::io("syncing", tmp))?;
+        self.files.replace_checkpoints(tmp)?;
+        self.checkpoints_len = offset;
+        let newest = newest.expect("the newest checkpoint is kept");
+        self.state.seq += 1;
+        self.state.checkpoints_len = offset;
+        self.state.newest_checkpoint_offset = Some(newest.offset);
+        state::write(&self.files.state, &self.state)?;
+        self.newest_checkpoint = Some(newest.clone());
+        self.reader.publish_checkpoint(newest);
+        Ok(removed)
     }
 
     fn write_checkpoint(&mut self, size: u64) -> Result<StoredCheckpoint> {
@@ -519,8 +588,9 @@ impl Log {
         let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
         let cp = StoredCheckpoint { tree_size: size, signed_ns: now_ns(), note, offset: self.checkpoints_len };
         let framed = records::frame(&cp.encode());
-        self.files.checkpoints.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;
-        self.files.checkpoints.sync().map_err(StoreError::io("syncing", layout::CHECKPOINTS))?;
+        let ck = self.files.checkpoints();
+        ck.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;
+        ck.sync().map_err(StoreError::io("syncing", layout::CHECKPOINTS))?;
         self.checkpoints_len += framed.len() as u64;
         self.state = State {
             seq: self.state.seq + 1,

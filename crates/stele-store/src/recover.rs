@@ -75,26 +75,33 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
     }
 
     // Checkpoints: records after the state's length that frame correctly are kept.
-    let ck_file_len = LogFiles::len(&files.checkpoints, layout::CHECKPOINTS)?;
-    if ck_file_len < st.checkpoints_len {
+    // If the file no longer matches the state (a crash while old checkpoints were
+    // being thinned out replaced it), the whole file is scanned instead.
+    let ck_file = files.checkpoints();
+    let ck_file_len = LogFiles::len(&ck_file, layout::CHECKPOINTS)?;
+    let anchored = st.newest_checkpoint_offset.map(|o| records::read_at(&ck_file, layout::CHECKPOINTS, o, ck_file_len)).transpose()?;
+    let state_matches = ck_file_len >= st.checkpoints_len && (st.newest_checkpoint_offset.is_none() || anchored.as_ref().is_some_and(Option::is_some));
+    let scan_from = if state_matches { st.checkpoints_len.max(HEADER_LEN) } else { HEADER_LEN };
+    let (after, checkpoints_len) = records::scan(&ck_file, layout::CHECKPOINTS, scan_from)?;
+    let newest_checkpoint = match (after.last(), st.newest_checkpoint_offset, anchored.flatten()) {
+        (Some((o, p)), _, _) => Some(StoredCheckpoint::decode(p, *o)?),
+        (None, Some(o), Some(p)) if state_matches => Some(StoredCheckpoint::decode(&p, o)?),
+        (None, Some(o), _) => {
+            return Err(StoreError::Corrupt(format!("{} offset {o}: newest checkpoint record damaged or missing", layout::CHECKPOINTS)));
+        }
+        (None, None, _) => None,
+    };
+    // The state was written right after the checkpoint of its tree size; thinning
+    // keeps the newest checkpoint, so losing it is damage or tampering.
+    if st.newest_checkpoint_offset.is_some() && newest_checkpoint.as_ref().is_none_or(|c| c.tree_size < st.tree_size) {
         return Err(StoreError::Corrupt(format!(
-            "{} is {ck_file_len} bytes but {} were durable",
+            "{}: the checkpoint of tree size {} recorded in {} is missing",
             layout::CHECKPOINTS,
-            st.checkpoints_len
+            st.tree_size,
+            layout::STATE
         )));
     }
-    let (after, checkpoints_len) = records::scan(&files.checkpoints, layout::CHECKPOINTS, st.checkpoints_len.max(HEADER_LEN))?;
-    let newest_checkpoint = match after.last() {
-        Some((o, p)) => Some(StoredCheckpoint::decode(p, *o)?),
-        None => match st.newest_checkpoint_offset {
-            Some(o) => {
-                let p = records::read_at(&files.checkpoints, layout::CHECKPOINTS, o, ck_file_len)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("{} offset {o}: newest checkpoint record damaged", layout::CHECKPOINTS)))?;
-                Some(StoredCheckpoint::decode(&p, o)?)
-            }
-            None => None,
-        },
-    };
+
 
     // Roll forward from the state's size.
     let n_max = files.leaf_count()?.min(files.locator_count()?).min(files.hashes.len_of(0)?);
@@ -265,7 +272,7 @@ fn truncate(
     cut(&files.leaves, layout::LEAVES, HEADER_LEN + size * LEAF_LEN as u64)?;
     cut(&files.locators, layout::LOCATORS, HEADER_LEN + size * LOCATOR_LEN as u64)?;
     cut(&files.streams, layout::STREAMS, streams_len)?;
-    cut(&files.checkpoints, layout::CHECKPOINTS, checkpoints_len)?;
+    cut(&files.checkpoints(), layout::CHECKPOINTS, checkpoints_len)?;
     files.hashes.truncate_to(size)?;
     files.hashes.sync(0..files.hashes.levels())?;
     for s in open.values() {
