@@ -14,8 +14,9 @@ use crate::header::HEADER_LEN;
 use crate::layout::STATE;
 use crate::records;
 
-/// Bytes per slot; bounds the number of open segments a state can list (about 8,000).
-pub const SLOT_LEN: u64 = 512 * 1024;
+/// Bytes per slot; bounds the number of open segments a state can list (about 800,
+/// that is, streams receiving events at the same time).
+pub const SLOT_LEN: u64 = 64 * 1024;
 
 /// One open (appendable) payload segment.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
