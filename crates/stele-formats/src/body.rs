@@ -27,17 +27,10 @@ use crate::scan::{self, skip_ws};
 /// index of the first bad item: [`BodyError::TooLarge`],
 /// [`BodyError::InvalidItem`] (not an object, invalid JSON, bad EventList) or
 /// [`BodyError::Malformed`] (broken framing between items).
-pub fn split_body(
-    body: &[u8],
-    max_event_bytes: usize,
-) -> Result<Vec<(&[u8], EventFormat)>, BodyError> {
+pub fn split_body(body: &[u8], max_event_bytes: usize) -> Result<Vec<(&[u8], EventFormat)>, BodyError> {
     let trie = Trie::classify_only();
     let mut out = Vec::new();
-    let start = if body.starts_with(b"\xEF\xBB\xBF") {
-        3
-    } else {
-        0
-    };
+    let start = if body.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     let mut i = skip_ws(body, start);
     let Some(&first) = body.get(i) else {
         return Err(BodyError::Empty);
@@ -48,16 +41,11 @@ pub fn split_body(
         reason: reason.to_string(),
     };
     if first == b'[' {
-        let (elements, close) =
-            scan::array_elements(&body[i..]).map_err(|(at, n, why)| malformed(n, i + at, why))?;
+        let (elements, close) = scan::array_elements(&body[i..]).map_err(|(at, n, why)| malformed(n, i + at, why))?;
         let base = i;
         i = skip_ws(body, base + close);
         if i < body.len() {
-            return Err(malformed(
-                elements.len(),
-                i,
-                "trailing data after the JSON array",
-            ));
+            return Err(malformed(elements.len(), i, "trailing data after the JSON array"));
         }
         for (a, b) in elements {
             push_event(&body[base + a..base + b], max_event_bytes, &trie, &mut out)?;
@@ -114,11 +102,7 @@ fn push_event<'a>(
         }
         class => {
             check_size(item, limit, index)?;
-            let format = if class == K8sClass::Event {
-                EventFormat::KubernetesAudit
-            } else {
-                EventFormat::Json
-            };
+            let format = if class == K8sClass::Event { EventFormat::KubernetesAudit } else { EventFormat::Json };
             out.push((item, format));
         }
     }
@@ -127,11 +111,7 @@ fn push_event<'a>(
 
 fn check_size(item: &[u8], limit: usize, index: usize) -> Result<(), BodyError> {
     if item.len() > limit {
-        return Err(BodyError::TooLarge {
-            item: index,
-            size: item.len(),
-            limit,
-        });
+        return Err(BodyError::TooLarge { item: index, size: item.len(), limit });
     }
     Ok(())
 }
@@ -142,11 +122,8 @@ mod tests {
     use crate::InvalidReason;
 
     fn split(b: &str) -> Result<Vec<(&str, EventFormat)>, BodyError> {
-        split_body(b.as_bytes(), 1000).map(|v| {
-            v.into_iter()
-                .map(|(s, f)| (std::str::from_utf8(s).unwrap(), f))
-                .collect()
-        })
+        split_body(b.as_bytes(), 1000)
+            .map(|v| v.into_iter().map(|(s, f)| (std::str::from_utf8(s).unwrap(), f)).collect())
     }
 
     #[test]
@@ -158,28 +135,12 @@ mod tests {
             vec![(r#"{"a":"]"}"#, Json), (r#"{"b":[1]}"#, Json)]
         );
         assert_eq!(
-            split("{\"a\":1}\r\n{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\"}\n")
-                .unwrap(),
-            vec![
-                (r#"{"a":1}"#, Json),
-                (
-                    r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#,
-                    KubernetesAudit
-                )
-            ]
+            split("{\"a\":1}\r\n{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\"}\n").unwrap(),
+            vec![(r#"{"a":1}"#, Json), (r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#, KubernetesAudit)]
         );
-        assert_eq!(
-            split("{\n  \"pretty\": true\n}\n").unwrap(),
-            vec![("{\n  \"pretty\": true\n}", Json)]
-        );
+        assert_eq!(split("{\n  \"pretty\": true\n}\n").unwrap(), vec![("{\n  \"pretty\": true\n}", Json)]);
         let list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[{"verb":"get"},{"kind":"Pod"}]}"#;
-        assert_eq!(
-            split(list).unwrap(),
-            vec![
-                (r#"{"verb":"get"}"#, KubernetesAudit),
-                (r#"{"kind":"Pod"}"#, Json)
-            ]
-        );
+        assert_eq!(split(list).unwrap(), vec![(r#"{"verb":"get"}"#, KubernetesAudit), (r#"{"kind":"Pod"}"#, Json)]);
         assert_eq!(split("\u{feff}{}").unwrap(), vec![("{}", Json)]);
     }
 
@@ -188,57 +149,23 @@ mod tests {
         assert_eq!(split("").unwrap_err(), BodyError::Empty);
         assert_eq!(split(" \n ").unwrap_err(), BodyError::Empty);
         assert_eq!(split("[]").unwrap_err(), BodyError::EmptyArray);
-        assert_eq!(
-            split(r#"{"kind":"EventList","items":[]}"#).unwrap_err(),
-            BodyError::EmptyArray
-        );
+        assert_eq!(split(r#"{"kind":"EventList","items":[]}"#).unwrap_err(), BodyError::EmptyArray);
         assert_eq!(
             split(r#"[{"a":1}, 2]"#).unwrap_err(),
-            BodyError::InvalidItem {
-                item: 1,
-                reason: InvalidReason::NotObject
-            }
+            BodyError::InvalidItem { item: 1, reason: InvalidReason::NotObject }
         );
         assert!(matches!(
             split("{\"a\":1}\n{\"a\":tru}\n").unwrap_err(),
-            BodyError::InvalidItem {
-                item: 1,
-                reason: InvalidReason::Json { .. }
-            }
+            BodyError::InvalidItem { item: 1, reason: InvalidReason::Json { .. } }
         ));
-        assert!(matches!(
-            split("[{\"a\":1} {}]").unwrap_err(),
-            BodyError::Malformed { item: 1, .. }
-        ));
-        assert!(matches!(
-            split("[{\"a\":1}] x").unwrap_err(),
-            BodyError::Malformed { item: 1, .. }
-        ));
-        assert!(matches!(
-            split("[{\"a\":1},").unwrap_err(),
-            BodyError::Malformed { .. }
-        ));
-        assert!(matches!(
-            split("{\"a\":1} {\"b\":").unwrap_err(),
-            BodyError::Malformed { item: 1, .. }
-        ));
-        assert!(matches!(
-            split("{\"a\":1}x").unwrap_err(),
-            BodyError::InvalidItem { item: 1, .. }
-        ));
+        assert!(matches!(split("[{\"a\":1} {}]").unwrap_err(), BodyError::Malformed { item: 1, .. }));
+        assert!(matches!(split("[{\"a\":1}] x").unwrap_err(), BodyError::Malformed { item: 1, .. }));
+        assert!(matches!(split("[{\"a\":1},").unwrap_err(), BodyError::Malformed { .. }));
+        assert!(matches!(split("{\"a\":1} {\"b\":").unwrap_err(), BodyError::Malformed { item: 1, .. }));
+        assert!(matches!(split("{\"a\":1}x").unwrap_err(), BodyError::InvalidItem { item: 1, .. }));
         let big = format!("[{{}},{{\"a\":\"{}\"}}]", "x".repeat(2000));
-        assert_eq!(
-            split(&big).unwrap_err(),
-            BodyError::TooLarge {
-                item: 1,
-                size: 2008,
-                limit: 1000
-            }
-        );
+        assert_eq!(split(&big).unwrap_err(), BodyError::TooLarge { item: 1, size: 2008, limit: 1000 });
         let e = split(r#"{"kind":"EventList","items":{}}"#).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "item 0: Kubernetes EventList: \"items\" is not an array"
-        );
+        assert_eq!(e.to_string(), "item 0: Kubernetes EventList: \"items\" is not an array");
     }
 }

@@ -1,20 +1,18 @@
-//! One-pass validation and field capture over serde_json.
+//! One-pass validation and field capture: the data model (compiled pointer
+//! [`Trie`], captured [`Scalar`]s, Kubernetes classification) and [`parse`].
 //!
-//! An event is parsed once with serde_json. Members named by a compiled set of
-//! JSON pointers ([`Trie`]) are captured as borrowed scalars; everything else
-//! is skipped with [`Skip`], which drives serde_json's `deserialize_any`
-//! without building values. Because `Skip` takes the same code paths as
-//! `serde_json::Value` (string unescaping and UTF-8 checks, number range
-//! checks, the 128-level recursion limit), an event is accepted here exactly
-//! when `serde_json::from_slice::<Value>` accepts it and yields an object.
-//! The property tests and the fuzz targets check that equivalence.
+//! [`parse`] runs the hand-written single-pass parser of [`crate::fastjson`];
+//! only when it rejects an event does the serde_json implementation of
+//! [`crate::json_serde`] run, to produce serde_json's error message (and, were
+//! the fast parser ever to reject an event serde_json accepts, its result).
+//! Both accept exactly what `serde_json::from_slice::<Value>` accepts as an
+//! object; unit tests, property tests and a fuzz target check that the two
+//! agree on acceptance and on every captured value.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::InvalidReason;
+use crate::{fastjson, json_serde};
 
 /// A JSON scalar captured at a pointer. Strings borrow from the event unless
 /// they contain escapes.
@@ -86,23 +84,124 @@ pub(crate) mod field {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Slot {
+pub(crate) struct Slot {
     field: u8,
     /// Position in the field's pointer list: lower wins.
     prio: u16,
 }
 
 #[derive(Debug, Default, Clone)]
-struct Node {
+pub(crate) struct Node {
     /// (reference token, child node, the token as an array index if it is one).
-    children: Vec<(Box<str>, u32, Option<usize>)>,
-    slots: Vec<Slot>,
+    pub(crate) children: Vec<(Box<str>, u32, Option<usize>)>,
+    pub(crate) slots: Vec<Slot>,
+    /// Open-addressing hash index of `children` by key (empty without
+    /// children, else a power of two at least twice their number).
+    table: Vec<Cell>,
+    /// True when some child token is an array index.
+    pub(crate) has_index: bool,
+}
+
+/// A cell of [`Node::table`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Cell {
+    /// 1 + position in `children`; 0 for an empty cell.
+    pos: u32,
+    len: u32,
+    words: (u64, u64),
+}
+
+/// Two words of an object key that, with its length, identify a key of at
+/// most 16 bytes (and tell most longer ones apart): its first and last 8
+/// bytes, its first and last 4, or its first, middle and last byte.
+#[inline(always)]
+fn key_words(k: &[u8]) -> (u64, u64) {
+    let n = k.len();
+    if n >= 8 {
+        let a = u64::from_le_bytes(k[..8].try_into().expect("8 bytes"));
+        let b = u64::from_le_bytes(k[n - 8..].try_into().expect("8 bytes"));
+        (a, b)
+    } else if n >= 4 {
+        let a = u32::from_le_bytes(k[..4].try_into().expect("4 bytes"));
+        let b = u32::from_le_bytes(k[n - 4..].try_into().expect("4 bytes"));
+        (u64::from(a) | (u64::from(b) << 32), 0)
+    } else if n > 0 {
+        let w = u64::from(k[0]) | (u64::from(k[n / 2]) << 8) | (u64::from(k[n - 1]) << 16);
+        (w, 0)
+    } else {
+        (0, 0)
+    }
+}
+
+#[inline(always)]
+fn key_hash(len: usize, (a, b): (u64, u64)) -> usize {
+    let h = (a ^ b.rotate_left(29) ^ ((len as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 40) as usize
+}
+
+impl Node {
+    fn rebuild_table(&mut self) {
+        let size = (self.children.len() * 2).next_power_of_two().max(4);
+        self.table = vec![Cell::default(); size];
+        for (pos, (k, _, _)) in self.children.iter().enumerate() {
+            let k = k.as_bytes();
+            let words = key_words(k);
+            let mut at = key_hash(k.len(), words) & (size - 1);
+            while self.table[at].pos != 0 {
+                at = (at + 1) & (size - 1);
+            }
+            self.table[at] = Cell {
+                pos: u32::try_from(pos + 1).expect("children fit u32"),
+                len: u32::try_from(k.len()).expect("pointer tokens fit u32"),
+                words,
+            };
+        }
+        self.has_index = self.children.iter().any(|(_, _, ix)| ix.is_some());
+    }
+
+    /// The child node for object key `key` (its bytes, unescaped).
+    #[inline]
+    pub(crate) fn child(&self, key: &[u8]) -> Option<usize> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let words = key_words(key);
+        let mut at = key_hash(key.len(), words) & mask;
+        loop {
+            let cell = &self.table[at];
+            if cell.pos == 0 {
+                return None;
+            }
+            if cell.len as usize == key.len() && cell.words == words {
+                let (k, i, _) = &self.children[cell.pos as usize - 1];
+                if key.len() <= 16 || k.as_bytes() == key {
+                    return Some(*i as usize);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// The child node for array index `index`.
+    #[inline]
+    pub(crate) fn child_at(&self, index: usize) -> Option<usize> {
+        self.children.iter().find(|(_, _, ix)| *ix == Some(index)).map(|(_, i, _)| *i as usize)
+    }
+
+    pub(crate) fn has_children(&self) -> bool {
+        !self.children.is_empty()
+    }
+
+    pub(crate) fn has_slots(&self) -> bool {
+        !self.slots.is_empty()
+    }
 }
 
 /// A compiled set of JSON pointers (RFC 6901) as a tree of reference tokens.
 #[derive(Debug, Clone)]
 pub(crate) struct Trie {
-    nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
 }
 
 /// Invalid pointers (not starting with '/') are ignored: they can never match.
@@ -110,28 +209,18 @@ fn tokens(pointer: &str) -> Option<Vec<String>> {
     // RFC 6901 §3: a pointer is a sequence of '/'-prefixed reference tokens;
     // "~1" stands for '/' and "~0" for '~' (decoded in that order, §4).
     let rest = pointer.strip_prefix('/')?;
-    Some(
-        rest.split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-    )
+    Some(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
 }
 
 /// RFC 6901 §4: an array index is "0" or digits without a leading zero.
 fn array_index(t: &str) -> Option<usize> {
     let digits = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if digits && (t == "0" || !t.starts_with('0')) {
-        t.parse().ok()
-    } else {
-        None
-    }
+    if digits && (t == "0" || !t.starts_with('0')) { t.parse().ok() } else { None }
 }
 
 impl Trie {
     pub(crate) fn new() -> Trie {
-        Trie {
-            nodes: vec![Node::default()],
-        }
+        Trie { nodes: vec![Node::default()] }
     }
 
     /// Adds `pointer` as a capture into `field` with priority `prio`.
@@ -139,11 +228,7 @@ impl Trie {
         let Some(toks) = tokens(pointer) else { return };
         let mut node = 0usize;
         for t in toks {
-            let found = self.nodes[node]
-                .children
-                .iter()
-                .find(|(k, _, _)| **k == *t)
-                .map(|(_, i, _)| *i as usize);
+            let found = self.nodes[node].children.iter().find(|(k, _, _)| **k == *t).map(|(_, i, _)| *i as usize);
             node = match found {
                 Some(i) => i,
                 None => {
@@ -151,9 +236,8 @@ impl Trie {
                     self.nodes.push(Node::default());
                     let index = array_index(&t);
                     let i32 = u32::try_from(i).expect("pointer trie fits u32");
-                    self.nodes[node]
-                        .children
-                        .push((t.into_boxed_str(), i32, index));
+                    self.nodes[node].children.push((t.into_boxed_str(), i32, index));
+                    self.nodes[node].rebuild_table();
                     i
                 }
             };
@@ -184,16 +268,14 @@ impl Trie {
 }
 
 /// The captured values of one event.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Captures<'a> {
     best: [Option<(u16, Scalar<'a>)>; field::COUNT],
 }
 
 impl<'a> Captures<'a> {
-    fn new() -> Self {
-        Captures {
-            best: std::array::from_fn(|_| None),
-        }
+    pub(crate) fn new() -> Self {
+        Captures { best: std::array::from_fn(|_| None) }
     }
 
     pub(crate) fn get(&self, field: usize) -> Option<&Scalar<'a>> {
@@ -204,7 +286,7 @@ impl<'a> Captures<'a> {
         self.get(field).and_then(Scalar::as_str)
     }
 
-    fn put(&mut self, slots: &[Slot], v: &Scalar<'a>) {
+    pub(crate) fn put(&mut self, slots: &[Slot], v: &Scalar<'a>) {
         for s in slots {
             let cell = &mut self.best[s.field as usize];
             // `<=`: with duplicate keys the last one wins, as in serde_json::Value.
@@ -231,9 +313,7 @@ impl<'a> Captures<'a> {
                 ApiVersion::Absent => K8sClass::Compatible,
                 ApiVersion::Other => K8sClass::Other,
             },
-            Some(Scalar::Str(k)) if k == "EventList" && api != ApiVersion::Other => {
-                K8sClass::EventList
-            }
+            Some(Scalar::Str(k)) if k == "EventList" && api != ApiVersion::Other => K8sClass::EventList,
             None if api != ApiVersion::Other => K8sClass::Compatible,
             _ => K8sClass::Other,
         }
@@ -246,11 +326,7 @@ impl<'a> Captures<'a> {
             Some(Scalar::Str(s)) => format!("{s:?}"),
             Some(other) => other.to_text(),
         };
-        format!(
-            "kind is {}, apiVersion is {}",
-            show(self.get(field::KIND)),
-            show(self.get(field::API_VERSION))
-        )
+        format!("kind is {}, apiVersion is {}", show(self.get(field::KIND)), show(self.get(field::API_VERSION)))
     }
 }
 
@@ -282,220 +358,43 @@ pub(crate) enum K8sClass {
 }
 
 /// Parses `bytes` as one JSON object, capturing the pointers of `trie`.
+///
+/// Accepts exactly what `serde_json::from_slice::<serde_json::Value>`
+/// accepts and yields as an object; errors carry serde_json's message.
 pub(crate) fn parse<'a>(bytes: &'a [u8], trie: &Trie) -> Result<Captures<'a>, InvalidReason> {
-    let first = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    match first.map(|i| bytes[i]) {
-        Some(b'{') => {}
-        // An empty or whitespace-only event is not well-formed JSON at all.
-        None => {
-            return Err(InvalidReason::Json {
-                message: "EOF while parsing a value at line 1 column 0".into(),
-            });
-        }
-        Some(_) => {
-            // Say "not a JSON object" only for valid JSON of another type.
-            return Err(match serde_json::from_slice::<Skip>(bytes) {
-                Ok(Skip) => InvalidReason::NotObject,
-                Err(e) => InvalidReason::Json {
-                    message: e.to_string(),
-                },
-            });
-        }
+    let fast = fastjson::parse(bytes, trie);
+    #[cfg(any(test, feature = "cross-check"))]
+    cross_check(bytes, trie, fast.as_ref());
+    if let Some(caps) = fast {
+        return Ok(caps);
     }
-    let mut caps = Captures::new();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let seed = NodeSeed {
-        trie,
-        node: 0,
-        caps: &mut caps,
-    };
-    let res = seed.deserialize(&mut de).and_then(|()| de.end());
-    match res {
-        Ok(()) => Ok(caps),
-        Err(e) => Err(InvalidReason::Json {
-            message: e.to_string(),
-        }),
-    }
+    let slow = json_serde::parse(bytes, trie);
+    debug_assert!(
+        slow.is_err(),
+        "the fast parser rejected an event serde_json accepts: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+    slow
 }
 
-/// Skips one JSON value with serde_json's full checks, building nothing.
-pub(crate) struct Skip;
-
-impl<'de> de::Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-}
-
-struct NodeSeed<'t, 'c, 'a> {
-    trie: &'t Trie,
-    node: usize,
-    caps: &'c mut Captures<'a>,
-}
-
-impl<'a> DeserializeSeed<'a> for NodeSeed<'_, '_, 'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'a> NodeSeed<'_, '_, 'a> {
-    fn capture(self, v: Scalar<'a>) {
-        let slots = &self.trie.nodes[self.node].slots;
-        if !slots.is_empty() {
-            self.caps.put(slots, &v);
-        }
-    }
-}
-
-impl<'a> Visitor<'a> for NodeSeed<'_, '_, 'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.capture(Scalar::Bool(v));
-        Ok(())
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.capture(Scalar::I64(v));
-        Ok(())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.capture(Scalar::U64(v));
-        Ok(())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.capture(Scalar::F64(v));
-        Ok(())
-    }
-    fn visit_borrowed_str<E>(self, v: &'a str) -> Result<(), E> {
-        self.capture(Scalar::Str(Cow::Borrowed(v)));
-        Ok(())
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if !self.trie.nodes[self.node].slots.is_empty() {
-            self.capture(Scalar::Str(Cow::Owned(v.to_owned())));
-        }
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        // null counts as absent.
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        let node = &self.trie.nodes[self.node];
-        if node.children.is_empty() {
-            while map.next_entry::<Skip, Skip>()?.is_some() {}
-            return Ok(());
-        }
-        while let Some(child) = map.next_key_seed(KeySeed { node })? {
-            match child {
-                Some(i) => map.next_value_seed(NodeSeed {
-                    trie: self.trie,
-                    node: i,
-                    caps: &mut *self.caps,
-                })?,
-                None => {
-                    map.next_value::<Skip>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-        let node = &self.trie.nodes[self.node];
-        let mut index = 0usize;
-        loop {
-            // RFC 6901 §4: in an array, a reference token is a decimal index.
-            let child = if node.children.is_empty() {
-                None
-            } else {
-                node.children
-                    .iter()
-                    .find(|(_, _, ix)| *ix == Some(index))
-                    .map(|(_, i, _)| *i as usize)
-            };
-            let more = match child {
-                Some(i) => seq
-                    .next_element_seed(NodeSeed {
-                        trie: self.trie,
-                        node: i,
-                        caps: &mut *self.caps,
-                    })?
-                    .is_some(),
-                None => seq.next_element::<Skip>()?.is_some(),
-            };
-            if !more {
-                return Ok(());
-            }
-            index += 1;
-        }
-    }
-}
-
-/// Deserializes a map key into the index of the matching child node.
-struct KeySeed<'n> {
-    node: &'n Node,
-}
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self
-            .node
-            .children
-            .iter()
-            .find(|(k, _, _)| **k == *v)
-            .map(|(_, i, _)| *i as usize))
+/// Panics unless the serde_json implementation agrees with the fast parser
+/// on `bytes`: same acceptance, same captured values.
+#[cfg(any(test, feature = "cross-check"))]
+fn cross_check(bytes: &[u8], trie: &Trie, fast: Option<&Captures<'_>>) {
+    let slow = json_serde::parse(bytes, trie);
+    match (fast, &slow) {
+        (Some(f), Ok(s)) => assert!(
+            f == s,
+            "captures differ on {:?}:\nfast  {f:?}\nserde {s:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+        (None, Err(_)) => {}
+        _ => panic!(
+            "fast parser accepts: {}, serde_json accepts: {} on {:?}",
+            fast.is_some(),
+            slow.is_ok(),
+            String::from_utf8_lossy(bytes)
+        ),
     }
 }
 
@@ -504,10 +403,7 @@ mod tests {
     use super::*;
 
     fn value_ok(b: &[u8]) -> bool {
-        matches!(
-            serde_json::from_slice::<serde_json::Value>(b),
-            Ok(serde_json::Value::Object(_))
-        )
+        matches!(serde_json::from_slice::<serde_json::Value>(b), Ok(serde_json::Value::Object(_)))
     }
 
     #[test]
@@ -546,12 +442,7 @@ mod tests {
             br#"{"a":1,}"#,
         ];
         for c in cases {
-            assert_eq!(
-                parse(c, &t).is_ok(),
-                value_ok(c),
-                "{}",
-                String::from_utf8_lossy(c)
-            );
+            assert_eq!(parse(c, &t).is_ok(), value_ok(c), "{}", String::from_utf8_lossy(c));
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(!value_ok(deep.as_bytes()));
@@ -564,39 +455,18 @@ mod tests {
     fn classification() {
         let t = Trie::k8s_only();
         let class = |b: &[u8]| parse(b, &t).unwrap().k8s_class();
-        assert_eq!(
-            class(br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#),
-            K8sClass::Event
-        );
-        assert_eq!(
-            class(br#"{"apiVersion":"audit.k8s.io/v1beta1","kind":"Event"}"#),
-            K8sClass::Event
-        );
+        assert_eq!(class(br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#), K8sClass::Event);
+        assert_eq!(class(br#"{"apiVersion":"audit.k8s.io/v1beta1","kind":"Event"}"#), K8sClass::Event);
         assert_eq!(class(br#"{"kind":"Event","verb":"get"}"#), K8sClass::Event);
         assert_eq!(class(br#"{"kind":"Event"}"#), K8sClass::Compatible);
-        assert_eq!(
-            class(br#"{"kind":"Event","apiVersion":"v1"}"#),
-            K8sClass::Other
-        );
+        assert_eq!(class(br#"{"kind":"Event","apiVersion":"v1"}"#), K8sClass::Other);
         assert_eq!(class(br#"{"kind":0}"#), K8sClass::Other);
         assert_eq!(class(br#"{"verb":"get"}"#), K8sClass::Compatible);
-        assert_eq!(
-            class(br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1"}"#),
-            K8sClass::EventList
-        );
-        assert_eq!(
-            class(br#"{"kind":"Ev\u0065nt","apiVersion":"audit.k8s.io/v1"}"#),
-            K8sClass::Event
-        );
+        assert_eq!(class(br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1"}"#), K8sClass::EventList);
+        assert_eq!(class(br#"{"kind":"Ev\u0065nt","apiVersion":"audit.k8s.io/v1"}"#), K8sClass::Event);
         assert_eq!(parse(b"[1]", &t).unwrap_err(), InvalidReason::NotObject);
         assert_eq!(parse(b" \"{\" ", &t).unwrap_err(), InvalidReason::NotObject);
-        assert!(matches!(
-            parse(b"nope", &t).unwrap_err(),
-            InvalidReason::Json { .. }
-        ));
-        assert!(matches!(
-            parse(b"  ", &t).unwrap_err(),
-            InvalidReason::Json { .. }
-        ));
+        assert!(matches!(parse(b"nope", &t).unwrap_err(), InvalidReason::Json { .. }));
+        assert!(matches!(parse(b"  ", &t).unwrap_err(), InvalidReason::Json { .. }));
     }
 }

@@ -50,7 +50,9 @@
 
 mod body;
 mod error;
+mod fastjson;
 mod json;
+mod json_serde;
 mod normalize;
 mod reader;
 mod scan;
@@ -61,8 +63,7 @@ use std::str::FromStr;
 pub use body::split_body;
 pub use error::{BodyError, FormatError, InvalidReason, Location};
 pub use normalize::{
-    FieldPointers, Normalized, Normalizer, k8s_resource_path, matches, normalize_outcome,
-    parse_event, parse_time,
+    FieldPointers, Normalized, Normalizer, k8s_resource_path, matches, normalize_outcome, parse_event, parse_time,
 };
 pub use reader::{Batch, EventReader, RawEvent};
 
@@ -187,12 +188,7 @@ mod tests {
 
     #[test]
     fn input_format_names() {
-        for f in [
-            InputFormat::Auto,
-            InputFormat::Jsonl,
-            InputFormat::Json,
-            InputFormat::K8sAudit,
-        ] {
+        for f in [InputFormat::Auto, InputFormat::Jsonl, InputFormat::Json, InputFormat::K8sAudit] {
             assert_eq!(f.name().parse::<InputFormat>(), Ok(f));
         }
         assert!("JSON".parse::<InputFormat>().is_err());

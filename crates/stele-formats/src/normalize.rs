@@ -165,10 +165,7 @@ impl Normalizer {
                 trie.add(p, f, prio);
             }
         }
-        Normalizer {
-            pointers: pointers.clone(),
-            trie,
-        }
+        Normalizer { pointers: pointers.clone(), trie }
     }
 
     pub(crate) fn trie(&self) -> &Trie {
@@ -189,10 +186,8 @@ impl Normalizer {
         bytes: &[u8],
         format_hint: Option<EventFormat>,
     ) -> Result<(EventFormat, Normalized), FormatError> {
-        parse_with(bytes, format_hint, &self.trie).map_err(|reason| FormatError::InvalidEvent {
-            location: None,
-            reason,
-        })
+        parse_with(bytes, format_hint, &self.trie)
+            .map_err(|reason| FormatError::InvalidEvent { location: None, reason })
     }
 }
 
@@ -266,17 +261,12 @@ pub(crate) fn fields(caps: &Captures<'_>, format: EventFormat) -> Normalized {
 }
 
 /// The format of a parsed object under `hint` (see [`parse_event`]).
-pub(crate) fn resolve_format(
-    caps: &Captures<'_>,
-    hint: Option<EventFormat>,
-) -> Result<EventFormat, InvalidReason> {
+pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> Result<EventFormat, InvalidReason> {
     match hint {
         Some(EventFormat::Json) => Ok(EventFormat::Json),
         Some(EventFormat::KubernetesAudit) => match caps.k8s_class() {
             K8sClass::Event | K8sClass::Compatible => Ok(EventFormat::KubernetesAudit),
-            K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent {
-                detail: caps.describe_kind(),
-            }),
+            K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() }),
         },
         None => Ok(match caps.k8s_class() {
             K8sClass::Event => EventFormat::KubernetesAudit,
@@ -286,10 +276,7 @@ pub(crate) fn resolve_format(
 }
 
 fn k8s_fields(c: &Captures<'_>) -> Normalized {
-    let time = c
-        .get(field::STAGE_TS)
-        .and_then(time_ns)
-        .or_else(|| c.get(field::RECEIVED_TS).and_then(time_ns));
+    let time = c.get(field::STAGE_TS).and_then(time_ns).or_else(|| c.get(field::RECEIVED_TS).and_then(time_ns));
     let outcome = match c.get(field::RESPONSE_CODE) {
         Some(Scalar::U64(code)) => Some(if *code < 400 { "success" } else { "failure" }),
         Some(Scalar::I64(code)) => Some(if *code < 400 { "success" } else { "failure" }),
@@ -332,9 +319,9 @@ pub fn k8s_resource_path(
         s.filter(|s| !s.is_empty())
     }
     let resource = nonempty(resource)?;
-    let (namespace, name, subresource) =
-        (nonempty(namespace), nonempty(name), nonempty(subresource));
-    let mut out = String::new();
+    let (namespace, name, subresource) = (nonempty(namespace), nonempty(name), nonempty(subresource));
+    let len = |s: Option<&str>| s.map_or(0, |s| s.len() + 1);
+    let mut out = String::with_capacity(len(namespace) + 11 + resource.len() + len(name) + len(subresource));
     if let Some(ns) = namespace.filter(|_| resource != "namespaces") {
         out.push_str("namespaces/");
         out.push_str(ns);
@@ -356,11 +343,7 @@ fn generic_fields(c: &Captures<'_>) -> Normalized {
         Scalar::F64(f) => *f != 0.0,
         Scalar::Bool(b) => *b,
     });
-    let outcome = if failed {
-        Some("failure".to_owned())
-    } else {
-        c.get(field::OUTCOME).map(normalize_scalar_outcome)
-    };
+    let outcome = if failed { Some("failure".to_owned()) } else { c.get(field::OUTCOME).map(normalize_scalar_outcome) };
     Normalized {
         event_time_ns: c.get(field::TIME).and_then(time_ns),
         actor: c.get(field::ACTOR).map(Scalar::to_text),
@@ -396,12 +379,8 @@ fn http_outcome(code: i128) -> String {
 pub fn normalize_outcome(value: &str) -> String {
     let v = value.trim().to_lowercase();
     match v.as_str() {
-        "success" | "succeeded" | "successful" | "ok" | "allow" | "allowed" | "pass" | "passed" => {
-            "success".to_owned()
-        }
-        "failure" | "failed" | "fail" | "deny" | "denied" | "error" | "rejected" | "blocked" => {
-            "failure".to_owned()
-        }
+        "success" | "succeeded" | "successful" | "ok" | "allow" | "allowed" | "pass" | "passed" => "success".to_owned(),
+        "failure" | "failed" | "fail" | "deny" | "denied" | "error" | "rejected" | "blocked" => "failure".to_owned(),
         _ => match v.parse::<i128>() {
             Ok(code) if v.bytes().all(|b| b.is_ascii_digit()) => http_outcome(code),
             _ => v,
@@ -491,20 +470,15 @@ mod tests {
 
     #[test]
     fn k8s_event_fields() {
-        let (f, n) = p(
-            r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"create",
+        let (f, n) = p(r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"create",
             "user":{"username":"alice","groups":["a"]},
             "objectRef":{"resource":"pods","namespace":"default","name":"web","subresource":"exec","apiGroup":""},
             "responseStatus":{"code":403},"requestReceivedTimestamp":"2024-01-02T03:04:05.000001Z",
-            "stageTimestamp":"2024-01-02T03:04:06Z"}"#,
-        );
+            "stageTimestamp":"2024-01-02T03:04:06Z"}"#);
         assert_eq!(f, EventFormat::KubernetesAudit);
         assert_eq!(n.actor.as_deref(), Some("alice"));
         assert_eq!(n.action.as_deref(), Some("create"));
-        assert_eq!(
-            n.resource.as_deref(),
-            Some("namespaces/default/pods/web/exec")
-        );
+        assert_eq!(n.resource.as_deref(), Some("namespaces/default/pods/web/exec"));
         assert_eq!(n.outcome.as_deref(), Some("failure"));
         assert_eq!(n.event_time_ns, Some(1_704_164_646_000_000_000));
     }
@@ -521,10 +495,7 @@ mod tests {
 
     #[test]
     fn resource_paths() {
-        assert_eq!(
-            k8s_resource_path(None, Some("nodes"), None, None).as_deref(),
-            Some("nodes")
-        );
+        assert_eq!(k8s_resource_path(None, Some("nodes"), None, None).as_deref(), Some("nodes"));
         assert_eq!(
             k8s_resource_path(Some(""), Some("clusterroles"), Some("admin"), None).as_deref(),
             Some("clusterroles/admin")
@@ -550,8 +521,7 @@ mod tests {
         assert_eq!(n.action.as_deref(), Some("GetObject"));
         assert_eq!(n.outcome.as_deref(), Some("failure"));
         assert_eq!(n.event_time_ns, Some(1_546_300_800_000_000_000));
-        let (_, n) =
-            p(r#"{"actor":"cat","action":"repo.create","created_at":1621305118553,"repo":"o/r"}"#);
+        let (_, n) = p(r#"{"actor":"cat","action":"repo.create","created_at":1621305118553,"repo":"o/r"}"#);
         assert_eq!(n.event_time_ns, Some(1_621_305_118_553_000_000));
         assert_eq!(n.actor.as_deref(), Some("cat"));
         assert_eq!(n.resource.as_deref(), Some("o/r"));
@@ -575,18 +545,11 @@ mod tests {
         let fp = FieldPointers::default();
         let item = br#"{"verb":"list","user":{"username":"u"}}"#;
         let (f, n) = parse_event(item, Some(EventFormat::KubernetesAudit), &fp).unwrap();
-        assert_eq!(
-            (f, n.action.as_deref()),
-            (EventFormat::KubernetesAudit, Some("list"))
-        );
+        assert_eq!((f, n.action.as_deref()), (EventFormat::KubernetesAudit, Some("list")));
         let (f, _) = parse_event(item, None, &fp).unwrap();
         assert_eq!(f, EventFormat::Json);
-        let err =
-            parse_event(br#"{"kind": 0}"#, Some(EventFormat::KubernetesAudit), &fp).unwrap_err();
-        assert!(
-            err.to_string().contains("not a Kubernetes audit Event"),
-            "{err}"
-        );
+        let err = parse_event(br#"{"kind": 0}"#, Some(EventFormat::KubernetesAudit), &fp).unwrap_err();
+        assert!(err.to_string().contains("not a Kubernetes audit Event"), "{err}");
         let k8s = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"get"}"#;
         let (f, n) = parse_event(k8s, Some(EventFormat::Json), &fp).unwrap();
         assert_eq!(f, EventFormat::Json);
@@ -607,23 +570,11 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(
-            parse_time("1970-01-01T00:00:01+01:00"),
-            Some(-3_599_000_000_000)
-        );
-        assert_eq!(
-            parse_time("2022-12-11 02:57:48.693000000"),
-            Some(1_670_727_468_693_000_000)
-        );
+        assert_eq!(parse_time("1970-01-01T00:00:01+01:00"), Some(-3_599_000_000_000));
+        assert_eq!(parse_time("2022-12-11 02:57:48.693000000"), Some(1_670_727_468_693_000_000));
         assert_eq!(parse_time("1700000000"), Some(1_700_000_000_000_000_000));
-        assert_eq!(
-            parse_time("1700000000000000"),
-            Some(1_700_000_000_000_000_000)
-        );
-        assert_eq!(
-            parse_time("1700000000000000000"),
-            Some(1_700_000_000_000_000_000)
-        );
+        assert_eq!(parse_time("1700000000000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_time("1700000000000000000"), Some(1_700_000_000_000_000_000));
         assert_eq!(parse_time("9999-01-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
     }

@@ -78,12 +78,7 @@ impl Batch {
     pub fn push(&mut self, event: RawEvent<'_>) {
         let start = self.data.len();
         self.data.extend_from_slice(event.bytes);
-        self.events.push(Entry {
-            start,
-            end: self.data.len(),
-            format: event.format,
-            location: event.location,
-        });
+        self.events.push(Entry { start, end: self.data.len(), format: event.format, location: event.location });
     }
 
     /// The `i`-th event, or `None` past the end.
@@ -331,11 +326,7 @@ impl<R: BufRead> EventReader<R> {
                     Src::Buf => &self.buf[f.start..f.end],
                     Src::Pending => &self.pending.data[f.start..f.end],
                 };
-                Ok(Some(RawEvent {
-                    bytes: data,
-                    format: f.format,
-                    location: f.location,
-                }))
+                Ok(Some(RawEvent { bytes: data, format: f.format, location: f.location }))
             }
         }
     }
@@ -348,12 +339,7 @@ impl<R: BufRead> EventReader<R> {
     /// As [`EventReader::next_event`]; `out` then holds the events read
     /// before the error, and (for a non-fatal error) the next call continues
     /// after the bad event.
-    pub fn read_batch(
-        &mut self,
-        max_events: usize,
-        max_bytes: usize,
-        out: &mut Batch,
-    ) -> Result<usize, FormatError> {
+    pub fn read_batch(&mut self, max_events: usize, max_bytes: usize, out: &mut Batch) -> Result<usize, FormatError> {
         out.clear();
         while out.len() < max_events.max(1) && out.data_len() < max_bytes {
             let Some(f) = self.advance()? else { break };
@@ -361,11 +347,7 @@ impl<R: BufRead> EventReader<R> {
                 Src::Buf => &self.buf[f.start..f.end],
                 Src::Pending => &self.pending.data[f.start..f.end],
             };
-            out.push(RawEvent {
-                bytes: data,
-                format: f.format,
-                location: f.location,
-            });
+            out.push(RawEvent { bytes: data, format: f.format, location: f.location });
             if let Some(n) = self.last_normalized.take() {
                 out.normalized.push(n);
             }
@@ -409,51 +391,29 @@ impl<R: BufRead> EventReader<R> {
                     return Ok(Step::Eof);
                 };
                 if b != b'{' {
-                    return Err(
-                        self.malformed(self.pos, "expected '{' to start the next JSON object")
-                    );
+                    return Err(self.malformed(self.pos, "expected '{' to start the next JSON object"));
                 }
                 self.top_object()
             }
             State::Array { first } | State::Items { first } => {
                 let items = matches!(self.state, State::Items { .. });
                 let Some(mut b) = self.peek_non_ws()? else {
-                    let loc = if items {
-                        self.list_location
-                    } else {
-                        self.location_at(self.pos)
-                    };
-                    return Err(truncated(
-                        loc,
-                        if items {
-                            "inside an EventList"
-                        } else {
-                            "inside the JSON array"
-                        },
-                    ));
+                    let loc = if items { self.list_location } else { self.location_at(self.pos) };
+                    return Err(truncated(loc, if items { "inside an EventList" } else { "inside the JSON array" }));
                 };
                 if b == b']' {
                     self.pos += 1;
-                    self.state = if items {
-                        State::ItemsTail
-                    } else {
-                        State::AfterArray
-                    };
+                    self.state = if items { State::ItemsTail } else { State::AfterArray };
                     return Ok(Step::Continue);
                 }
                 if !first {
                     if b != b',' {
-                        return Err(
-                            self.malformed(self.pos, "expected ',' or ']' after an array element")
-                        );
+                        return Err(self.malformed(self.pos, "expected ',' or ']' after an array element"));
                     }
                     self.pos += 1;
                     match self.peek_non_ws()? {
                         None => {
-                            return Err(truncated(
-                                self.location_at(self.pos),
-                                "inside the JSON array",
-                            ));
+                            return Err(truncated(self.location_at(self.pos), "inside the JSON array"));
                         }
                         Some(b']') => {
                             return Err(self.malformed(self.pos, "trailing comma before ']'"));
@@ -464,11 +424,7 @@ impl<R: BufRead> EventReader<R> {
                 if b == b',' {
                     return Err(self.malformed(self.pos, "expected a value, found ','"));
                 }
-                self.state = if items {
-                    State::Items { first: false }
-                } else {
-                    State::Array { first: false }
-                };
+                self.state = if items { State::Items { first: false } } else { State::Array { first: false } };
                 let loc = self.location_at(self.pos);
                 let s = self.scan_value(true, loc)?;
                 let ctx = if items { Ctx::Item } else { Ctx::Standalone };
@@ -529,10 +485,7 @@ impl<R: BufRead> EventReader<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return Err(FormatError::Io {
-                        location: Location {
-                            line: self.line,
-                            byte_offset: self.abs(self.end),
-                        },
+                        location: Location { line: self.line, byte_offset: self.abs(self.end) },
                         source: e,
                     });
                 }
@@ -548,17 +501,11 @@ impl<R: BufRead> EventReader<R> {
             self.line -= count_newlines(&self.buf[idx..self.counted]);
         }
         self.counted = idx;
-        Location {
-            line: self.line,
-            byte_offset: self.abs(idx),
-        }
+        Location { line: self.line, byte_offset: self.abs(idx) }
     }
 
     fn malformed(&mut self, idx: usize, reason: &str) -> FormatError {
-        FormatError::Malformed {
-            location: self.location_at(idx),
-            reason: reason.to_string(),
-        }
+        FormatError::Malformed { location: self.location_at(idx), reason: reason.to_string() }
     }
 
     /// Skips whitespace and returns the next byte without consuming it.
@@ -610,11 +557,7 @@ impl<R: BufRead> EventReader<R> {
         }
         self.anchor = None;
         let end = self.abs(self.pos);
-        Ok(Scanned {
-            start,
-            end,
-            kept: kept && end - start <= limit,
-        })
+        Ok(Scanned { start, end, kept: kept && end - start <= limit })
     }
 
     // ---- states ---------------------------------------------------------
@@ -709,12 +652,7 @@ impl<R: BufRead> EventReader<R> {
             return self.scan_value(true, loc).map(Some);
         }
         let start = self.abs(self.pos);
-        let mut hs = HeadState {
-            at: 1,
-            first: true,
-            list_kind: false,
-            api_ok: true,
-        };
+        let mut hs = HeadState { at: 1, first: true, list_kind: false, api_ok: true };
         self.anchor = Some(start);
         // Look again only once the buffered prefix has doubled, so that a
         // large member before `items` is not rescanned once per refill.
@@ -781,9 +719,7 @@ impl<R: BufRead> EventReader<R> {
                     self.scan_value(false, loc)?;
                 }
                 Some(_) => {
-                    return Err(
-                        self.malformed(self.pos, "expected ',' or '}' after the EventList items")
-                    );
+                    return Err(self.malformed(self.pos, "expected ',' or '}' after the EventList items"));
                 }
             }
         }
@@ -836,11 +772,7 @@ impl<R: BufRead> EventReader<R> {
                 e -= 1;
             }
             if e - s > self.limit {
-                return Err(FormatError::TooLarge {
-                    location: line_loc,
-                    size: (e - s) as u64,
-                    limit: self.limit,
-                });
+                return Err(FormatError::TooLarge { location: line_loc, size: (e - s) as u64, limit: self.limit });
             }
             let mut a = s;
             while a < e && is_ws(self.buf[a]) {
@@ -852,10 +784,7 @@ impl<R: BufRead> EventReader<R> {
             if a == e {
                 continue;
             }
-            let location = Location {
-                line: line_loc.line,
-                byte_offset: self.abs(a),
-            };
+            let location = Location { line: line_loc.line, byte_offset: self.abs(a) };
             return self.finish_doc(a, e, location, Ctx::Standalone);
         }
     }
@@ -890,56 +819,33 @@ impl<R: BufRead> EventReader<R> {
         if last == b'\r' {
             size -= 1;
         }
-        FormatError::TooLarge {
-            location: loc,
-            size,
-            limit: self.limit,
-        }
+        FormatError::TooLarge { location: loc, size, limit: self.limit }
     }
 
     // ---- events -----------------------------------------------------------
 
     fn finish_scanned(&mut self, s: Scanned, loc: Location, ctx: Ctx) -> Result<Step, FormatError> {
         if !s.kept {
-            return Err(FormatError::TooLarge {
-                location: loc,
-                size: s.end - s.start,
-                limit: self.limit,
-            });
+            return Err(FormatError::TooLarge { location: loc, size: s.end - s.start, limit: self.limit });
         }
         let (a, b) = (self.idx(s.start), self.idx(s.end));
         self.finish_doc(a, b, loc, ctx)
     }
 
     /// Validates and classifies the event in `buf[a..b]`.
-    fn finish_doc(
-        &mut self,
-        a: usize,
-        b: usize,
-        loc: Location,
-        ctx: Ctx,
-    ) -> Result<Step, FormatError> {
+    fn finish_doc(&mut self, a: usize, b: usize, loc: Location, ctx: Ctx) -> Result<Step, FormatError> {
         self.last_normalized = None;
         match self.cls.classify(&self.buf[a..b], ctx) {
             Ok(Some((format, fields))) => {
                 self.last_normalized = fields;
-                Ok(Step::Event(Found {
-                    src: Src::Buf,
-                    start: a,
-                    end: b,
-                    format,
-                    location: loc,
-                }))
+                Ok(Step::Event(Found { src: Src::Buf, start: a, end: b, format, location: loc }))
             }
             Ok(None) => {
                 self.pending.data.clear();
                 self.pending.data.extend_from_slice(&self.buf[a..b]);
                 self.expand_pending(loc)
             }
-            Err(reason) => Err(FormatError::InvalidEvent {
-                location: Some(loc),
-                reason,
-            }),
+            Err(reason) => Err(FormatError::InvalidEvent { location: Some(loc), reason }),
         }
     }
 
@@ -951,22 +857,15 @@ impl<R: BufRead> EventReader<R> {
         p.offset = loc.byte_offset;
         p.line = loc.line;
         p.counted = 0;
-        let bad = |reason| FormatError::InvalidEvent {
-            location: Some(loc),
-            reason,
-        };
-        let Some((s, e)) =
-            scan::find_member(&p.data, "items").map_err(|_| bad(InvalidReason::BadEventList))?
-        else {
+        let bad = |reason| FormatError::InvalidEvent { location: Some(loc), reason };
+        let Some((s, e)) = scan::find_member(&p.data, "items").map_err(|_| bad(InvalidReason::BadEventList))? else {
             return Ok(Step::Continue);
         };
         if p.data[s] != b'[' {
             return Err(bad(InvalidReason::BadEventList));
         }
-        let (items, _) =
-            scan::array_elements(&p.data[s..e]).map_err(|_| bad(InvalidReason::BadEventList))?;
-        p.items
-            .extend(items.into_iter().map(|(a, b)| (s + a, s + b)));
+        let (items, _) = scan::array_elements(&p.data[s..e]).map_err(|_| bad(InvalidReason::BadEventList))?;
+        p.items.extend(items.into_iter().map(|(a, b)| (s + a, s + b)));
         Ok(Step::Continue)
     }
 
@@ -976,34 +875,18 @@ impl<R: BufRead> EventReader<R> {
         let p = &mut self.pending;
         p.line += count_newlines(&p.data[p.counted..a]);
         p.counted = a;
-        let location = Location {
-            line: p.line,
-            byte_offset: p.offset + a as u64,
-        };
+        let location = Location { line: p.line, byte_offset: p.offset + a as u64 };
         if b - a > self.limit {
-            return Err(FormatError::TooLarge {
-                location,
-                size: (b - a) as u64,
-                limit: self.limit,
-            });
+            return Err(FormatError::TooLarge { location, size: (b - a) as u64, limit: self.limit });
         }
         self.last_normalized = None;
         match self.cls.classify(&self.pending.data[a..b], Ctx::Item) {
             Ok(r) => {
                 let (format, fields) = r.expect("items are never expanded");
                 self.last_normalized = fields;
-                Ok(Step::Event(Found {
-                    src: Src::Pending,
-                    start: a,
-                    end: b,
-                    format,
-                    location,
-                }))
+                Ok(Step::Event(Found { src: Src::Pending, start: a, end: b, format, location }))
             }
-            Err(reason) => Err(FormatError::InvalidEvent {
-                location: Some(location),
-                reason,
-            }),
+            Err(reason) => Err(FormatError::InvalidEvent { location: Some(location), reason }),
         }
     }
 }
@@ -1020,11 +903,7 @@ struct Classifier {
 impl Classifier {
     /// The event's format and (with a normalizer) fields; `None` for an
     /// EventList to expand.
-    fn classify(
-        &self,
-        bytes: &[u8],
-        ctx: Ctx,
-    ) -> Result<Option<(EventFormat, Option<Normalized>)>, InvalidReason> {
+    fn classify(&self, bytes: &[u8], ctx: Ctx) -> Result<Option<(EventFormat, Option<Normalized>)>, InvalidReason> {
         let trie = match &self.normalizer {
             Some(n) => n.trie(),
             None => &self.trie,
@@ -1032,29 +911,19 @@ impl Classifier {
         let caps = json::parse(bytes, trie)?;
         let format = match (caps.k8s_class(), ctx) {
             (K8sClass::EventList, Ctx::Standalone) if self.expand_lists => return Ok(None),
-            (K8sClass::Event, _) | (K8sClass::Compatible, Ctx::Item) => {
-                EventFormat::KubernetesAudit
-            }
+            (K8sClass::Event, _) | (K8sClass::Compatible, Ctx::Item) => EventFormat::KubernetesAudit,
             _ if self.strict_k8s => {
-                return Err(InvalidReason::NotK8sEvent {
-                    detail: caps.describe_kind(),
-                });
+                return Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() });
             }
             _ => EventFormat::Json,
         };
-        let fields = self
-            .normalizer
-            .as_ref()
-            .map(|_| crate::normalize::fields(&caps, format));
+        let fields = self.normalizer.as_ref().map(|_| crate::normalize::fields(&caps, format));
         Ok(Some((format, fields)))
     }
 }
 
 fn truncated(loc: Location, what: &str) -> FormatError {
-    FormatError::Malformed {
-        location: loc,
-        reason: format!("unexpected end of input {what} (truncated?)"),
-    }
+    FormatError::Malformed { location: loc, reason: format!("unexpected end of input {what} (truncated?)") }
 }
 
 fn count_newlines(b: &[u8]) -> u64 {
@@ -1101,11 +970,7 @@ fn head_scan(obj: &[u8], hs: &mut HeadState) -> Head {
             return Head::NeedMore;
         };
         if key == b"items" {
-            return if hs.list_kind && hs.api_ok && v == b'[' {
-                Head::List(j)
-            } else {
-                Head::NotList
-            };
+            return if hs.list_kind && hs.api_ok && v == b'[' { Head::List(j) } else { Head::NotList };
         }
         let Some(value_end) = complete_value_end(obj, j) else {
             return Head::NeedMore;

@@ -30,13 +30,7 @@ fn ev(s: &str, f: EventFormat, line: u64, off: u64) -> Out {
 }
 
 fn run_chunked(input: &[u8], format: InputFormat, limit: usize, chunk: usize) -> Vec<Out> {
-    let src = BufReader::with_capacity(
-        1,
-        Trickle {
-            data: input,
-            n: chunk,
-        },
-    );
+    let src = BufReader::with_capacity(1, Trickle { data: input, n: chunk });
     let mut r = EventReader::new(src, format, limit);
     let mut out = Vec::new();
     for _ in 0..10_000 {
@@ -62,11 +56,7 @@ fn run_chunked(input: &[u8], format: InputFormat, limit: usize, chunk: usize) ->
 fn run(input: &str, format: InputFormat, limit: usize) -> Vec<Out> {
     let whole = run_chunked(input.as_bytes(), format, limit, usize::MAX);
     for chunk in [1, 2, 3, 7, 64] {
-        assert_eq!(
-            run_chunked(input.as_bytes(), format, limit, chunk),
-            whole,
-            "chunk {chunk}"
-        );
+        assert_eq!(run_chunked(input.as_bytes(), format, limit, chunk), whole, "chunk {chunk}");
     }
     whole
 }
@@ -111,9 +101,7 @@ fn jsonl_crlf_blank_lines_and_whitespace() {
 
 #[test]
 fn jsonl_bad_lines_are_reported_and_skipped() {
-    let input = format!(
-        "{K8S_EV}\nnot json\n[1,2]\n{{\"a\":1}} trailing\n{{\"a\":\n\"\u{e9}\"\n{{\"ok\":true}}\n"
-    );
+    let input = format!("{K8S_EV}\nnot json\n[1,2]\n{{\"a\":1}} trailing\n{{\"a\":\n\"\u{e9}\"\n{{\"ok\":true}}\n");
     let out = run(&input, InputFormat::Jsonl, 1000);
     assert_eq!(events(&out), vec![K8S_EV, r#"{"ok":true}"#]);
     let errs = errors(&out);
@@ -121,17 +109,10 @@ fn jsonl_bad_lines_are_reported_and_skipped() {
     let want = format!("line 2 (byte {}): invalid JSON", K8S_EV.len() + 1);
     assert!(errs[0].starts_with(&want), "{}", errs[0]);
     assert!(errs[1].starts_with("line 3") && errs[1].contains("not a JSON object"));
-    assert!(
-        errs[2].starts_with("line 4") && errs[2].contains("trailing characters"),
-        "{}",
-        errs[2]
-    );
+    assert!(errs[2].starts_with("line 4") && errs[2].contains("trailing characters"), "{}", errs[2]);
     assert!(errs[3].starts_with("line 5") && errs[3].contains("EOF"));
     assert!(errs[4].starts_with("line 6") && errs[4].contains("not a JSON object"));
-    assert!(
-        out.iter().all(|o| !matches!(o, Out::Err(_, true))),
-        "nothing fatal"
-    );
+    assert!(out.iter().all(|o| !matches!(o, Out::Err(_, true))), "nothing fatal");
     assert_eq!(out[0], ev(K8S_EV, K, 1, 0));
 }
 
@@ -139,10 +120,7 @@ fn jsonl_bad_lines_are_reported_and_skipped() {
 fn jsonl_invalid_utf8_is_an_error() {
     let input = b"{\"a\":\"\xff\"}\n{\"b\":1}\n";
     let out = run_chunked(input, InputFormat::Jsonl, 100, 3);
-    assert!(
-        matches!(&out[0], Out::Err(s, false) if s.contains("invalid JSON")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[0], Out::Err(s, false) if s.contains("invalid JSON")), "{out:?}");
     assert_eq!(out[1], ev(r#"{"b":1}"#, J, 2, 10));
 }
 
@@ -155,15 +133,9 @@ fn jsonl_oversize_lines_are_skipped_without_buffering() {
         out,
         vec![
             ev(r#"{"a":1}"#, J, 1, 0),
-            Out::Err(
-                "line 2 (byte 8): event of 5008 bytes exceeds the limit of 64 bytes".into(),
-                false
-            ),
+            Out::Err("line 2 (byte 8): event of 5008 bytes exceeds the limit of 64 bytes".into(), false),
             ev(r#"{"b":2}"#, J, 3, 5018),
-            Out::Err(
-                "line 4 (byte 5026): event of 5008 bytes exceeds the limit of 64 bytes".into(),
-                false
-            ),
+            Out::Err("line 4 (byte 5026): event of 5008 bytes exceeds the limit of 64 bytes".into(), false),
         ]
     );
     // Exactly at the limit is fine, also with CRLF; one byte more is not.
@@ -171,17 +143,12 @@ fn jsonl_oversize_lines_are_skipped_without_buffering() {
     assert_eq!(exact.len(), 64);
     let out = run(&format!("{exact}\r\n{exact}x\n"), InputFormat::Jsonl, 64);
     assert_eq!(out[0], ev(&exact, J, 1, 0));
-    assert!(
-        matches!(&out[1], Out::Err(s, false) if s.contains("65 bytes")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, false) if s.contains("65 bytes")), "{out:?}");
 
     // The buffer stays bounded by the limit, not by the line.
     let huge = format!("{{\"a\":\"{}\"}}\n{{}}\n", "x".repeat(8 << 20));
     let mut r = EventReader::new(huge.as_bytes(), InputFormat::Jsonl, 1024);
-    assert!(
-        matches!(r.next_event(), Err(FormatError::TooLarge { size, .. }) if size == (8 << 20) + 8)
-    );
+    assert!(matches!(r.next_event(), Err(FormatError::TooLarge { size, .. }) if size == (8 << 20) + 8));
     assert!(r.buf.len() <= 4 * CHUNK, "buffer grew to {}", r.buf.len());
     assert_eq!(r.next_event().unwrap().unwrap().bytes, b"{}");
 }
@@ -189,12 +156,7 @@ fn jsonl_oversize_lines_are_skipped_without_buffering() {
 #[test]
 fn byte_order_mark() {
     let input = "\u{feff}{\"a\":1}\n{\"b\":2}\n";
-    for f in [
-        InputFormat::Auto,
-        InputFormat::Jsonl,
-        InputFormat::Json,
-        InputFormat::K8sAudit,
-    ] {
+    for f in [InputFormat::Auto, InputFormat::Jsonl, InputFormat::Json, InputFormat::K8sAudit] {
         let out = run(input, f, 100);
         if f == InputFormat::K8sAudit {
             assert_eq!(errors(&out).len(), 2);
@@ -203,16 +165,12 @@ fn byte_order_mark() {
         }
     }
     let out = run("{\"a\":1}\n\u{feff}{\"b\":2}\n", InputFormat::Jsonl, 100);
-    assert!(
-        matches!(&out[1], Out::Err(s, false) if s.contains("invalid JSON")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, false) if s.contains("invalid JSON")), "{out:?}");
 }
 
 #[test]
 fn json_array_elements_exact_bytes() {
-    let input =
-        "[\n  {\"s\":\"]},[{\\\"\"},\n  {\"n\":[[1,[2]],{\"x\":[]}]}\t,{}\n,{\"k\":\"\\\\\"}]\n";
+    let input = "[\n  {\"s\":\"]},[{\\\"\"},\n  {\"n\":[[1,[2]],{\"x\":[]}]}\t,{}\n,{\"k\":\"\\\\\"}]\n";
     let out = run(input, InputFormat::Json, 100);
     assert_eq!(
         out,
@@ -233,38 +191,20 @@ fn json_array_errors() {
     // Truncated: events before are delivered, then a fatal error, then the end.
     let out = run(r#"[{"a":1},{"b":"#, InputFormat::Json, 100);
     assert_eq!(out[0], ev(r#"{"a":1}"#, J, 1, 1));
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("unexpected end")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("unexpected end")), "{out:?}");
     assert_eq!(out.len(), 2);
     let out = run(r#"[{"a":1},"#, InputFormat::Json, 100);
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("unexpected end")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("unexpected end")), "{out:?}");
     // Trailing garbage.
     let out = run(r#"[{"a":1}] {"b":2}"#, InputFormat::Json, 100);
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("trailing data")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("trailing data")), "{out:?}");
     // Missing comma, trailing comma.
     let out = run(r#"[{"a":1} {"b":2}]"#, InputFormat::Json, 100);
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("expected ','")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("expected ','")), "{out:?}");
     let out = run(r#"[{"a":1},]"#, InputFormat::Json, 100);
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("trailing comma")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("trailing comma")), "{out:?}");
     // Bad elements are skipped and reading goes on.
-    let input = format!(
-        "[1, \"{{\", {{\"a\":tru}}, [{{}}], {{\"x\":\"{}\"}}, {{\"ok\":1}}]",
-        "y".repeat(200)
-    );
+    let input = format!("[1, \"{{\", {{\"a\":tru}}, [{{}}], {{\"x\":\"{}\"}}, {{\"ok\":1}}]", "y".repeat(200));
     let out = run(&input, InputFormat::Json, 100);
     let errs = errors(&out);
     assert_eq!(errs.len(), 5, "{out:?}");
@@ -287,31 +227,17 @@ fn json_objects_stream_and_pretty_documents() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[1], ev(pretty.trim_end(), J, 5, pretty.len() as u64));
     // A first line with two objects is not JSON lines either.
-    assert_eq!(
-        events(&run(
-            "{\"a\":1} {\"b\":2}\n{\"c\":3}",
-            InputFormat::Auto,
-            100
-        ))
-        .len(),
-        3
-    );
+    assert_eq!(events(&run("{\"a\":1} {\"b\":2}\n{\"c\":3}", InputFormat::Auto, 100)).len(), 3);
     // Garbage between objects is fatal in the objects stream.
     let out = run("{\n\"a\":1}\nxyz\n{\"b\":2}", InputFormat::Auto, 100);
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("line 3")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("line 3")), "{out:?}");
     // Json mode does not take a bare scalar.
     let out = run("42", InputFormat::Json, 100);
     assert!(matches!(&out[0], Out::Err(s, true) if s.contains("expected a JSON array or object")));
     // Oversize object in a stream: skipped exactly, then the next one.
     let input = format!("{{\n\"a\":\"{}\"}}\n{{\"b\":1}}", "z".repeat(300));
     let out = run(&input, InputFormat::Auto, 100);
-    assert!(
-        matches!(&out[0], Out::Err(s, false) if s.contains("exceeds")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[0], Out::Err(s, false) if s.contains("exceeds")), "{out:?}");
     assert_eq!(events(&out), vec![r#"{"b":1}"#]);
 }
 
@@ -332,9 +258,7 @@ fn event_list(items: &[String], kind_first: bool) -> String {
             "{{\n  \"kind\": \"EventList\",\n  \"apiVersion\": \"audit.k8s.io/v1\",\n  \"metadata\": {{}},\n  \"items\": [\n    {items}\n  ]\n}}\n"
         )
     } else {
-        format!(
-            "{{\"metadata\":{{}},\"items\":[{items}],\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\"}}\n"
-        )
+        format!("{{\"metadata\":{{}},\"items\":[{items}],\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\"}}\n")
     }
 }
 
@@ -354,9 +278,7 @@ fn event_list_is_streamed_item_by_item() {
         let out = run(&format!("{list}{list}"), f, 200);
         assert_eq!(out.len(), 100, "{out:?}");
         for (i, o) in out.iter().enumerate() {
-            let Out::Ev(s, fmt, line, _) = o else {
-                panic!("{o:?}")
-            };
+            let Out::Ev(s, fmt, line, _) = o else { panic!("{o:?}") };
             assert_eq!(s, &items[i % 50]);
             assert_eq!(*fmt, K);
             assert_eq!(*line, (i % 50) as u64 + 6 + if i >= 50 { 57 } else { 0 });
@@ -364,10 +286,7 @@ fn event_list_is_streamed_item_by_item() {
     }
     // In Json mode an EventList is just one (here too large) object.
     let out = run(&list, InputFormat::Json, 200);
-    assert!(
-        matches!(&out[..], [Out::Err(s, false)] if s.contains("exceeds")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[..], [Out::Err(s, false)] if s.contains("exceeds")), "{out:?}");
     let out = run(&list, InputFormat::Json, 100_000);
     assert_eq!(out, vec![ev(list.trim_end(), J, 1, 0)]);
 }
@@ -385,11 +304,7 @@ fn event_list_items_errors_and_tail() {
     let out = run(&list, InputFormat::K8sAudit, 200);
     assert_eq!(events(&out), vec![items[0].as_str(), items[4].as_str()]);
     let errs = errors(&out);
-    assert!(
-        errs[0].contains("not a Kubernetes audit Event (kind is \"Pod\""),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].contains("not a Kubernetes audit Event (kind is \"Pod\""), "{}", errs[0]);
     assert!(errs[1].contains("not a JSON object"));
     assert!(errs[2].contains("exceeds"));
     // In Auto a non-Event item is generic JSON.
@@ -401,28 +316,11 @@ fn event_list_items_errors_and_tail() {
         "{{\"kind\":\"EventList\",\"items\":[{}],\"extra\":{{\"a\":[1]}}}}{{\"kind\":\"EventList\",\"items\":[]}}",
         item(1)
     );
-    assert_eq!(
-        run(&tail, InputFormat::Auto, 200),
-        vec![ev(&item(1), K, 1, 29)]
-    );
-    let out = run(
-        &format!("{{\"kind\":\"EventList\",\"items\":[{}] x", item(1)),
-        InputFormat::Auto,
-        200,
-    );
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("after the EventList items")),
-        "{out:?}"
-    );
-    let out = run(
-        &format!("{{\"kind\":\"EventList\",\"items\":[{}", item(1)),
-        InputFormat::Auto,
-        200,
-    );
-    assert!(
-        matches!(&out[1], Out::Err(s, true) if s.contains("unexpected end")),
-        "{out:?}"
-    );
+    assert_eq!(run(&tail, InputFormat::Auto, 200), vec![ev(&item(1), K, 1, 29)]);
+    let out = run(&format!("{{\"kind\":\"EventList\",\"items\":[{}] x", item(1)), InputFormat::Auto, 200);
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("after the EventList items")), "{out:?}");
+    let out = run(&format!("{{\"kind\":\"EventList\",\"items\":[{}", item(1)), InputFormat::Auto, 200);
+    assert!(matches!(&out[1], Out::Err(s, true) if s.contains("unexpected end")), "{out:?}");
 }
 
 #[test]
@@ -430,35 +328,18 @@ fn event_list_read_whole_when_kind_comes_late() {
     let items: Vec<String> = (0..3).map(item).collect();
     let list = event_list(&items, false);
     let out = run(&list, InputFormat::K8sAudit, 10_000);
-    assert_eq!(
-        events(&out),
-        items.iter().map(String::as_str).collect::<Vec<_>>()
-    );
-    let Out::Ev(_, f, line, off) = &out[1] else {
-        panic!()
-    };
-    assert_eq!(
-        (*f, *line, *off),
-        (K, 1, list.find(&items[1]).unwrap() as u64)
-    );
+    assert_eq!(events(&out), items.iter().map(String::as_str).collect::<Vec<_>>());
+    let Out::Ev(_, f, line, off) = &out[1] else { panic!() };
+    assert_eq!((*f, *line, *off), (K, 1, list.find(&items[1]).unwrap() as u64));
     // Too large to read whole and not streamable: one error.
     let out = run(&list, InputFormat::K8sAudit, 200);
-    assert!(
-        matches!(&out[..], [Out::Err(s, false)] if s.contains("exceeds")),
-        "{out:?}"
-    );
+    assert!(matches!(&out[..], [Out::Err(s, false)] if s.contains("exceeds")), "{out:?}");
     // An EventList line inside JSON lines is expanded too (after an Event line).
     let input = format!("{K8S_EV}\n{}{K8S_EV}\n", event_list(&items, false));
     let out = run(&input, InputFormat::Auto, 10_000);
     assert_eq!(out.len(), 5);
-    assert_eq!(
-        out[2],
-        ev(&items[1], K, 2, input.find(&items[1]).unwrap() as u64)
-    );
-    assert_eq!(
-        out[4],
-        ev(K8S_EV, K, 3, input.rfind(K8S_EV).unwrap() as u64)
-    );
+    assert_eq!(out[2], ev(&items[1], K, 2, input.find(&items[1]).unwrap() as u64));
+    assert_eq!(out[4], ev(K8S_EV, K, 3, input.rfind(K8S_EV).unwrap() as u64));
 }
 
 #[test]
@@ -470,21 +351,10 @@ fn k8s_mode_requires_events() {
         matches!(&out[1], Out::Err(s, false) if s.contains("line 2") && s.contains("not a Kubernetes audit Event (kind is 0")),
         "{out:?}"
     );
-    assert!(
-        matches!(&out[2], Out::Err(s, false) if s.contains("line 3")),
-        "{out:?}"
-    );
-    assert_eq!(
-        out[3],
-        ev(K8S_EV, K, 4, (K8S_EV.len() + 1 + 12 + 15) as u64)
-    );
+    assert!(matches!(&out[2], Out::Err(s, false) if s.contains("line 3")), "{out:?}");
+    assert_eq!(out[3], ev(K8S_EV, K, 4, (K8S_EV.len() + 1 + 12 + 15) as u64));
     let out = run(&input, InputFormat::Auto, 1000);
-    assert_eq!(
-        out.iter()
-            .map(|o| matches!(o, Out::Ev(_, K, ..)))
-            .collect::<Vec<_>>(),
-        vec![true, false, false, true]
-    );
+    assert_eq!(out.iter().map(|o| matches!(o, Out::Ev(_, K, ..))).collect::<Vec<_>>(), vec![true, false, false, true]);
     assert!(errors(&out).is_empty());
 }
 
@@ -493,26 +363,10 @@ fn batches() {
     let input = "{\"a\":1}\n{\"b\":2}\nbad\n{\"c\":3}\n{\"d\":4}\n";
     let mut r = EventReader::new(input.as_bytes(), InputFormat::Jsonl, 100);
     let mut b = Batch::new();
-    assert_eq!(
-        r.read_batch(10, 1 << 20, &mut b)
-            .unwrap_err()
-            .location()
-            .unwrap()
-            .line,
-        3
-    );
-    assert_eq!(
-        b.iter().map(|e| e.bytes).collect::<Vec<_>>(),
-        vec![&b"{\"a\":1}"[..], b"{\"b\":2}"]
-    );
+    assert_eq!(r.read_batch(10, 1 << 20, &mut b).unwrap_err().location().unwrap().line, 3);
+    assert_eq!(b.iter().map(|e| e.bytes).collect::<Vec<_>>(), vec![&b"{\"a\":1}"[..], b"{\"b\":2}"]);
     assert_eq!(r.read_batch(1, 1 << 20, &mut b).unwrap(), 1);
-    assert_eq!(
-        b.get(0).unwrap().location,
-        Location {
-            line: 4,
-            byte_offset: 20
-        }
-    );
+    assert_eq!(b.get(0).unwrap().location, Location { line: 4, byte_offset: 20 });
     // max_bytes stops the batch after the event that reaches it.
     assert_eq!(r.read_batch(10, 1, &mut b).unwrap(), 1);
     assert_eq!(b.data_len(), 7);
@@ -524,15 +378,11 @@ fn batches() {
 fn reader_normalizes_in_the_same_parse() {
     let input = format!("{K8S_EV}\n{{\"actor\":\"bob\",\"time\":1}}\n");
     let n = Normalizer::new(&FieldPointers::default());
-    let mut r =
-        EventReader::new(input.as_bytes(), InputFormat::Auto, 1000).with_normalizer(n.clone());
+    let mut r = EventReader::new(input.as_bytes(), InputFormat::Auto, 1000).with_normalizer(n.clone());
     let mut b = Batch::new();
     assert_eq!(r.read_batch(10, 1 << 20, &mut b).unwrap(), 2);
     for (i, e) in b.iter().enumerate() {
-        assert_eq!(
-            Some(&n.parse(e.bytes, Some(e.format)).unwrap().1),
-            b.normalized(i)
-        );
+        assert_eq!(Some(&n.parse(e.bytes, Some(e.format)).unwrap().1), b.normalized(i));
     }
     assert_eq!(b.normalized(1).unwrap().event_time_ns, Some(1_000_000_000));
     assert_eq!(b.normalized(0).unwrap().action.as_deref(), Some("get"));
@@ -556,17 +406,8 @@ fn io_errors_are_fatal() {
 fn invalid_reason_is_exposed() {
     let mut r = EventReader::new(&b"[5]"[..], InputFormat::Json, 100);
     match r.next_event() {
-        Err(FormatError::InvalidEvent {
-            location: Some(l),
-            reason: InvalidReason::NotObject,
-        }) => {
-            assert_eq!(
-                l,
-                Location {
-                    line: 1,
-                    byte_offset: 1
-                }
-            )
+        Err(FormatError::InvalidEvent { location: Some(l), reason: InvalidReason::NotObject }) => {
+            assert_eq!(l, Location { line: 1, byte_offset: 1 })
         }
         other => panic!("{other:?}"),
     }

@@ -260,12 +260,7 @@ mod tests {
         let obj = br#"{"kind":"EventList","it\u0065ms":[{"a":1}, {"b":"]"} ,{}],"x":1}"#;
         let (s, e) = find_member(obj, "items").unwrap().unwrap();
         let arr = &obj[s..e];
-        let els: Vec<&[u8]> = array_elements(arr)
-            .unwrap()
-            .0
-            .into_iter()
-            .map(|(a, b)| &arr[a..b])
-            .collect();
+        let els: Vec<&[u8]> = array_elements(arr).unwrap().0.into_iter().map(|(a, b)| &arr[a..b]).collect();
         assert_eq!(els, vec![&br#"{"a":1}"#[..], br#"{"b":"]"}"#, b"{}"]);
         assert_eq!(find_member(br#"{"a":1}"#, "items").unwrap(), None);
         assert!(array_elements(b"[1 2]").is_err());

@@ -4,9 +4,7 @@ use std::io::{BufReader, Read};
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use stele_formats::{
-    EventFormat, EventReader, FieldPointers, InputFormat, parse_event, split_body,
-};
+use stele_formats::{EventFormat, EventReader, FieldPointers, InputFormat, parse_event, split_body};
 
 /// Hands out at most `n` bytes per read.
 struct Trickle<'a> {
@@ -25,13 +23,7 @@ impl Read for Trickle<'_> {
 
 /// Events and error count; panics if the reader does not end.
 fn read(input: &[u8], format: InputFormat, limit: usize, chunk: usize) -> (Vec<Vec<u8>>, usize) {
-    let src = BufReader::with_capacity(
-        1,
-        Trickle {
-            data: input,
-            n: chunk,
-        },
-    );
+    let src = BufReader::with_capacity(1, Trickle { data: input, n: chunk });
     let mut r = EventReader::new(src, format, limit);
     let (mut events, mut errors) = (Vec::new(), 0);
     for _ in 0..input.len() + 3 {
@@ -73,8 +65,7 @@ fn json() -> impl Strategy<Value = Value> {
 }
 
 fn object() -> impl Strategy<Value = Value> {
-    prop::collection::btree_map(text(), json(), 0..5)
-        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
+    prop::collection::btree_map(text(), json(), 0..5).prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
 }
 
 fn parses_as_object(b: &[u8]) -> bool {

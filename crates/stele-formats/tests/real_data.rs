@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use stele_formats::{
-    EventFormat, EventReader, FieldPointers, FormatError, InputFormat, InvalidReason, Normalized,
-    parse_event, split_body,
+    EventFormat, EventReader, FieldPointers, FormatError, InputFormat, InvalidReason, Normalized, parse_event,
+    split_body,
 };
 
 fn data_dir() -> Option<PathBuf> {
@@ -20,10 +20,7 @@ fn data_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("STELE_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!(
-            "../shared not found at {} and STELE_REQUIRE_PEERS=1",
-            dir.display()
-        );
+        panic!("../shared not found at {} and STELE_REQUIRE_PEERS=1", dir.display());
     }
     eprintln!("skipping: ../shared not found ({})", dir.display());
     None
@@ -41,9 +38,7 @@ fn read_all(bytes: &[u8], format: InputFormat) -> ReadAll {
     let mut out = ReadAll::default();
     loop {
         match r.next_event() {
-            Ok(Some(e)) => out
-                .events
-                .push((e.bytes.to_vec(), e.format, e.location.line)),
+            Ok(Some(e)) => out.events.push((e.bytes.to_vec(), e.format, e.location.line)),
             Ok(None) => return out,
             Err(e) => {
                 assert!(!e.is_fatal(), "fatal error: {e}");
@@ -105,30 +100,19 @@ fn normalize_all(events: &[(Vec<u8>, EventFormat, u64)]) -> Vec<Normalized> {
 #[test]
 fn panther_k8s_native_jsonl() {
     let Some(dir) = data_dir() else { return };
-    let bytes =
-        std::fs::read(dir.join("k8s-audit/panther-analysis_k8s-audit-native.jsonl")).unwrap();
-    let expected: Vec<(u64, Value)> = lines(&bytes)
-        .into_iter()
-        .map(|(n, l)| (n, serde_json::from_slice(l).unwrap()))
-        .collect();
+    let bytes = std::fs::read(dir.join("k8s-audit/panther-analysis_k8s-audit-native.jsonl")).unwrap();
+    let expected: Vec<(u64, Value)> =
+        lines(&bytes).into_iter().map(|(n, l)| (n, serde_json::from_slice(l).unwrap())).collect();
     assert_eq!(expected.len(), 202);
 
     // Auto: every line is an event, classified per line.
     let auto = read_all(&bytes, InputFormat::Auto);
-    assert!(
-        auto.errors.is_empty(),
-        "{:?}",
-        auto.errors.first().map(ToString::to_string)
-    );
+    assert!(auto.errors.is_empty(), "{:?}", auto.errors.first().map(ToString::to_string));
     assert_eq!(auto.events.len(), expected.len());
     for ((b, f, line), (want_line, v)) in auto.events.iter().zip(&expected) {
         assert_eq!(line, want_line);
         assert_eq!(serde_json::from_slice::<Value>(b).unwrap(), *v);
-        assert_eq!(
-            *f == EventFormat::KubernetesAudit,
-            is_k8s_event(v),
-            "line {line}"
-        );
+        assert_eq!(*f == EventFormat::KubernetesAudit, is_k8s_event(v), "line {line}");
     }
     assert_eq!(read_all(&bytes, InputFormat::Jsonl).events, auto.events);
 
@@ -138,27 +122,16 @@ fn panther_k8s_native_jsonl() {
     let want_k8s: Vec<&(u64, Value)> = expected.iter().filter(|(_, v)| is_k8s_event(v)).collect();
     assert_eq!(want_k8s.len(), 188);
     assert_eq!(k8s.events.len(), want_k8s.len());
-    assert!(
-        k8s.events
-            .iter()
-            .all(|(_, f, _)| *f == EventFormat::KubernetesAudit)
-    );
+    assert!(k8s.events.iter().all(|(_, f, _)| *f == EventFormat::KubernetesAudit));
     let bad_lines: Vec<u64> = k8s
         .errors
         .iter()
         .map(|e| match e {
-            FormatError::InvalidEvent {
-                location: Some(l),
-                reason: InvalidReason::NotK8sEvent { .. },
-            } => l.line,
+            FormatError::InvalidEvent { location: Some(l), reason: InvalidReason::NotK8sEvent { .. } } => l.line,
             other => panic!("unexpected error {other}"),
         })
         .collect();
-    let want_bad: Vec<u64> = expected
-        .iter()
-        .filter(|(_, v)| !is_k8s_event(v))
-        .map(|(n, _)| *n)
-        .collect();
+    let want_bad: Vec<u64> = expected.iter().filter(|(_, v)| !is_k8s_event(v)).map(|(n, _)| *n).collect();
     assert_eq!(bad_lines, want_bad);
 
     // Actor and action counts against the Value-based implementation.
@@ -169,15 +142,11 @@ fn panther_k8s_native_jsonl() {
     let want_action = count(want_k8s.iter().map(|(_, v)| str_at(v, "/verb")));
     assert_eq!(got_actor, want_actor);
     assert_eq!(got_action, want_action);
-    assert!(
-        want_actor.len() > 10 && want_action.len() > 5,
-        "the data has variety"
-    );
+    assert!(want_actor.len() > 10 && want_action.len() > 5, "the data has variety");
 
     // Times: present exactly when either timestamp is; outcome follows the code.
     for (n, (_, v)) in fields.iter().zip(&want_k8s) {
-        let has_time =
-            v.get("stageTimestamp").is_some() || v.get("requestReceivedTimestamp").is_some();
+        let has_time = v.get("stageTimestamp").is_some() || v.get("requestReceivedTimestamp").is_some();
         assert_eq!(n.event_time_ns.is_some(), has_time, "{v}");
         let want_outcome = v
             .pointer("/responseStatus/code")
@@ -187,10 +156,7 @@ fn panther_k8s_native_jsonl() {
     }
     // "2022-11-29 00:09:04.38" (space, no zone) is UTC.
     assert_eq!(fields[0].event_time_ns, Some(1_669_680_544_380_000_000));
-    assert_eq!(
-        fields[0].resource.as_deref(),
-        Some("namespaces/default/pods/test-pod")
-    );
+    assert_eq!(fields[0].resource.as_deref(), Some("namespaces/default/pods/test-pod"));
 }
 
 #[test]
@@ -211,10 +177,8 @@ fn falco_k8s_files() {
             seen += 1;
             let bytes = std::fs::read(&path).unwrap();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let values: Vec<Value> = lines(&bytes)
-                .into_iter()
-                .map(|(_, l)| serde_json::from_slice(l).unwrap())
-                .collect();
+            let values: Vec<Value> =
+                lines(&bytes).into_iter().map(|(_, l)| serde_json::from_slice(l).unwrap()).collect();
             let auto = read_all(&bytes, InputFormat::Auto);
             let k8s = read_all(&bytes, InputFormat::K8sAudit);
             assert!(auto.errors.is_empty(), "{name}: {}", auto.errors[0]);
@@ -226,9 +190,7 @@ fn falco_k8s_files() {
                 assert!(k8s.events.is_empty());
                 assert_eq!(k8s.errors.len(), 1);
                 assert!(
-                    k8s.errors[0]
-                        .to_string()
-                        .contains("not a Kubernetes audit Event (kind is 0"),
+                    k8s.errors[0].to_string().contains("not a Kubernetes audit Event (kind is 0"),
                     "{}",
                     k8s.errors[0]
                 );
@@ -236,12 +198,7 @@ fn falco_k8s_files() {
             }
             assert!(k8s.errors.is_empty(), "{name}: {}", k8s.errors[0]);
             assert_eq!(k8s.events, auto.events, "{name}");
-            assert!(
-                auto.events
-                    .iter()
-                    .all(|(_, f, _)| *f == EventFormat::KubernetesAudit),
-                "{name}"
-            );
+            assert!(auto.events.iter().all(|(_, f, _)| *f == EventFormat::KubernetesAudit), "{name}");
             for ((b, ..), v) in auto.events.iter().zip(&values) {
                 assert_eq!(serde_json::from_slice::<Value>(b).unwrap(), *v);
                 assert!(is_k8s_event(v));
@@ -256,20 +213,13 @@ fn falco_k8s_files() {
         count(fields.iter().map(|n| n.actor.as_deref())),
         count(all_values.iter().map(|v| str_at(v, "/user/username")))
     );
-    assert_eq!(
-        count(fields.iter().map(|n| n.action.as_deref())),
-        count(all_values.iter().map(|v| str_at(v, "/verb")))
-    );
+    assert_eq!(count(fields.iter().map(|n| n.action.as_deref())), count(all_values.iter().map(|v| str_at(v, "/verb"))));
     // Same events through an EventList streamed item by item, and through a
     // JSON array, and an HTTP body.
     let items: Vec<&[u8]> = all_events.iter().map(|(b, ..)| b.as_slice()).collect();
     let list = format!(
         "{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"metadata\":{{}},\"items\":[\n{}\n]}}\n",
-        items
-            .iter()
-            .map(|b| std::str::from_utf8(b).unwrap())
-            .collect::<Vec<_>>()
-            .join(",\n")
+        items.iter().map(|b| std::str::from_utf8(b).unwrap()).collect::<Vec<_>>().join(",\n")
     );
     let mut r = EventReader::new(list.as_bytes(), InputFormat::K8sAudit, 64 * 1024);
     let mut streamed = Vec::new();
@@ -278,22 +228,10 @@ fn falco_k8s_files() {
         streamed.push(e.bytes.to_vec());
     }
     assert_eq!(streamed, items);
-    assert!(
-        list.len() > 64 * 1024,
-        "the list is larger than the event limit"
-    );
-    let array = format!(
-        "[{}]",
-        &list[list.find("[\n").unwrap() + 1..list.rfind(']').unwrap()]
-    );
+    assert!(list.len() > 64 * 1024, "the list is larger than the event limit");
+    let array = format!("[{}]", &list[list.find("[\n").unwrap() + 1..list.rfind(']').unwrap()]);
     let arr = read_all(array.as_bytes(), InputFormat::Auto);
-    assert_eq!(
-        arr.events
-            .iter()
-            .map(|(b, ..)| b.as_slice())
-            .collect::<Vec<_>>(),
-        items
-    );
+    assert_eq!(arr.events.iter().map(|(b, ..)| b.as_slice()).collect::<Vec<_>>(), items);
     let body = split_body(list.as_bytes(), 64 * 1024).unwrap();
     assert_eq!(body.iter().map(|(b, _)| *b).collect::<Vec<_>>(), items);
 }
@@ -301,36 +239,16 @@ fn falco_k8s_files() {
 /// JSON-lines samples: (path, pointer of the actor and of the action that
 /// the default pointers try first for that source).
 const JSONL: &[(&str, &str, &str)] = &[
-    (
-        "cloudtrail/panther-analysis_AWS.CloudTrail.jsonl",
-        "/userIdentity/arn",
-        "/eventName",
-    ),
+    ("cloudtrail/panther-analysis_AWS.CloudTrail.jsonl", "/userIdentity/arn", "/eventName"),
     (
         "gcp-audit/panther-analysis_GCP.AuditLog.jsonl",
         "/protoPayload/authenticationInfo/principalEmail",
         "/protoPayload/methodName",
     ),
-    (
-        "okta/panther-analysis_Okta.SystemLog.jsonl",
-        "/actor/alternateId",
-        "/eventType",
-    ),
-    (
-        "github-audit/panther-analysis_GitHub.Audit.jsonl",
-        "/actor",
-        "/action",
-    ),
-    (
-        "gitlab-audit/panther-analysis_GitLab.Audit.jsonl",
-        "/author_name",
-        "/action",
-    ),
-    (
-        "google-workspace/panther-analysis_GSuite.ActivityEvent.jsonl",
-        "/actor/email",
-        "/name",
-    ),
+    ("okta/panther-analysis_Okta.SystemLog.jsonl", "/actor/alternateId", "/eventType"),
+    ("github-audit/panther-analysis_GitHub.Audit.jsonl", "/actor", "/action"),
+    ("gitlab-audit/panther-analysis_GitLab.Audit.jsonl", "/author_name", "/action"),
+    ("google-workspace/panther-analysis_GSuite.ActivityEvent.jsonl", "/actor/email", "/name"),
 ];
 
 #[test]
@@ -338,19 +256,12 @@ fn json_lines_samples() {
     let Some(dir) = data_dir() else { return };
     for (file, actor_ptr, action_ptr) in JSONL {
         let bytes = std::fs::read(dir.join(file)).unwrap();
-        let values: Vec<Value> = lines(&bytes)
-            .into_iter()
-            .map(|(_, l)| serde_json::from_slice(l).unwrap())
-            .collect();
+        let values: Vec<Value> = lines(&bytes).into_iter().map(|(_, l)| serde_json::from_slice(l).unwrap()).collect();
         assert!(!values.is_empty(), "{file}");
         let out = read_all(&bytes, InputFormat::Jsonl);
         assert!(out.errors.is_empty(), "{file}: {}", out.errors[0]);
         assert_eq!(out.events.len(), values.len(), "{file}");
-        assert_eq!(
-            read_all(&bytes, InputFormat::Auto).events,
-            out.events,
-            "{file}"
-        );
+        assert_eq!(read_all(&bytes, InputFormat::Auto).events, out.events, "{file}");
         let body = split_body(&bytes, 1 << 20).unwrap();
         assert_eq!(body.len(), values.len(), "{file}");
         let fields = normalize_all(&out.events);
@@ -371,30 +282,16 @@ fn json_lines_samples() {
         }
         if file.starts_with("cloudtrail") {
             // errorCode present (and not "") → failure.
-            let failures = values
-                .iter()
-                .filter(|v| v.get("errorCode").is_some_and(|c| !c.is_null() && c != ""))
-                .count();
+            let failures =
+                values.iter().filter(|v| v.get("errorCode").is_some_and(|c| !c.is_null() && c != "")).count();
             assert!(failures > 0);
-            assert_eq!(
-                fields
-                    .iter()
-                    .filter(|n| n.outcome.as_deref() == Some("failure"))
-                    .count(),
-                failures
-            );
+            assert_eq!(fields.iter().filter(|n| n.outcome.as_deref() == Some("failure")).count(), failures);
             // All real times parse; placeholders ("redacted", "...") do not.
             let with_time = values
                 .iter()
-                .filter(|v| {
-                    str_at(v, "/eventTime")
-                        .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit()))
-                })
+                .filter(|v| str_at(v, "/eventTime").is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit())))
                 .count();
-            assert_eq!(
-                fields.iter().filter(|n| n.event_time_ns.is_some()).count(),
-                with_time
-            );
+            assert_eq!(fields.iter().filter(|n| n.event_time_ns.is_some()).count(), with_time);
         }
     }
 }

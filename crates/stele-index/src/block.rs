@@ -78,7 +78,11 @@ impl DirRecord {
     }
 }
 
-fn intern<'a>(s: Option<&'a str>, ids: &mut std::collections::HashMap<&'a str, u32>, strings: &mut Vec<&'a str>) -> u32 {
+fn intern<'a>(
+    s: Option<&'a str>,
+    ids: &mut std::collections::HashMap<&'a str, u32>,
+    strings: &mut Vec<&'a str>,
+) -> u32 {
     match s {
         None => 0,
         Some(s) => {

@@ -79,19 +79,35 @@ impl Index {
     /// Damaged or stale parts (a different field configuration, records past a damaged
     /// one) are dropped; when `writable`, the files are repaired and the caller should
     /// [`Index::catch_up`]. Read-only opens never change files.
-    pub fn open(data_dir: &Path, reader: LogReader, pointers: &FieldPointers, writable: bool) -> Result<Index, IndexError> {
+    pub fn open(
+        data_dir: &Path,
+        reader: LogReader,
+        pointers: &FieldPointers,
+        writable: bool,
+    ) -> Result<Index, IndexError> {
         let backend: Arc<dyn Backend> =
             if writable { Arc::new(FileBackend::new(data_dir)) } else { Arc::new(FileBackend::read_only(data_dir)) };
         let meta_path: PathBuf = data_dir.join(META);
         let fp = fingerprint(pointers);
-        let stale = std::fs::read_to_string(&meta_path).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        let stale = std::fs::read_to_string(&meta_path)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
             .and_then(|v| v["fields"].as_str().map(|f| f != fp))
             .unwrap_or(true);
         let normalizer = Normalizer::new(pointers);
         if !writable && (stale || !backend.exists(DIR) || !backend.exists(BLOCKS)) {
             // Nothing usable: every query scans the log (correct, only slower).
             let empty: Arc<dyn StorageFile> = Arc::new(EmptyFile);
-            return Ok(Index { reader, normalizer, dir_file: None, blocks_file: empty, dir: Arc::new(vec![]), blocks_len: 0, pending_first: 0, pending: vec![] });
+            return Ok(Index {
+                reader,
+                normalizer,
+                dir_file: None,
+                blocks_file: empty,
+                dir: Arc::new(vec![]),
+                blocks_len: 0,
+                pending_first: 0,
+                pending: vec![],
+            });
         }
         let dir_file = backend.open(DIR, writable).map_err(io(DIR))?;
         let blocks_file = backend.open(BLOCKS, writable).map_err(io(BLOCKS))?;
@@ -104,13 +120,23 @@ impl Index {
         if fresh {
             if !writable {
                 let empty: Arc<dyn StorageFile> = Arc::new(EmptyFile);
-                return Ok(Index { reader, normalizer, dir_file: None, blocks_file: empty, dir: Arc::new(vec![]), blocks_len: 0, pending_first: 0, pending: vec![] });
+                return Ok(Index {
+                    reader,
+                    normalizer,
+                    dir_file: None,
+                    blocks_file: empty,
+                    dir: Arc::new(vec![]),
+                    blocks_len: 0,
+                    pending_first: 0,
+                    pending: vec![],
+                });
             }
             for (f, name, kind) in [(&dir_file, DIR, Kind::IndexDirectory), (&blocks_file, BLOCKS, Kind::IndexBlocks)] {
                 f.set_len(0).map_err(io(name))?;
-                Header::new(kind, 0, 0, 0).write(f, name).map_err(|e| IndexError::Store(e))?;
+                Header::new(kind, 0, 0, 0).write(f, name).map_err(IndexError::Store)?;
             }
-            std::fs::write(&meta_path, serde_json::json!({"version": 1, "fields": fp}).to_string()).map_err(io(META))?;
+            std::fs::write(&meta_path, serde_json::json!({"version": 1, "fields": fp}).to_string())
+                .map_err(io(META))?;
         }
         // Directory records: keep the valid, contiguous prefix whose blocks exist.
         let dir_len = dir_file.len().map_err(io(DIR))?;
@@ -123,7 +149,12 @@ impl Index {
         let (mut next, mut end) = (0u64, HEADER_LEN);
         for rec in buf.chunks_exact(DIR_RECORD_LEN) {
             match DirRecord::decode(rec) {
-                Some(r) if r.first == next && r.offset == end && r.offset + u64::from(r.len) <= blocks_len_on_disk && r.first + u64::from(r.count) <= tree_size => {
+                Some(r)
+                    if r.first == next
+                        && r.offset == end
+                        && r.offset + u64::from(r.len) <= blocks_len_on_disk
+                        && r.first + u64::from(r.count) <= tree_size =>
+                {
                     next = r.first + u64::from(r.count);
                     end = r.offset + u64::from(r.len);
                     dir.push(r);
@@ -270,7 +301,8 @@ impl Snapshot {
                 return true;
             }
             given += 1;
-            out(Hit { index, received_ns: row.received_ns, stream: stream.to_string(), fields: row.fields.clone() }) && given < limit
+            out(Hit { index, received_ns: row.received_ns, stream: stream.to_string(), fields: row.fields.clone() })
+                && given < limit
         };
         if limit == 0 {
             return Ok(());

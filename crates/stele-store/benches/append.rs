@@ -12,7 +12,16 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stele_store::log::{Log, LogOptions, NewEntry, init};
 use stele_store::verify::{VerifyOptions, verify};
 
-const ACTORS: [&str; 8] = ["alice@example.com", "bob@example.com", "system:serviceaccount:kube-system:deployment-controller", "carol", "dave@corp.example", "system:anonymous", "eve", "ci-bot"];
+const ACTORS: [&str; 8] = [
+    "alice@example.com",
+    "bob@example.com",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "carol",
+    "dave@corp.example",
+    "system:anonymous",
+    "eve",
+    "ci-bot",
+];
 const VERBS: [&str; 6] = ["get", "list", "create", "update", "delete", "watch"];
 const RESOURCES: [&str; 6] = ["pods", "secrets", "configmaps", "deployments", "namespaces", "roles"];
 
@@ -52,8 +61,13 @@ fn bench(c: &mut Criterion) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     init(dir.path(), "bench.example/log").expect("init");
-    let mut log = Log::open(dir.path(), LogOptions { compression: stele_store::chunk::Compression::Zstd(1), ..LogOptions::default() }).expect("open");
-    let entries: Vec<NewEntry<'_>> = payloads.iter().map(|p| NewEntry { stream: "default", format: 1, payload: p }).collect();
+    let mut log = Log::open(
+        dir.path(),
+        LogOptions { compression: stele_store::chunk::Compression::Zstd(1), ..LogOptions::default() },
+    )
+    .expect("open");
+    let entries: Vec<NewEntry<'_>> =
+        payloads.iter().map(|p| NewEntry { stream: "default", format: 1, payload: p }).collect();
     let mut g = c.benchmark_group("append");
     g.throughput(Throughput::Elements(batch));
     g.sample_size(20);

@@ -17,6 +17,10 @@ use std::sync::{Arc, Mutex};
 pub trait StorageFile: Send + Sync {
     /// Current length in bytes (including writes not yet synced).
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Fills `buf` from `offset`; fails with `UnexpectedEof` past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `data` at `offset`, extending the file if needed.

@@ -24,7 +24,9 @@ pub enum StoreError {
     #[error("{0} already holds a stele data directory")]
     AlreadyInitialized(String),
     /// Another process is the writer of this data directory.
-    #[error("the data directory is locked by another stele process (a running `stele serve`?); send events to the server instead")]
+    #[error(
+        "the data directory is locked by another stele process (a running `stele serve`?); send events to the server instead"
+    )]
     Locked,
     /// A file was written by a newer release.
     #[error("{file} has format version {found}, but this release reads versions up to {supported}; upgrade stele")]
@@ -41,7 +43,9 @@ pub enum StoreError {
     Corrupt(String),
     /// A signed checkpoint covers entries that are no longer intact. Recovery never
     /// cuts below a signed checkpoint: this is damage or tampering.
-    #[error("the newest signed checkpoint covers {checkpoint_size} entries but only {intact_size} are intact: damage or tampering (first bad entry {intact_size}: {reason})")]
+    #[error(
+        "the newest signed checkpoint covers {checkpoint_size} entries but only {intact_size} are intact: damage or tampering (first bad entry {intact_size}: {reason})"
+    )]
     CheckpointBeyondData {
         /// Tree size of the newest checkpoint.
         checkpoint_size: u64,
@@ -63,7 +67,9 @@ pub enum StoreError {
         limit: usize,
     },
     /// A stream name is not acceptable.
-    #[error("invalid stream name {0:?}: use 1-128 characters from [A-Za-z0-9._/-], not starting with '_stele/' (reserved)")]
+    #[error(
+        "invalid stream name {0:?}: use 1-128 characters from [A-Za-z0-9._/-], not starting with '_stele/' (reserved)"
+    )]
     InvalidStreamName(String),
     /// An index at or beyond the tree size was asked for.
     #[error("entry {index} does not exist (tree size {tree_size})")]

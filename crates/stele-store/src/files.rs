@@ -55,6 +55,11 @@ pub struct SegmentInfo {
     pub window_start_ns: u64,
 }
 
+/// An opened segment file and its identity.
+type OpenedSegment = (Arc<dyn StorageFile>, SegmentInfo);
+/// A decoded chunk keyed by (segment number, offset).
+type CachedChunk = ((u32, u64), Arc<Chunk>);
+
 /// Open files of one data directory.
 pub struct LogFiles {
     /// The backend.
@@ -71,8 +76,8 @@ pub struct LogFiles {
     pub streams: Arc<dyn StorageFile>,
     /// `state.dat`.
     pub state: Arc<dyn StorageFile>,
-    segments: Mutex<HashMap<u32, (Arc<dyn StorageFile>, SegmentInfo)>>,
-    chunk_cache: Mutex<Vec<((u32, u64), Arc<Chunk>)>>,
+    segments: Mutex<HashMap<u32, OpenedSegment>>,
+    chunk_cache: Mutex<Vec<CachedChunk>>,
     writable: bool,
 }
 
@@ -130,7 +135,8 @@ impl LogFiles {
     pub fn replace_checkpoints(&self, tmp: &str) -> Result<()> {
         let mut guard = self.checkpoints.write().unwrap_or_else(|p| p.into_inner());
         self.backend.rename(tmp, layout::CHECKPOINTS).map_err(StoreError::io("renaming", tmp))?;
-        *guard = self.backend.open(layout::CHECKPOINTS, false).map_err(StoreError::io("opening", layout::CHECKPOINTS))?;
+        *guard =
+            self.backend.open(layout::CHECKPOINTS, false).map_err(StoreError::io("opening", layout::CHECKPOINTS))?;
         Ok(())
     }
 
@@ -226,7 +232,8 @@ impl LogFiles {
         let (f, _) = self.segment(segno)?;
         let mut h = [0u8; CHUNK_HEADER_LEN];
         let name = layout::segment(segno);
-        f.read_at(offset, &mut h).map_err(|e| io_or_corrupt(e, &name, offset, "chunk header past the end of the segment"))?;
+        f.read_at(offset, &mut h)
+            .map_err(|e| io_or_corrupt(e, &name, offset, "chunk header past the end of the segment"))?;
         ChunkHeader::parse(&h).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))
     }
 
@@ -242,8 +249,10 @@ impl LogFiles {
         let (f, _) = self.segment(segno)?;
         let name = layout::segment(segno);
         let mut bytes = vec![0u8; h.total_len() as usize];
-        f.read_at(offset, &mut bytes).map_err(|e| io_or_corrupt(e, &name, offset, "chunk extends past the end of the segment"))?;
-        let c = Arc::new(chunk::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))?);
+        f.read_at(offset, &mut bytes)
+            .map_err(|e| io_or_corrupt(e, &name, offset, "chunk extends past the end of the segment"))?;
+        let c =
+            Arc::new(chunk::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))?);
         let mut cache = self.chunk_cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() == CHUNK_CACHE {
             cache.remove(0);
@@ -259,7 +268,8 @@ impl LogFiles {
         let (f, _) = self.segment(segno)?;
         let name = layout::segment(segno);
         let mut bytes = vec![0u8; h.total_len() as usize];
-        f.read_at(offset, &mut bytes).map_err(|e| io_or_corrupt(e, &name, offset, "chunk extends past the end of the segment"))?;
+        f.read_at(offset, &mut bytes)
+            .map_err(|e| io_or_corrupt(e, &name, offset, "chunk extends past the end of the segment"))?;
         Ok(Arc::new(chunk::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{name} offset {offset}: {e}")))?))
     }
 
@@ -268,7 +278,11 @@ impl LogFiles {
         let loc = self.read_locators(index, 1)?[0];
         let c = self.read_chunk(loc.segno, loc.offset)?;
         let p = c.payload(index).ok_or_else(|| {
-            StoreError::Corrupt(format!("entry {index}: not in the chunk its locator names ({} offset {})", layout::segment(loc.segno), loc.offset))
+            StoreError::Corrupt(format!(
+                "entry {index}: not in the chunk its locator names ({} offset {})",
+                layout::segment(loc.segno),
+                loc.offset
+            ))
         })?;
         if !leaf.matches_payload(p) {
             return Err(StoreError::Corrupt(format!("entry {index}: payload does not match its leaf digest")));

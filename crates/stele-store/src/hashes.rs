@@ -162,11 +162,10 @@ impl HashReader for HashLevels {
         let r = level % TILE_HEIGHT;
         // A reader beside a running writer may see a level-0 hash before the writer has
         // appended the upper-level node it completes: compute such nodes from below.
-        if k > 0 && (k >= self.levels() || self.len_of(k)? <= (index << r) + (1 << r) - 1) {
+        if k > 0 && (k >= self.levels() || self.len_of(k)? < (index << r) + (1 << r)) {
             let below = level - TILE_HEIGHT;
-            let hashes: Vec<Hash> = (0..TILE_WIDTH)
-                .map(|j| self.node_hash(below, (index << TILE_HEIGHT) + j))
-                .collect::<Result<_>>()?;
+            let hashes: Vec<Hash> =
+                (0..TILE_WIDTH).map(|j| self.node_hash(below, (index << TILE_HEIGHT) + j)).collect::<Result<_>>()?;
             return Ok(reduce_perfect(&hashes));
         }
         if r == 0 {

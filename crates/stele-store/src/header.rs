@@ -109,7 +109,11 @@ impl Header {
         }
         let version = u16::from_be_bytes([h[8], h[9]]);
         if version > FORMAT_VERSION {
-            return Err(StoreError::UnsupportedVersion { file: name.to_string(), found: version, supported: FORMAT_VERSION });
+            return Err(StoreError::UnsupportedVersion {
+                file: name.to_string(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         if version == 0 || h[10..12] != [0, 0] {
             return Err(StoreError::Corrupt(format!("{name}: bad file header")));

@@ -28,7 +28,7 @@ use crate::reader::LogReader;
 use crate::records;
 use crate::recover::{self, Recovered};
 use crate::state::{self, OpenSegmentState, State};
-use crate::streams::{self, StreamRecord, Streams, SYSTEM_STREAM_ID};
+use crate::streams::{self, SYSTEM_STREAM_ID, StreamRecord, Streams};
 
 /// Payload format code of stele's own records (JSON).
 pub const FORMAT_STELE_RECORD: u8 = 3;
@@ -146,7 +146,8 @@ pub fn init(dir: &Path, origin: &str) -> Result<NoteVerifier> {
     // meta.json last: its presence marks a complete directory.
     let meta = Meta::new(origin, now_ns());
     let tmp = dir.join("meta.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).expect("meta serializes")).map_err(StoreError::io("writing", layout::META))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).expect("meta serializes"))
+        .map_err(StoreError::io("writing", layout::META))?;
     File::open(&tmp).and_then(|f| f.sync_all()).map_err(StoreError::io("syncing", layout::META))?;
     std::fs::rename(&tmp, dir.join(layout::META)).map_err(StoreError::io("renaming", layout::META))?;
     File::open(dir).and_then(|f| f.sync_all()).map_err(StoreError::io("syncing", "data directory"))?;
@@ -171,7 +172,15 @@ pub fn init_backend(backend: &Arc<dyn Backend>, _origin: &str) -> Result<()> {
     let f = backend.open(layout::STATE, false).map_err(StoreError::io("opening", layout::STATE))?;
     state::write(
         &f,
-        &State { seq: 0, tree_size: 0, checkpoints_len: HEADER_LEN, newest_checkpoint_offset: None, streams_len: HEADER_LEN, next_segno: 0, open_segments: vec![] },
+        &State {
+            seq: 0,
+            tree_size: 0,
+            checkpoints_len: HEADER_LEN,
+            newest_checkpoint_offset: None,
+            streams_len: HEADER_LEN,
+            next_segno: 0,
+            open_segments: vec![],
+        },
     )
 }
 
@@ -184,7 +193,8 @@ pub fn read_meta(dir: &Path) -> Result<Meta> {
             StoreError::Io { op: "reading", file: layout::META.into(), source: e }
         }
     })?;
-    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", layout::META)))?;
+    let meta: Meta =
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", layout::META)))?;
     if meta.format_version > crate::header::FORMAT_VERSION {
         return Err(StoreError::UnsupportedVersion {
             file: layout::META.into(),
@@ -197,7 +207,8 @@ pub fn read_meta(dir: &Path) -> Result<Meta> {
 
 /// Reads the verifier key of a data directory.
 pub fn read_verifier(dir: &Path) -> Result<NoteVerifier> {
-    let text = std::fs::read_to_string(dir.join(layout::VERIFIER_KEY)).map_err(StoreError::io("reading", layout::VERIFIER_KEY))?;
+    let text = std::fs::read_to_string(dir.join(layout::VERIFIER_KEY))
+        .map_err(StoreError::io("reading", layout::VERIFIER_KEY))?;
     NoteVerifier::parse(&text).map_err(|e| StoreError::Key(format!("{}: {e}", layout::VERIFIER_KEY)))
 }
 
@@ -232,7 +243,9 @@ impl Log {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked),
-            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Io { op: "locking", file: layout::LOCK.into(), source: e }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Io { op: "locking", file: layout::LOCK.into(), source: e });
+            }
         }
         let signer = read_signer(dir)?;
         if signer.name() != meta.origin {
@@ -245,16 +258,29 @@ impl Log {
     }
 
     /// Opens a log over any backend (tests use the memory backend).
-    pub fn open_backend(backend: Arc<dyn Backend>, origin: &str, signer: NoteSigner, options: LogOptions) -> Result<Log> {
+    pub fn open_backend(
+        backend: Arc<dyn Backend>,
+        origin: &str,
+        signer: NoteSigner,
+        options: LogOptions,
+    ) -> Result<Log> {
         let files = Arc::new(LogFiles::open(backend, true)?);
         let rec: Recovered = recover::recover(&files)?;
         let mut open_segments = HashMap::new();
         for s in &rec.open_segments {
             let (file, _) = files.segment(s.segno)?;
-            open_segments.insert(s.stream, OpenSegment { segno: s.segno, file, len: s.len, window_start_ns: s.window_start_ns });
+            open_segments
+                .insert(s.stream, OpenSegment { segno: s.segno, file, len: s.len, window_start_ns: s.window_start_ns });
         }
         let last_received_ns = if rec.size > 0 { files.read_leaf(rec.size - 1)?.received_ns } else { 0 };
-        let reader = LogReader::from_parts(files.clone(), origin, signer.verifier(), rec.size, rec.streams.clone(), rec.newest_checkpoint.clone());
+        let reader = LogReader::from_parts(
+            files.clone(),
+            origin,
+            signer.verifier(),
+            rec.size,
+            rec.streams.clone(),
+            rec.newest_checkpoint.clone(),
+        );
         let mut state = rec.state.clone();
         state.tree_size = rec.size;
         state.streams_len = rec.streams_len;
@@ -359,7 +385,10 @@ impl Log {
         }
         let system_payloads: Vec<Vec<u8>> = new_streams
             .iter()
-            .map(|r| serde_json::to_vec(&serde_json::json!({"type": "stream", "stream_id": r.id, "name": r.name})).expect("json"))
+            .map(|r| {
+                serde_json::to_vec(&serde_json::json!({"type": "stream", "stream_id": r.id, "name": r.name}))
+                    .expect("json")
+            })
             .collect();
         let mut all: Vec<(u32, u8, &[u8])> = Vec::with_capacity(entries.len() + system_payloads.len());
         for p in &system_payloads {
@@ -384,7 +413,11 @@ impl Log {
         let first = self.frontier.size();
         let received_ns = now_ns().max(self.last_received_ns);
         let mut salts = vec![0u8; all.len() * SALT_LEN];
-        getrandom::fill(&mut salts).map_err(|e| StoreError::Io { op: "reading randomness", file: "getrandom".into(), source: std::io::Error::other(e.to_string()) })?;
+        getrandom::fill(&mut salts).map_err(|e| StoreError::Io {
+            op: "reading randomness",
+            file: "getrandom".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
 
         // Group entries per stream into chunks of about CHUNK_TARGET_BYTES.
         let mut per_stream: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -455,13 +488,18 @@ impl Log {
         for ((stream, idxs), bytes) in chunk_jobs.iter().zip(&encoded) {
             let need_new = match self.open_segments.get(stream) {
                 None => true,
-                Some(s) => s.window_start_ns != window_start || s.len + bytes.len() as u64 > self.options.segment_max_bytes && s.len > HEADER_LEN,
+                Some(s) => {
+                    s.window_start_ns != window_start
+                        || s.len + bytes.len() as u64 > self.options.segment_max_bytes && s.len > HEADER_LEN
+                }
             };
             if need_new {
                 let segno = self.next_segno;
                 self.next_segno += 1;
-                let file = self.files.create_segment(segno, SegmentInfo { stream: *stream, window_start_ns: window_start })?;
-                self.open_segments.insert(*stream, OpenSegment { segno, file, len: HEADER_LEN, window_start_ns: window_start });
+                let file =
+                    self.files.create_segment(segno, SegmentInfo { stream: *stream, window_start_ns: window_start })?;
+                self.open_segments
+                    .insert(*stream, OpenSegment { segno, file, len: HEADER_LEN, window_start_ns: window_start });
             }
             let seg = self.open_segments.get_mut(stream).expect("inserted above");
             let w = seg_writes.entry(seg.segno).or_insert_with(|| (seg.file.clone(), seg.len, Vec::new()));
@@ -491,9 +529,15 @@ impl Log {
             self.streams_len += b.len() as u64;
             to_sync.push((self.files.streams.clone(), layout::STREAMS.into()));
         }
-        self.files.leaves.write_at(HEADER_LEN + first * LEAF_LEN as u64, &leaf_bytes).map_err(StoreError::io("writing", layout::LEAVES))?;
+        self.files
+            .leaves
+            .write_at(HEADER_LEN + first * LEAF_LEN as u64, &leaf_bytes)
+            .map_err(StoreError::io("writing", layout::LEAVES))?;
         to_sync.push((self.files.leaves.clone(), layout::LEAVES.into()));
-        self.files.locators.write_at(HEADER_LEN + first * LOCATOR_LEN as u64, &loc_bytes).map_err(StoreError::io("writing", layout::LOCATORS))?;
+        self.files
+            .locators
+            .write_at(HEADER_LEN + first * LOCATOR_LEN as u64, &loc_bytes)
+            .map_err(StoreError::io("writing", layout::LOCATORS))?;
         to_sync.push((self.files.locators.clone(), layout::LOCATORS.into()));
         for (k, (start, bytes)) in &level_bytes {
             debug_assert_eq!(bytes.len() % HASH_LEN, 0);
@@ -584,7 +628,12 @@ impl Log {
     }
 
     fn write_checkpoint(&mut self, size: u64) -> Result<StoredCheckpoint> {
-        let body = Checkpoint { origin: self.signer.name().to_string(), tree_size: size, root_hash: self.frontier.root(), extensions: vec![] };
+        let body = Checkpoint {
+            origin: self.signer.name().to_string(),
+            tree_size: size,
+            root_hash: self.frontier.root(),
+            extensions: vec![],
+        };
         let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
         let cp = StoredCheckpoint { tree_size: size, signed_ns: now_ns(), note, offset: self.checkpoints_len };
         let framed = records::frame(&cp.encode());
@@ -602,7 +651,12 @@ impl Log {
             open_segments: self
                 .open_segments
                 .iter()
-                .map(|(stream, s)| OpenSegmentState { segno: s.segno, stream: *stream, window_start_ns: s.window_start_ns, len: s.len })
+                .map(|(stream, s)| OpenSegmentState {
+                    segno: s.segno,
+                    stream: *stream,
+                    window_start_ns: s.window_start_ns,
+                    len: s.len,
+                })
                 .collect(),
         };
         state::write(&self.files.state, &self.state)?;
@@ -621,7 +675,8 @@ fn sync_all(files: &[(Arc<dyn StorageFile>, String)]) -> Result<()> {
         return Ok(());
     }
     std::thread::scope(|s| {
-        let handles: Vec<_> = files.iter().map(|(f, name)| s.spawn(move || f.sync().map_err(StoreError::io("syncing", name)))).collect();
+        let handles: Vec<_> =
+            files.iter().map(|(f, name)| s.spawn(move || f.sync().map_err(StoreError::io("syncing", name)))).collect();
         let mut result = Ok(());
         for h in handles {
             let r = h.join().unwrap_or_else(|_| Err(StoreError::Poisoned("sync thread panicked".into())));

@@ -60,7 +60,11 @@ impl LogReader {
         let meta = read_meta(dir)?;
         let verifier = read_verifier(dir)?;
         if verifier.name() != meta.origin {
-            return Err(StoreError::Key(format!("verifier key name {:?} differs from origin {:?}", verifier.name(), meta.origin)));
+            return Err(StoreError::Key(format!(
+                "verifier key name {:?} differs from origin {:?}",
+                verifier.name(),
+                meta.origin
+            )));
         }
         LogReader::open_backend(Arc::new(FileBackend::read_only(dir)), &meta.origin, verifier)
     }
@@ -175,7 +179,10 @@ impl LogReader {
     /// Root hash of the tree of `tree_size` leaves.
     pub fn root_hash(&self, tree_size: u64) -> Result<Hash> {
         if tree_size > self.tree_size() {
-            return Err(StoreError::InvalidArgument(format!("tree size {tree_size} is beyond the log's {}", self.tree_size())));
+            return Err(StoreError::InvalidArgument(format!(
+                "tree size {tree_size} is beyond the log's {}",
+                self.tree_size()
+            )));
         }
         merkle::root_hash(&self.inner.files.hashes, tree_size)
     }
@@ -183,7 +190,10 @@ impl LogReader {
     /// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size` leaves.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>> {
         if tree_size > self.tree_size() {
-            return Err(StoreError::InvalidArgument(format!("tree size {tree_size} is beyond the log's {}", self.tree_size())));
+            return Err(StoreError::InvalidArgument(format!(
+                "tree size {tree_size} is beyond the log's {}",
+                self.tree_size()
+            )));
         }
         merkle::inclusion_proof(&self.inner.files.hashes, index, tree_size).map_err(proof_err)
     }
@@ -191,7 +201,10 @@ impl LogReader {
     /// RFC 9162 consistency proof between tree sizes `first` and `second`.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>> {
         if second > self.tree_size() {
-            return Err(StoreError::InvalidArgument(format!("tree size {second} is beyond the log's {}", self.tree_size())));
+            return Err(StoreError::InvalidArgument(format!(
+                "tree size {second} is beyond the log's {}",
+                self.tree_size()
+            )));
         }
         merkle::consistency_proof(&self.inner.files.hashes, first, second).map_err(proof_err)
     }

@@ -41,9 +41,12 @@ pub fn read_at(file: &Arc<dyn StorageFile>, name: &str, offset: u64, file_len: u
     Ok(Some(payload))
 }
 
+/// Records with their offsets.
+pub type Records = Vec<(u64, Vec<u8>)>;
+
 /// Reads consecutive records from `offset` until the end of the file or the first
 /// invalid record. Returns `(offset, payload)` pairs and the end of the last valid one.
-pub fn scan(file: &Arc<dyn StorageFile>, name: &str, mut offset: u64) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
+pub fn scan(file: &Arc<dyn StorageFile>, name: &str, mut offset: u64) -> Result<(Records, u64)> {
     let len = file.len().map_err(StoreError::io("reading", name))?;
     let mut out = Vec::new();
     while let Some(p) = read_at(file, name, offset, len)? {

@@ -70,7 +70,12 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
         let r: StreamRecord = serde_json::from_slice(&p)
             .map_err(|_| StoreError::Corrupt(format!("{} offset {offset}: bad stream record", layout::STREAMS)))?;
         if !streams.insert(r.id, r.name.clone()) {
-            return Err(StoreError::Corrupt(format!("{} offset {offset}: stream {} {:?} out of order", layout::STREAMS, r.id, r.name)));
+            return Err(StoreError::Corrupt(format!(
+                "{} offset {offset}: stream {} {:?} out of order",
+                layout::STREAMS,
+                r.id,
+                r.name
+            )));
         }
     }
 
@@ -79,15 +84,22 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
     // being thinned out replaced it), the whole file is scanned instead.
     let ck_file = files.checkpoints();
     let ck_file_len = LogFiles::len(&ck_file, layout::CHECKPOINTS)?;
-    let anchored = st.newest_checkpoint_offset.map(|o| records::read_at(&ck_file, layout::CHECKPOINTS, o, ck_file_len)).transpose()?;
-    let state_matches = ck_file_len >= st.checkpoints_len && (st.newest_checkpoint_offset.is_none() || anchored.as_ref().is_some_and(Option::is_some));
+    let anchored = st
+        .newest_checkpoint_offset
+        .map(|o| records::read_at(&ck_file, layout::CHECKPOINTS, o, ck_file_len))
+        .transpose()?;
+    let state_matches = ck_file_len >= st.checkpoints_len
+        && (st.newest_checkpoint_offset.is_none() || anchored.as_ref().is_some_and(Option::is_some));
     let scan_from = if state_matches { st.checkpoints_len.max(HEADER_LEN) } else { HEADER_LEN };
     let (after, checkpoints_len) = records::scan(&ck_file, layout::CHECKPOINTS, scan_from)?;
     let newest_checkpoint = match (after.last(), st.newest_checkpoint_offset, anchored.flatten()) {
         (Some((o, p)), _, _) => Some(StoredCheckpoint::decode(p, *o)?),
         (None, Some(o), Some(p)) if state_matches => Some(StoredCheckpoint::decode(&p, o)?),
         (None, Some(o), _) => {
-            return Err(StoreError::Corrupt(format!("{} offset {o}: newest checkpoint record damaged or missing", layout::CHECKPOINTS)));
+            return Err(StoreError::Corrupt(format!(
+                "{} offset {o}: newest checkpoint record damaged or missing",
+                layout::CHECKPOINTS
+            )));
         }
         (None, None, _) => None,
     };
@@ -95,13 +107,13 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
     // keeps the newest checkpoint, so losing it is damage or tampering.
     if st.newest_checkpoint_offset.is_some() && newest_checkpoint.as_ref().is_none_or(|c| c.tree_size < st.tree_size) {
         return Err(StoreError::Corrupt(format!(
-            "{}: the checkpoint of tree size {} recorded in {} is missing",
+            "{} offset {}: the checkpoint of tree size {} recorded in {} is missing",
             layout::CHECKPOINTS,
+            st.newest_checkpoint_offset.unwrap_or_default(),
             st.tree_size,
             layout::STATE
         )));
     }
-
 
     // Roll forward from the state's size.
     let n_max = files.leaf_count()?.min(files.locator_count()?).min(files.hashes.len_of(0)?);
@@ -183,10 +195,18 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
     if let Some(cp) = &newest_checkpoint
         && cp.tree_size > size
     {
-        return Err(StoreError::CheckpointBeyondData { checkpoint_size: cp.tree_size, intact_size: size, reason: cut_reason });
+        return Err(StoreError::CheckpointBeyondData {
+            checkpoint_size: cp.tree_size,
+            intact_size: size,
+            reason: cut_reason,
+        });
     }
     if size < st.tree_size {
-        return Err(StoreError::CheckpointBeyondData { checkpoint_size: st.tree_size, intact_size: size, reason: cut_reason });
+        return Err(StoreError::CheckpointBeyondData {
+            checkpoint_size: st.tree_size,
+            intact_size: size,
+            reason: cut_reason,
+        });
     }
 
     // Segment lengths: the state's open segments, extended by chunks used after it;
@@ -198,7 +218,12 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
             Some(e) => e,
             None => {
                 let (_, info) = files.segment(segno)?;
-                open.entry(segno).or_insert(OpenSegmentState { segno, stream: info.stream, window_start_ns: info.window_start_ns, len: HEADER_LEN })
+                open.entry(segno).or_insert(OpenSegmentState {
+                    segno,
+                    stream: info.stream,
+                    window_start_ns: info.window_start_ns,
+                    len: HEADER_LEN,
+                })
             }
         };
         entry.len = entry.len.max(end);
@@ -236,8 +261,9 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
             .map_err(|e| StoreError::Corrupt(format!("newest checkpoint: {e}")))?;
         if body.root_hash != root || body.tree_size != cp.tree_size {
             return Err(StoreError::Corrupt(format!(
-                "the stored tree does not match the newest signed checkpoint (size {}): hashes or leaves were changed",
-                cp.tree_size
+                "the stored tree does not match the newest signed checkpoint (size {}): {}",
+                cp.tree_size,
+                locate_tree_damage(files, cp.tree_size)?
             )));
         }
     }
@@ -285,6 +311,48 @@ fn truncate(
         files.backend.remove(&name).map_err(StoreError::io("removing", &name))?;
     }
     Ok(())
+}
+
+/// Says where a stored tree of `size` leaves that does not match its checkpoint is
+/// damaged: the first stored hash that differs from what it is computed from.
+fn locate_tree_damage(files: &LogFiles, size: u64) -> Result<String> {
+    let mut i = 0;
+    while i < size {
+        let count = BATCH.min(size - i);
+        let leaves = files.read_leaf_bytes(i, count)?;
+        let hashes = files.read_leaf_hashes(i, count)?;
+        if let Some(j) =
+            (0..count as usize).find(|&j| leaf_hash(&leaves[j * LEAF_LEN..(j + 1) * LEAF_LEN]) != hashes[j])
+        {
+            let index = i + j as u64;
+            return Ok(format!(
+                "entry {index} ({}): stored leaf hash differs from the hash of the leaf record",
+                layout::hash_level(0)
+            ));
+        }
+        i += count;
+    }
+    let mut k = 1;
+    while k < files.hashes.levels() && stored_count(size, k) > 0 {
+        for node in 0..stored_count(size, k).min(files.hashes.len_of(k)?) {
+            let below = files.hashes.read_range(k - 1, node * TILE_WIDTH, TILE_WIDTH)?;
+            if reduce_perfect(&below) != files.hashes.read_range(k, node, 1)?[0] {
+                let span = TILE_WIDTH.pow(k);
+                return Ok(format!(
+                    "{} node {node} (entries {}..{}) differs from the hashes below it",
+                    layout::hash_level(k),
+                    node * span,
+                    (node + 1) * span
+                ));
+            }
+        }
+        k += 1;
+    }
+    Ok(format!(
+        "{} and {} agree with each other, not with the checkpoint: leaves were replaced",
+        layout::LEAVES,
+        layout::hash_level(0)
+    ))
 }
 
 /// Recomputes tile levels ≥ 1 for nodes completed after `from` (they may be missing

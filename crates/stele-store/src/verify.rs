@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stele_tlog::checkpoint::Checkpoint;
-use stele_tlog::hash::{Hash, leaf_hash};
+use stele_tlog::hash::{HASH_LEN, Hash, leaf_hash};
 use stele_tlog::leaf::{LEAF_LEN, Leaf};
 use stele_tlog::merkle::Frontier;
 use stele_tlog::note::Note;
@@ -20,12 +20,14 @@ use stele_tlog::tile::TILE_HEIGHT;
 
 use crate::chunk::Chunk;
 use crate::error::{Result, StoreError};
-use crate::files::{Locator, LogFiles};
+use crate::backend::StorageFile;
+use crate::files::{LOCATOR_LEN, Locator, LogFiles};
 use crate::hashes::stored_count;
-use crate::header::HEADER_LEN;
+use crate::header::{HEADER_LEN, Header, Kind};
 use crate::layout;
 use crate::log::par_map_min;
 use crate::reader::LogReader;
+use crate::records;
 
 /// Entries read per batch.
 const BATCH: u64 = 16_384;
@@ -146,7 +148,11 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
             let raw = &leaves[j * LEAF_LEN..(j + 1) * LEAF_LEN];
             let h = leaf_hash(raw);
             if h != stored_hashes[j] {
-                report.problem(Some(index), layout::hash_level(0), "stored leaf hash differs from the hash of the leaf record");
+                report.problem(
+                    Some(index),
+                    layout::hash_level(0),
+                    "stored leaf hash differs from the hash of the leaf record",
+                );
             }
             frontier.push(h, |level, idx, hash| {
                 if level > 0 && level % TILE_HEIGHT == 0 {
@@ -185,12 +191,25 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
         if let Some((offset, chunk, used)) = &c.current
             && *used < chunk.entries.len()
         {
-            report.problem(Some(chunk.entries[*used].0), format!("{name} offset {offset}"), "chunk holds entries no locator names");
+            report.problem(
+                Some(chunk.entries[*used].0),
+                format!("{name} offset {offset}"),
+                "chunk holds entries no locator names",
+            );
         }
-        let (f, _) = files.segment(*segno)?;
+        // A segment that does not open was reported with the entries that name it.
+        let f = match files.segment(*segno) {
+            Ok((f, _)) => f,
+            Err(StoreError::Corrupt(_)) => continue,
+            Err(e) => return Err(e),
+        };
         let len = LogFiles::len(&f, &name)?;
         if len != c.next_offset {
-            report.problem(None, format!("{name} offset {}", c.next_offset), format!("{} unexpected bytes after the last chunk", len as i64 - c.next_offset as i64));
+            report.problem(
+                None,
+                format!("{name} offset {}", c.next_offset),
+                format!("{} unexpected bytes after the last chunk", len as i64 - c.next_offset as i64),
+            );
         }
     }
     for name in files.backend.list(layout::SEGMENTS_DIR).map_err(StoreError::io("listing", layout::SEGMENTS_DIR))? {
@@ -199,14 +218,23 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
             _ => report.problem(None, format!("{}/{name}", layout::SEGMENTS_DIR), "segment file that no entry uses"),
         }
     }
-    // Stored hash levels must hold exactly the complete nodes.
+    // Every file ends exactly where the log does: leaves and locators after entry n - 1,
+    // each hash level after its last complete node, the record files after their last
+    // valid record.
+    let leaves_len = LogFiles::len(&files.leaves, layout::LEAVES)?;
+    check_len(&mut report, layout::LEAVES, leaves_len, HEADER_LEN + n * LEAF_LEN as u64);
+    let locators_len = LogFiles::len(&files.locators, layout::LOCATORS)?;
+    check_len(&mut report, layout::LOCATORS, locators_len, HEADER_LEN + n * LOCATOR_LEN as u64);
     for k in 0..files.hashes.levels() {
-        let have = files.hashes.len_of(k)?;
-        let want = stored_count(n, k);
-        if have != want {
-            report.problem(None, layout::hash_level(k), format!("holds {have} hashes, a tree of {n} leaves has {want}"));
-        }
+        let name = layout::hash_level(k);
+        let len = LogFiles::len(&files.hashes.file(k)?, &name)?;
+        check_len(&mut report, &name, len, HEADER_LEN + stored_count(n, k) * HASH_LEN as u64);
     }
+    for (file, name) in [(files.checkpoints(), layout::CHECKPOINTS), (files.streams.clone(), layout::STREAMS)] {
+        let (_, end) = records::scan(&file, name, HEADER_LEN)?;
+        check_len(&mut report, name, LogFiles::len(&file, name)?, end);
+    }
+    check_header_fields(files, &mut report)?;
     for (size, roots) in &expected_roots {
         for (what, _) in roots {
             report.problem(None, layout::CHECKPOINTS, format!("{what} covers {size} entries, beyond the log's {n}"));
@@ -217,8 +245,40 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     Ok(report)
 }
 
+/// Reports a file that does not end at `end`, where what the log holds in it ends.
+fn check_len(report: &mut VerifyReport, name: &str, len: u64, end: u64) {
+    if len > end {
+        report.problem(None, format!("{name} offset {end}"), format!("{} unexpected bytes after the end of the log", len - end));
+    } else if len < end {
+        report.problem(None, format!("{name} offset {len}"), format!("{} bytes missing at the end", end - len));
+    }
+}
+
+/// Header fields `a`, `b`, `c` are written as zero in every file but a hash level
+/// (`a` = tile level) and a segment (checked against its entries in `check_payloads`).
+fn check_header_fields(files: &LogFiles, report: &mut VerifyReport) -> Result<()> {
+    let mut fixed: Vec<(Arc<dyn StorageFile>, String, Kind, u32)> = vec![
+        (files.leaves.clone(), layout::LEAVES.into(), Kind::Leaves, 0),
+        (files.locators.clone(), layout::LOCATORS.into(), Kind::Locators, 0),
+        (files.checkpoints(), layout::CHECKPOINTS.into(), Kind::Checkpoints, 0),
+        (files.streams.clone(), layout::STREAMS.into(), Kind::Streams, 0),
+        (files.state.clone(), layout::STATE.into(), Kind::State, 0),
+    ];
+    for k in 0..files.hashes.levels() {
+        fixed.push((files.hashes.file(k)?, layout::hash_level(k), Kind::Hashes, k));
+    }
+    for (file, name, kind, a) in fixed {
+        let h = Header::read(&file, &name, kind)?;
+        if (h.a, h.b, h.c) != (a, 0, 0) {
+            report.problem(None, name, format!("file header fields are ({}, {}, {}), written as ({a}, 0, 0)", h.a, h.b, h.c));
+        }
+    }
+    Ok(())
+}
+
 fn open_outside(reader: &LogReader, bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
-    let v = stele_tlog::checkpoint::open_checkpoint(bytes, reader.verifier()).map_err(|e| format!("outside checkpoint: {e}"))?;
+    let v = stele_tlog::checkpoint::open_checkpoint(bytes, reader.verifier())
+        .map_err(|e| format!("outside checkpoint: {e}"))?;
     Ok(v.checkpoint)
 }
 
@@ -240,7 +300,11 @@ fn check_checkpoints(
             for (i, m, s) in batch.iter() {
                 if !v.verify(m, s) {
                     let cp = &stored[*i];
-                    report.problem(None, format!("{} offset {}", layout::CHECKPOINTS, cp.offset), format!("checkpoint of size {}: signature does not verify", cp.tree_size));
+                    report.problem(
+                        None,
+                        format!("{} offset {}", layout::CHECKPOINTS, cp.offset),
+                        format!("checkpoint of size {}: signature does not verify", cp.tree_size),
+                    );
                 }
             }
         }
@@ -265,8 +329,9 @@ fn check_checkpoints(
         if body.origin != reader.origin() || body.tree_size != cp.tree_size {
             report.problem(None, &loc, "checkpoint origin or size differs from its record");
         }
-        if cp.tree_size < prev_size {
-            report.problem(None, &loc, format!("checkpoint sizes go backwards ({prev_size} then {})", cp.tree_size));
+        // The writer signs a checkpoint only when the log grew.
+        if i > 0 && cp.tree_size <= prev_size {
+            report.problem(None, &loc, format!("checkpoint sizes do not increase ({prev_size} then {})", cp.tree_size));
         }
         prev_size = cp.tree_size;
         let sig = note.signatures.iter().find(|s| s.name == v.name() && s.key_id == v.key_id());
@@ -299,7 +364,11 @@ fn check_roots(frontier: &Frontier, expected: &mut BTreeMap<u64, Vec<(String, Ha
     }
 }
 
-fn check_upper_levels(files: &LogFiles, upper: &mut BTreeMap<u32, (u64, Vec<Hash>)>, report: &mut VerifyReport) -> Result<()> {
+fn check_upper_levels(
+    files: &LogFiles,
+    upper: &mut BTreeMap<u32, (u64, Vec<Hash>)>,
+    report: &mut VerifyReport,
+) -> Result<()> {
     for (k, (start, hashes)) in std::mem::take(upper) {
         let have = files.hashes.len_of(k)?;
         let readable = have.saturating_sub(start).min(hashes.len() as u64);
@@ -307,7 +376,11 @@ fn check_upper_levels(files: &LogFiles, upper: &mut BTreeMap<u32, (u64, Vec<Hash
         for (j, h) in hashes.iter().enumerate() {
             if stored.get(j) != Some(h) {
                 let first = (start + j as u64) << (TILE_HEIGHT * k);
-                report.problem(Some(first), layout::hash_level(k), format!("stored hash of node {} differs from the rebuilt tree", start + j as u64));
+                report.problem(
+                    Some(first),
+                    layout::hash_level(k),
+                    format!("stored hash of node {} differs from the rebuilt tree", start + j as u64),
+                );
             }
         }
     }
@@ -333,9 +406,11 @@ fn check_payloads(
             new_chunks.push(*loc);
         }
     }
-    let decoded: Vec<std::result::Result<Arc<Chunk>, String>> =
-        par_map_min(new_chunks.len(), 2, |i| files.read_chunk_uncached(new_chunks[i].segno, new_chunks[i].offset).map_err(|e| e.to_string()));
-    let mut fresh: HashMap<Locator, std::result::Result<Arc<Chunk>, String>> = new_chunks.into_iter().zip(decoded).collect();
+    let decoded: Vec<std::result::Result<Arc<Chunk>, String>> = par_map_min(new_chunks.len(), 2, |i| {
+        files.read_chunk_uncached(new_chunks[i].segno, new_chunks[i].offset).map_err(|e| e.to_string())
+    });
+    let mut fresh: HashMap<Locator, std::result::Result<Arc<Chunk>, String>> =
+        new_chunks.into_iter().zip(decoded).collect();
 
     // Digests are checked in parallel too; the order checks are sequential.
     let mut jobs: Vec<(u64, Leaf, Arc<Chunk>, usize)> = Vec::with_capacity(leaves.len());
@@ -348,13 +423,35 @@ fn check_payloads(
             if let Some((offset, chunk, used)) = &cursor.current
                 && *used < chunk.entries.len()
             {
-                report.problem(Some(chunk.entries[*used].0), format!("{} offset {offset}", seg_name()), "chunk holds entries no locator names");
+                report.problem(
+                    Some(chunk.entries[*used].0),
+                    format!("{} offset {offset}", seg_name()),
+                    "chunk holds entries no locator names",
+                );
             }
             if loc.offset != cursor.next_offset {
-                report.problem(Some(index), format!("{} offset {}", seg_name(), loc.offset), format!("chunk is out of order (expected the next chunk at offset {})", cursor.next_offset));
+                report.problem(
+                    Some(index),
+                    format!("{} offset {}", seg_name(), loc.offset),
+                    format!("chunk is out of order (expected the next chunk at offset {})", cursor.next_offset),
+                );
             }
             match fresh.remove(loc) {
                 Some(Ok(chunk)) => {
+                    // The segment header names the entry's stream and a window start
+                    // no later than any of its entries was received.
+                    if let (Ok((_, info)), Some(leaf)) = (files.segment(loc.segno), leaves[j])
+                        && (info.stream != leaf.stream_id || info.window_start_ns > leaf.received_ns)
+                    {
+                        report.problem(
+                            Some(index),
+                            seg_name(),
+                            format!(
+                                "segment header (stream {}, window from {} ns) does not fit the entry (stream {}, received {} ns)",
+                                info.stream, info.window_start_ns, leaf.stream_id, leaf.received_ns
+                            ),
+                        );
+                    }
                     let total = files.read_chunk_header(loc.segno, loc.offset).map(|h| h.total_len()).unwrap_or(0);
                     cursor.next_offset = loc.offset + total;
                     cursor.current = Some((loc.offset, chunk, 0));
@@ -365,7 +462,11 @@ fn check_payloads(
                     continue;
                 }
                 None => {
-                    report.problem(Some(index), format!("{} offset {}", seg_name(), loc.offset), "locator names a chunk used before (duplicate)");
+                    report.problem(
+                        Some(index),
+                        format!("{} offset {}", seg_name(), loc.offset),
+                        "locator names a chunk used before (duplicate)",
+                    );
                     continue;
                 }
             }
@@ -378,7 +479,11 @@ fn check_payloads(
                 }
                 *used += 1;
             }
-            _ => report.problem(Some(index), format!("{} offset {offset}", seg_name()), "the chunk the locator names does not hold this entry next"),
+            _ => report.problem(
+                Some(index),
+                format!("{} offset {offset}", seg_name()),
+                "the chunk the locator names does not hold this entry next",
+            ),
         }
     }
     let matches: Vec<bool> = par_map_min(jobs.len(), 64, |i| {
@@ -389,7 +494,11 @@ fn check_payloads(
         report.payload_bytes += chunk.entries[*pos].1.len() as u64;
         if !ok {
             let loc = locs[(index - start) as usize];
-            report.problem(Some(*index), format!("{} offset {}", layout::segment(loc.segno), loc.offset), "payload does not match the leaf digest");
+            report.problem(
+                Some(*index),
+                format!("{} offset {}", layout::segment(loc.segno), loc.offset),
+                "payload does not match the leaf digest",
+            );
         }
     }
     Ok(())

@@ -12,7 +12,11 @@ use stele_tlog::note::NoteSigner;
 const ORIGIN: &str = "thin.example/log";
 
 fn open(b: &MemoryBackend) -> Log {
-    let opts = LogOptions { checkpoint_keep_all_ns: 1_000_000_000, checkpoint_keep_every_ns: 3_600 * 1_000_000_000, ..LogOptions::default() };
+    let opts = LogOptions {
+        checkpoint_keep_all_ns: 1_000_000_000,
+        checkpoint_keep_every_ns: 3_600 * 1_000_000_000,
+        ..LogOptions::default()
+    };
     Log::open_backend(Arc::new(b.clone()), ORIGIN, NoteSigner::from_seed(ORIGIN, &[3; 32]).unwrap(), opts).unwrap()
 }
 

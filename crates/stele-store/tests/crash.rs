@@ -67,7 +67,8 @@ fn round(seed: u64) {
         assert!(log.tree_size() >= newest_checkpoint, "seed {seed}: tree shrank below a checkpoint");
         let reader = log.reader();
         for (index, stream, p) in &acked {
-            let e = reader.entry(*index).unwrap_or_else(|e| panic!("seed {seed}: acknowledged entry {index} lost: {e}"));
+            let e =
+                reader.entry(*index).unwrap_or_else(|e| panic!("seed {seed}: acknowledged entry {index} lost: {e}"));
             assert_eq!(&e.payload, p, "seed {seed}: entry {index} changed");
             assert_eq!(&e.stream, stream, "seed {seed}: entry {index} stream changed");
         }
@@ -92,7 +93,8 @@ fn round(seed: u64) {
                     (streams[rng.below(3) as usize].to_string(), payload(&mut rng, counter))
                 })
                 .collect();
-            let entries: Vec<NewEntry<'_>> = batch.iter().map(|(s, p)| NewEntry { stream: s, format: 1, payload: p }).collect();
+            let entries: Vec<NewEntry<'_>> =
+                batch.iter().map(|(s, p)| NewEntry { stream: s, format: 1, payload: p }).collect();
             match log.append(&entries) {
                 Ok(done) => {
                     for ((s, p), i) in batch.iter().zip(&done.indexes) {

@@ -63,9 +63,11 @@ impl Checkpoint {
         {
             return Err(CheckpointError::Malformed("tree size is not a canonical decimal number"));
         }
-        let tree_size: u64 = size_line.parse().map_err(|_| CheckpointError::Malformed("tree size does not fit in 64 bits"))?;
+        let tree_size: u64 =
+            size_line.parse().map_err(|_| CheckpointError::Malformed("tree size does not fit in 64 bits"))?;
         let root_line = lines.next().ok_or(CheckpointError::Malformed("missing root hash line"))?;
-        let root_hash = Hash::from_base64(root_line).ok_or(CheckpointError::Malformed("root hash is not base64 of 32 bytes"))?;
+        let root_hash =
+            Hash::from_base64(root_line).ok_or(CheckpointError::Malformed("root hash is not base64 of 32 bytes"))?;
         let mut extensions = Vec::new();
         for l in lines {
             if l.is_empty() {
@@ -109,7 +111,12 @@ mod tests {
 
     #[test]
     fn body_round_trip_and_strictness() {
-        let c = Checkpoint { origin: "example.com/log".into(), tree_size: 15, root_hash: Hash([3; 32]), extensions: vec![] };
+        let c = Checkpoint {
+            origin: "example.com/log".into(),
+            tree_size: 15,
+            root_hash: Hash([3; 32]),
+            extensions: vec![],
+        };
         assert_eq!(Checkpoint::parse_body(&c.to_body()).unwrap(), c);
         for bad in [
             "",
@@ -131,7 +138,8 @@ mod tests {
     #[test]
     fn open_checks_signature_and_origin() {
         let s = NoteSigner::from_seed("example.com/log", &[5; 32]).unwrap();
-        let c = Checkpoint { origin: "example.com/log".into(), tree_size: 1, root_hash: Hash([1; 32]), extensions: vec![] };
+        let c =
+            Checkpoint { origin: "example.com/log".into(), tree_size: 1, root_hash: Hash([1; 32]), extensions: vec![] };
         let note = c.sign(&s).unwrap();
         assert_eq!(open_checkpoint(note.as_bytes(), &s.verifier()).unwrap().checkpoint, c);
         let other = NoteSigner::from_seed("other.example", &[5; 32]).unwrap();

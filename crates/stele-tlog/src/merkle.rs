@@ -79,7 +79,7 @@ fn split_point(n: u64) -> u64 {
 pub fn range_hash<R: HashReader>(reader: &R, start: u64, end: u64) -> Result<Hash, R::Error> {
     debug_assert!(start < end);
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return reader.node_hash(n.trailing_zeros(), start >> n.trailing_zeros());
     }
     let k = split_point(n);
@@ -303,11 +303,7 @@ pub fn verify_consistency(
         fnode >>= 1;
         snode >>= 1;
     }
-    if snode == 0 && fr == *first_root && sr == *second_root {
-        Ok(())
-    } else {
-        Err(VerifyError::RootMismatch)
-    }
+    if snode == 0 && fr == *first_root && sr == *second_root { Ok(()) } else { Err(VerifyError::RootMismatch) }
 }
 
 /// The right edge of an append-only tree: the roots of the perfect subtrees that
@@ -401,7 +397,7 @@ impl MemoryTree {
     pub fn push(&mut self, leaf: Hash) {
         self.levels[0].push(leaf);
         let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let n = self.levels[level].len();
             let parent = node_hash(&self.levels[level][n - 2], &self.levels[level][n - 1]);
             if self.levels.len() == level + 1 {

@@ -87,7 +87,8 @@ impl NoteVerifier {
             return Err(NoteError::MalformedKey("not an Ed25519 key (type 0x01, 32 bytes)"));
         }
         let key_bytes: [u8; 32] = raw[1..].try_into().map_err(|_| NoteError::MalformedKey("length"))?;
-        let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| NoteError::MalformedKey("not a valid Ed25519 point"))?;
+        let key =
+            VerifyingKey::from_bytes(&key_bytes).map_err(|_| NoteError::MalformedKey("not a valid Ed25519 point"))?;
         let v = NoteVerifier::new(name, key)?;
         if v.key_id != id {
             return Err(NoteError::MalformedKey("key id does not match name and key"));
@@ -157,7 +158,10 @@ pub struct NoteSigner {
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The private key is never printed.
-        f.debug_struct("NoteSigner").field("name", &self.name).field("key_id", &hex8(&self.key_id)).finish_non_exhaustive()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .field("key_id", &hex8(&self.key_id))
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +177,8 @@ impl NoteSigner {
     /// Parses a private key string `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`
     /// (the format of Go's `note.GenerateKey`).
     pub fn parse(skey: &str) -> Result<NoteSigner, NoteError> {
-        let rest = skey.trim().strip_prefix("PRIVATE+KEY+").ok_or(NoteError::MalformedKey("missing PRIVATE+KEY+ prefix"))?;
+        let rest =
+            skey.trim().strip_prefix("PRIVATE+KEY+").ok_or(NoteError::MalformedKey("missing PRIVATE+KEY+ prefix"))?;
         let mut parts = rest.splitn(3, '+');
         let (Some(name), Some(hex_id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(NoteError::MalformedKey("expected name+id+key"));
@@ -274,7 +279,9 @@ impl Note {
             if signatures.len() == MAX_SIGNATURES {
                 return Err(NoteError::Malformed("too many signatures"));
             }
-            let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed("signature line must start with an em dash and a space"))?;
+            let rest = line
+                .strip_prefix("\u{2014} ")
+                .ok_or(NoteError::Malformed("signature line must start with an em dash and a space"))?;
             let (name, b64) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line has no key name"))?;
             check_key_name(name).map_err(|_| NoteError::Malformed("invalid key name in signature line"))?;
             let raw = BASE64.decode(b64).map_err(|_| NoteError::Malformed("signature is not base64"))?;
@@ -350,7 +357,10 @@ mod tests {
         let parsed = Note::parse(note.as_bytes()).unwrap();
         assert_eq!(parsed.verify(&[s.verifier()]).unwrap(), vec!["log.example".to_string()]);
         let changed = note.replace("world", "w0rld");
-        assert!(matches!(Note::parse(changed.as_bytes()).unwrap().verify(&[s.verifier()]), Err(NoteError::InvalidSignature(_))));
+        assert!(matches!(
+            Note::parse(changed.as_bytes()).unwrap().verify(&[s.verifier()]),
+            Err(NoteError::InvalidSignature(_))
+        ));
         let other = NoteSigner::from_seed("other", &[8u8; 32]).unwrap();
         assert!(matches!(parsed.verify(&[other.verifier()]), Err(NoteError::UnknownKey(_))));
     }
@@ -368,12 +378,12 @@ mod tests {
         let s = NoteSigner::from_seed("k", &[1u8; 32]).unwrap();
         let good = s.sign("a\n").unwrap();
         for bad in [
-            "a\n".to_string(),                                  // no signature block
-            good.trim_end().to_string(),                        // signature line without newline
-            format!("\x01{good}"),                              // control byte
-            good.replace("\u{2014} k", "\u{2014} k k"),         // name with space → bad base64 field
-            format!("{good}stray\n"),                           // stray line after signatures
-            good.replacen("\u{2014}", "-", 1),                  // hyphen instead of em dash
+            "a\n".to_string(),                          // no signature block
+            good.trim_end().to_string(),                // signature line without newline
+            format!("\x01{good}"),                      // control byte
+            good.replace("\u{2014} k", "\u{2014} k k"), // name with space → bad base64 field
+            format!("{good}stray\n"),                   // stray line after signatures
+            good.replacen("\u{2014}", "-", 1),          // hyphen instead of em dash
         ] {
             assert!(Note::parse(bad.as_bytes()).is_err(), "accepted {bad:?}");
         }

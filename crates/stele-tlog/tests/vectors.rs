@@ -10,7 +10,9 @@ use std::path::Path;
 use serde_json::Value;
 use stele_tlog::checkpoint::open_checkpoint;
 use stele_tlog::hash::{Hash, leaf_hash};
-use stele_tlog::merkle::{MemoryTree, root_hash, inclusion_proof, consistency_proof, verify_consistency, verify_inclusion};
+use stele_tlog::merkle::{
+    MemoryTree, consistency_proof, inclusion_proof, root_hash, verify_consistency, verify_inclusion,
+};
 use stele_tlog::note::NoteVerifier;
 
 fn json_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -88,9 +90,16 @@ fn transparency_dev_consistency_vectors() {
 /// roots of their prefixes, as listed in shared/data/vectors/SOURCES.md.
 #[test]
 fn rfc6962_reference_roots_and_generated_proofs_match_vectors() {
-    let leaves: [&[u8]; 8] = [b"", &[0x00], &[0x10], &[0x20, 0x21], &[0x30, 0x31], &[0x40, 0x41, 0x42, 0x43],
+    let leaves: [&[u8]; 8] = [
+        b"",
+        &[0x00],
+        &[0x10],
+        &[0x20, 0x21],
+        &[0x30, 0x31],
+        &[0x40, 0x41, 0x42, 0x43],
         &[0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
-        &[0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f]];
+        &[0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f],
+    ];
     let roots = [
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -162,7 +171,8 @@ fn entries(bundle: &[u8]) -> Vec<Vec<u8>> {
 fn tessera_log_checkpoints_verify_and_match_recomputed_roots() {
     let Some(data) = common::shared_data() else { return };
     let log = data.join("vectors/tessera/testdata/log");
-    let verifier = NoteVerifier::parse("example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx").unwrap();
+    let verifier =
+        NoteVerifier::parse("example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx").unwrap();
     let bundle = fs::read(log.join("tile/entries/000.p/15")).unwrap();
     let words = entries(&bundle);
     assert_eq!(words.len(), 15);
@@ -201,8 +211,11 @@ fn argon2020_recorded_inclusion_proof_verifies() {
     let sth: Value = serde_json::from_slice(&fs::read(dir.join("get-sth")).unwrap()).unwrap();
     let size = sth["tree_size"].as_u64().unwrap();
     let root = b64(&sth["sha256_root_hash"]).unwrap();
-    let name = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.starts_with("get-proof-by-hash")).unwrap();
+    let name = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("get-proof-by-hash"))
+        .unwrap();
     let resp: Value = serde_json::from_slice(&fs::read(dir.join(&name)).unwrap()).unwrap();
     // The file name carries the URL-escaped base64 leaf hash.
     let hash_b64 = name.rsplit("-hash-").next().unwrap().replace("-2B", "+").replace("-2F", "/").replace("-3D", "=");

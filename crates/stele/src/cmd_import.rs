@@ -45,7 +45,14 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
-pub(crate) fn run(config: &Config, data: DataArg, format: FormatArg, stream: &str, skip_invalid: bool, files: &[PathBuf]) -> anyhow::Result<()> {
+pub(crate) fn run(
+    config: &Config,
+    data: DataArg,
+    format: FormatArg,
+    stream: &str,
+    skip_invalid: bool,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
     stele_store::streams::check_stream_name(stream)?;
     let options = config.log_options();
@@ -76,8 +83,11 @@ pub(crate) fn run(config: &Config, data: DataArg, format: FormatArg, stream: &st
         let mut failure: Option<anyhow::Error> = None;
         for piece in rx {
             if !piece.batch.is_empty() {
-                let entries: Vec<NewEntry<'_>> =
-                    piece.batch.iter().map(|e| NewEntry { stream, format: e.format.code(), payload: e.bytes }).collect();
+                let entries: Vec<NewEntry<'_>> = piece
+                    .batch
+                    .iter()
+                    .map(|e| NewEntry { stream, format: e.format.code(), payload: e.bytes })
+                    .collect();
                 let done = log.append(&entries).with_context(|| format!("appending events from {name}"))?;
                 let sid = match stream_id {
                     Some(s) => s,
@@ -225,7 +235,8 @@ fn spawn_parsers(
         let normalizer = normalizer.clone();
         handles.push(std::thread::spawn(move || {
             for (block, base_line, base_offset) in brx {
-                let mut reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry).with_normalizer(normalizer.clone());
+                let mut reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
+                    .with_normalizer(normalizer.clone());
                 let mut pieces = Vec::new();
                 loop {
                     let mut batch = Batch::new();
@@ -363,10 +374,17 @@ fn memchr_count(block: &[u8]) -> u64 {
 
 /// Moves an error found in a block to its place in the whole input.
 fn shift(e: FormatError, lines: u64, offset: u64) -> FormatError {
-    let fix = |l: stele_formats::Location| stele_formats::Location { line: l.line + lines, byte_offset: l.byte_offset + offset };
+    let fix = |l: stele_formats::Location| stele_formats::Location {
+        line: l.line + lines,
+        byte_offset: l.byte_offset + offset,
+    };
     match e {
-        FormatError::TooLarge { location, size, limit } => FormatError::TooLarge { location: fix(location), size, limit },
-        FormatError::InvalidEvent { location, reason } => FormatError::InvalidEvent { location: location.map(fix), reason },
+        FormatError::TooLarge { location, size, limit } => {
+            FormatError::TooLarge { location: fix(location), size, limit }
+        }
+        FormatError::InvalidEvent { location, reason } => {
+            FormatError::InvalidEvent { location: location.map(fix), reason }
+        }
         FormatError::Malformed { location, reason } => FormatError::Malformed { location: fix(location), reason },
         FormatError::Io { location, source } => FormatError::Io { location: fix(location), source },
         other => other,

@@ -74,7 +74,9 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
         let mut m = output::entry_json(&e);
         m.insert("fields".into(), fields_json(&fields));
         m.insert("event".into(), serde_json::to_value(output::raw_event(&e.payload)).unwrap_or_default());
-        if let Err(e) = serde_json::to_writer(&mut out, &m).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n")) {
+        if let Err(e) =
+            serde_json::to_writer(&mut out, &m).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n"))
+        {
             failure = Some(e.into());
             return false;
         }
@@ -91,7 +93,9 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
 pub(crate) fn reindex(config: &Config, data: DataArg) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
     let log = Log::open(&dir, config.log_options()).map_err(|e| match e {
-        StoreError::Locked => crate::Failure::usage("the data directory is held by a running `stele serve`; stop it to rebuild the index"),
+        StoreError::Locked => {
+            crate::Failure::usage("the data directory is held by a running `stele serve`; stop it to rebuild the index")
+        }
         other => other.into(),
     })?;
     Index::remove(&dir)?;
@@ -119,7 +123,10 @@ pub(crate) fn check_index(config: &Config, dir: &Path, reader: &LogReader) -> an
             Ok(e) => {
                 let f = fields_of(&normalizer, e.leaf.payload_format, &e.payload);
                 if f != hit.fields || e.leaf.received_ns != hit.received_ns || e.stream != hit.stream {
-                    problems.push(format!("query index: entry {} is indexed with other fields than the event has (run `stele reindex`)", hit.index));
+                    problems.push(format!(
+                        "query index: entry {} is indexed with other fields than the event has (run `stele reindex`)",
+                        hit.index
+                    ));
                 }
             }
             Err(e) => {

@@ -12,9 +12,9 @@ use crate::output;
 
 pub(crate) fn init(config: &Config, data: DataArg, origin: Option<String>) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
-    let origin = origin
-        .or_else(|| config.origin.clone())
-        .ok_or_else(|| crate::Failure::usage("no origin: give --origin NAME (the log's unique name, e.g. audit.example.com/prod)"))?;
+    let origin = origin.or_else(|| config.origin.clone()).ok_or_else(|| {
+        crate::Failure::usage("no origin: give --origin NAME (the log's unique name, e.g. audit.example.com/prod)")
+    })?;
     let vkey = stele_store::log::init(&dir, &origin)?;
     eprintln!("initialized {} for origin {origin}", dir.display());
     eprintln!("verifier key (give it to auditors and monitors; also in {}/keys/verifier.vkey):", dir.display());
@@ -46,7 +46,7 @@ pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<
         other => other.into(),
     })?;
     let mut m = output::entry_json(&e);
-    m.insert("leaf_hash".into(), e.leaf_hash.to_hex().into());
+    m.insert("leaf_hash".into(), e.leaf_hash.to_base64().into());
     m.insert("leaf".into(), base64::engine::general_purpose::STANDARD.encode(e.leaf.encode()).into());
     m.insert("event".into(), serde_json::to_value(output::raw_event(&e.payload))?);
     // Prove inclusion in the newest checkpoint when it covers the entry, else in the

@@ -31,7 +31,9 @@ pub(crate) fn run(
     }
     let listen = listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     if !listen.ip().is_loopback() {
-        eprintln!("stele: warning: listening on {listen}, which is not a loopback address; put TLS and authentication in front of it");
+        eprintln!(
+            "stele: warning: listening on {listen}, which is not a loopback address; put TLS and authentication in front of it"
+        );
     }
     let options = config.log_options();
     let log = Log::open(&dir, options.clone()).map_err(|e| match e {
@@ -42,6 +44,20 @@ pub(crate) fn run(
     if !(interval > 0.0 && interval.is_finite()) {
         return Err(crate::Failure::usage("--checkpoint-interval must be a positive number of seconds"));
     }
-    let _ = (interval, log, listen);
-    anyhow::bail!("serve: pending")
+    let mut server = stele_server::ServerConfig::new(dir.clone(), listen);
+    server.log_options = options;
+    server.field_pointers = config.field_pointers();
+    server.checkpoint_interval = Duration::from_secs_f64(interval);
+    if let Some(b) = config.max_body_bytes {
+        server.max_body_bytes = b;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        eprintln!("stele: serving {} on http://{listen}", dir.display());
+        stele_server::run(server, log, shutdown).await
+    })?;
+    Ok(())
 }

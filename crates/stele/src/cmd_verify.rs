@@ -11,7 +11,9 @@ use crate::config::Config;
 pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, check_index: bool) -> anyhow::Result<()> {
     let (dir, reader) = crate::cmd_read::open_reader(config, &data)?;
     let against = match &against {
-        Some(p) => Some(std::fs::read(p).map_err(|e| crate::Failure::usage(format!("--against {}: {e}", p.display())))?),
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| crate::Failure::usage(format!("--against {}: {e}", p.display())))?)
+        }
         None => None,
     };
     let bar = if std::io::stderr().is_terminal() {
@@ -53,6 +55,10 @@ pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, chec
         for p in &problems {
             eprintln!("FAIL {p}");
         }
-        Err(crate::Failure::tampered(format!("verification failed: {} problem(s); first: {}", problems.len(), problems[0])))
+        Err(crate::Failure::tampered(format!(
+            "verification failed: {} problem(s); first: {}",
+            problems.len(),
+            problems[0]
+        )))
     }
 }

@@ -63,7 +63,8 @@ impl Config {
             o.max_entry_bytes = m;
         }
         if let Some(l) = self.compression_level {
-            o.compression = if l == 0 { stele_store::chunk::Compression::None } else { stele_store::chunk::Compression::Zstd(l) };
+            o.compression =
+                if l == 0 { stele_store::chunk::Compression::None } else { stele_store::chunk::Compression::Zstd(l) };
         }
         if let Some(h) = self.segment_window_hours {
             o.segment_window_ns = h.max(1) * 3_600 * 1_000_000_000;

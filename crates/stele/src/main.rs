@@ -81,12 +81,16 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     use cli::Command::*;
     match cli.command {
         Init { data, origin } => cmd_read::init(&config, data, origin),
-        Import { data, format, stream, skip_invalid, files } => cmd_import::run(&config, data, format, &stream, skip_invalid, &files),
+        Import { data, format, stream, skip_invalid, files } => {
+            cmd_import::run(&config, data, format, &stream, skip_invalid, &files)
+        }
         Verify { data, against, index } => cmd_verify::run(&config, data, against, index),
         Query { data, filter } => cmd_query::run(&config, data, &filter),
         Checkpoint { data } => cmd_read::checkpoint(&config, data),
         Get { data, index } => cmd_read::get(&config, data, index),
         Reindex { data } => cmd_query::reindex(&config, data),
-        Serve { data, listen, origin, checkpoint_interval } => cmd_serve::run(&config, data, listen, origin, checkpoint_interval),
+        Serve { data, listen, origin, checkpoint_interval } => {
+            cmd_serve::run(&config, data, listen, origin, checkpoint_interval)
+        }
     }
 }

@@ -14,21 +14,18 @@ pub(crate) fn rfc3339_ns(ns: i64) -> String {
 
 /// Parses an RFC 3339 time into ns since the epoch.
 pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
-    let t: jiff::Timestamp = s
-        .parse()
-        .map_err(|e| crate::Failure::usage(format!("{flag} {s:?}: not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})")))?;
+    let t: jiff::Timestamp = s.parse().map_err(|e| {
+        crate::Failure::usage(format!("{flag} {s:?}: not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"))
+    })?;
     Ok(t.as_nanosecond() as i64)
 }
 
 /// The payload as a JSON value embedded verbatim (it was validated as JSON when it
 /// was appended); a payload that is not JSON is embedded as a string.
 pub(crate) fn raw_event(payload: &[u8]) -> Box<RawValue> {
-    std::str::from_utf8(payload)
-        .ok()
-        .and_then(|s| RawValue::from_string(s.to_string()).ok())
-        .unwrap_or_else(|| {
-            RawValue::from_string(serde_json::to_string(&String::from_utf8_lossy(payload)).expect("string")).expect("json")
-        })
+    std::str::from_utf8(payload).ok().and_then(|s| RawValue::from_string(s.to_string()).ok()).unwrap_or_else(|| {
+        RawValue::from_string(serde_json::to_string(&String::from_utf8_lossy(payload)).expect("string")).expect("json")
+    })
 }
 
 /// Name of a payload format code.

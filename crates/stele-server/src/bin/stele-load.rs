@@ -1,0 +1,473 @@
+//! `stele-load`: a load generator for a running stele server that checks what it
+//! gets back.
+//!
+//! ```text
+//! stele-load --url http://127.0.0.1:7000 [--concurrency 64] [--batch 1] [--duration 10s]
+//!            [--stream NAME] [--seed N]
+//! ```
+//!
+//! Each of `concurrency` clients holds one keep-alive HTTP/1.1 connection and sends
+//! `POST /v1/events` requests of `batch` synthetic audit events (200–600 bytes each,
+//! varied actors, actions, resources, outcomes and times) back to back until the
+//! duration is over. Every 200 response must list exactly as many entries as were
+//! sent, and all indexes must be unique; 503 answers are counted and retried after
+//! their `Retry-After`. It prints events/s, requests/s and latency percentiles, and
+//! exits non-zero if a check failed. Only loopback servers are accepted: this is a
+//! benchmark tool, not a way to load someone else's server.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Upper bounds on the arguments, so that a typo cannot exhaust the machine.
+const MAX_CONCURRENCY: usize = 4096;
+const MAX_BATCH: usize = 100_000;
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Largest response accepted (a batch response lists every index and leaf hash).
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+struct Args {
+    host: String,
+    addr: SocketAddr,
+    concurrency: usize,
+    batch: usize,
+    duration: Duration,
+    stream: Option<String>,
+    seed: u64,
+}
+
+fn usage() -> &'static str {
+    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N]"
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("--duration {s:?}: not a number"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("--duration {s:?}: use ms, s or m")),
+    };
+    if secs.is_nan() || secs <= 0.0 || secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("--duration must be positive and at most {} s", MAX_DURATION.as_secs()));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut url = None;
+    let (mut concurrency, mut batch, mut duration, mut stream, mut seed) =
+        (64usize, 1usize, Duration::from_secs(10), None, 1u64);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        if key == "--help" || key == "-h" {
+            return Err(usage().to_string());
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("{key} needs a value\n{}", usage()))?,
+        };
+        let num = |v: &str| v.parse::<usize>().map_err(|_| format!("{key} {v:?}: not a number"));
+        match key.as_str() {
+            "--url" => url = Some(value),
+            "--concurrency" => concurrency = num(&value)?,
+            "--batch" => batch = num(&value)?,
+            "--duration" => duration = parse_duration(&value)?,
+            "--stream" => stream = Some(value),
+            "--seed" => seed = value.parse().map_err(|_| format!("--seed {value:?}: not a number"))?,
+            _ => return Err(format!("unknown argument {key:?}\n{}", usage())),
+        }
+    }
+    let url = url.ok_or_else(|| format!("--url is required\n{}", usage()))?;
+    if concurrency == 0 || concurrency > MAX_CONCURRENCY {
+        return Err(format!("--concurrency must be 1..={MAX_CONCURRENCY}"));
+    }
+    if batch == 0 || batch > MAX_BATCH {
+        return Err(format!("--batch must be 1..={MAX_BATCH}"));
+    }
+    let rest = url.strip_prefix("http://").ok_or("--url must start with http:// (TLS is not supported)")?;
+    let host = rest.split('/').next().unwrap_or("").to_string();
+    if host.is_empty() {
+        return Err("--url has no host".into());
+    }
+    let with_port = if host.starts_with('[') && !host.contains("]:") || !host.starts_with('[') && !host.contains(':') {
+        format!("{host}:80")
+    } else {
+        host.clone()
+    };
+    let addrs: Vec<SocketAddr> =
+        with_port.to_socket_addrs().map_err(|e| format!("--url host {host:?}: {e}"))?.collect();
+    let loopback = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    };
+    let addr = *addrs.first().ok_or_else(|| format!("--url host {host:?} resolves to nothing"))?;
+    if !addrs.iter().all(|a| loopback(a.ip())) {
+        return Err(format!("refusing {host}: stele-load only targets loopback addresses (127.0.0.0/8, ::1)"));
+    }
+    Ok(Args { host, addr, concurrency, batch, duration, stream, seed })
+}
+
+/// xorshift64*: fast, seeded, good enough to vary synthetic events.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const ACTIONS: &[&str] = &[
+    "user.login",
+    "user.logout",
+    "user.mfa.challenge",
+    "repo.create",
+    "repo.delete",
+    "repo.push",
+    "secret.read",
+    "secret.rotate",
+    "policy.update",
+    "role.grant",
+    "role.revoke",
+    "bucket.read",
+    "bucket.write",
+    "pod.exec",
+    "deploy.start",
+    "token.issue",
+];
+const RESOURCE_KINDS: &[&str] =
+    &["repo", "bucket", "secret", "policy", "role", "namespace/pod", "service", "database", "token"];
+const OUTCOMES: &[&str] = &["success", "success", "success", "success", "failure", "denied", "error"];
+const AGENTS: &[&str] = &[
+    "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+    "curl/8.5.0",
+    "aws-cli/2.15.0 Python/3.11.6",
+    "kubectl/v1.30.2 (linux/amd64)",
+    "terraform/1.8.5",
+    "okhttp/4.12.0",
+];
+const WORDS: &[&str] = &[
+    "approved",
+    "by",
+    "change",
+    "ticket",
+    "automated",
+    "rollout",
+    "emergency",
+    "access",
+    "review",
+    "quarterly",
+    "scheduled",
+    "rotation",
+    "incident",
+    "follow-up",
+    "migration",
+    "cleanup",
+    "requested",
+    "on-call",
+    "audit",
+    "exception",
+];
+
+/// Appends one synthetic event (no trailing newline).
+fn event(rng: &mut Rng, client: usize, seq: u64, base_ns: i128, out: &mut String) {
+    use std::fmt::Write as _;
+    let t =
+        jiff::Timestamp::from_nanosecond(base_ns + i128::from(rng.below(3_600_000)) * 1_000_000 - 1_800_000_000_000)
+            .unwrap_or_default();
+    let actor = rng.below(5000);
+    let kind = rng.pick(RESOURCE_KINDS);
+    let _ = write!(
+        out,
+        r#"{{"time":"{t:.3}","actor":"user-{actor}@example.com","action":"{}","resource":"org-{}/{kind}-{}","outcome":"{}","source_ip":"10.{}.{}.{}","user_agent":"{}","request_id":"{:016x}","client":{client},"seq":{seq}"#,
+        rng.pick(ACTIONS),
+        rng.below(40),
+        rng.below(10_000),
+        rng.pick(OUTCOMES),
+        rng.below(256),
+        rng.below(256),
+        rng.below(256),
+        rng.pick(AGENTS),
+        rng.next(),
+    );
+    // A free-text note of varying length brings events to about 200-600 bytes.
+    out.push_str(r#","details":{"note":""#);
+    for i in 0..rng.below(45) {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(rng.pick(WORDS));
+    }
+    let _ = write!(out, r#"","size":{}}}}}"#, rng.below(1 << 20));
+}
+
+#[derive(Default)]
+struct ClientReport {
+    requests: u64,
+    events: u64,
+    bytes: u64,
+    overloaded: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latencies_us: Vec<u32>,
+    indexes: Vec<u64>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream, buf: Vec::with_capacity(16 * 1024) })
+    }
+
+    /// Sends one request and reads its response: (status, Retry-After, body).
+    async fn round_trip(&mut self, request: &[u8]) -> Result<(u16, Option<u64>, Vec<u8>), String> {
+        self.stream.write_all(request).await.map_err(|e| format!("writing: {e}"))?;
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| "response head is not UTF-8")?.to_string();
+        let mut lines = head.split("\r\n");
+        let status: u16 =
+            lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
+        let (mut len, mut retry) = (None, None);
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("retry-after") {
+                    retry = v.trim().parse::<u64>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    return Err("chunked responses are not expected from POST /v1/events".into());
+                }
+            }
+        }
+        let len = len.ok_or("response without Content-Length")?;
+        if len > MAX_RESPONSE_BYTES {
+            return Err(format!("response of {len} bytes is too large"));
+        }
+        let body_start = head_end + 4;
+        while self.buf.len() < body_start + len {
+            self.fill().await?;
+        }
+        let body = self.buf[body_start..body_start + len].to_vec();
+        self.buf.drain(..body_start + len);
+        Ok((status, retry, body))
+    }
+
+    async fn fill(&mut self) -> Result<(), String> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await.map_err(|e| format!("reading: {e}"))?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> ClientReport {
+    let mut report = ClientReport::default();
+    let mut rng =
+        Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    let base_ns = jiff::Timestamp::now().as_nanosecond();
+    let path = match &args.stream {
+        Some(s) => format!("/v1/events?stream={s}"),
+        None => "/v1/events".to_string(),
+    };
+    let mut conn: Option<Conn> = None;
+    let mut seq = 0u64;
+    let mut body = String::new();
+    let mut request: Vec<u8> = Vec::new();
+    while Instant::now() < deadline {
+        body.clear();
+        for k in 0..args.batch {
+            if k > 0 {
+                body.push('\n');
+            }
+            event(&mut rng, id, seq, base_ns, &mut body);
+            seq += 1;
+        }
+        request.clear();
+        request.extend_from_slice(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                args.host,
+                body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(body.as_bytes());
+        if conn.is_none() {
+            match Conn::connect(args.addr).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    report.errors += 1;
+                    report.first_error.get_or_insert(format!("connecting: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        let sent = Instant::now();
+        let result = c.round_trip(&request).await;
+        let took = sent.elapsed();
+        match result {
+            Ok((200, _, resp)) => {
+                report.latencies_us.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+                report.requests += 1;
+                report.events += args.batch as u64;
+                report.bytes += body.len() as u64;
+                match check_response(&resp, args.batch) {
+                    Ok(idx) => report.indexes.extend(idx),
+                    Err(e) => {
+                        report.errors += 1;
+                        report.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            Ok((503, retry, _)) => {
+                report.overloaded += 1;
+                tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1).min(5))).await;
+            }
+            Ok((status, _, resp)) => {
+                report.errors += 1;
+                report.first_error.get_or_insert(format!("HTTP {status}: {}", String::from_utf8_lossy(&resp)));
+            }
+            Err(e) => {
+                report.errors += 1;
+                report.first_error.get_or_insert(e);
+                conn = None;
+            }
+        }
+    }
+    report
+}
+
+/// The indexes of a 200 response, checking there is one per event sent.
+fn check_response(body: &[u8], sent: usize) -> Result<Vec<u64>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    let entries = v["entries"].as_array().ok_or("response has no \"entries\" array")?;
+    if entries.len() != sent {
+        return Err(format!("sent {sent} events but the response lists {} entries", entries.len()));
+    }
+    entries.iter().map(|e| e["index"].as_u64().ok_or_else(|| "an entry has no index".to_string())).collect()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("stele-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stele-load: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let args = std::sync::Arc::new(args);
+    println!(
+        "stele-load: {} clients, {} event(s) per request, {:.1} s against http://{}",
+        args.concurrency,
+        args.batch,
+        args.duration.as_secs_f64(),
+        args.host
+    );
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let reports: Vec<ClientReport> = rt.block_on(async {
+        let tasks: Vec<_> = (0..args.concurrency).map(|i| tokio::spawn(client(i, args.clone(), deadline))).collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_default());
+        }
+        out
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut requests, mut events, mut bytes, mut overloaded, mut errors) = (0, 0, 0, 0, 0);
+    let mut first_error = None;
+    let mut lat = Vec::new();
+    let mut indexes = Vec::new();
+    for r in reports {
+        requests += r.requests;
+        events += r.events;
+        bytes += r.bytes;
+        overloaded += r.overloaded;
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+        lat.extend(r.latencies_us);
+        indexes.extend(r.indexes);
+    }
+    lat.sort_unstable();
+    let n = indexes.len();
+    indexes.sort_unstable();
+    indexes.dedup();
+    let duplicates = n - indexes.len();
+    println!(
+        "events:   {events} ({:.0}/s, {:.1} MB/s of payload)\nrequests: {requests} ok ({:.0}/s), {overloaded} answered 503, {errors} errors",
+        events as f64 / elapsed,
+        bytes as f64 / elapsed / 1e6,
+        requests as f64 / elapsed
+    );
+    println!(
+        "latency (request to acknowledgement, ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.90),
+        percentile(&lat, 0.99),
+        lat.last().map_or(0.0, |&m| f64::from(m) / 1000.0)
+    );
+    if let Some(e) = &first_error {
+        println!("first error: {e}");
+    }
+    if duplicates > 0 {
+        println!("CHECK FAILED: {duplicates} duplicate indexes among {n} acknowledged events");
+        return ExitCode::FAILURE;
+    }
+    println!("check: every 200 listed one entry per event sent; {n} indexes, all unique");
+    if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

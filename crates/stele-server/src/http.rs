@@ -1,0 +1,826 @@
+//! Routes and handlers. Handlers do all validation on the async side (parsing runs on
+//! the blocking pool when a body is large) so that the sequencer only ever sees
+//! requests it can append.
+
+use std::convert::Infallible;
+use std::fmt::{Display, Write as _};
+use std::io::Read as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, Query as QueryParams, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use stele_formats::{BodyError, EventFormat, Normalizer, split_body};
+use stele_index::Query;
+use stele_store::{LogReader, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sequencer::{AppendRequest, CommitError, Committed, Msg, PreparedEvent, Shared};
+
+/// Bodies (compressed or not) above this size are decompressed and parsed on the
+/// blocking pool, so that one large request does not stall other connections.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+/// Query output is sent in chunks of about this size.
+const QUERY_CHUNK_BYTES: usize = 64 * 1024;
+/// Default number of query hits.
+pub(crate) const DEFAULT_QUERY_LIMIT: u64 = 1000;
+/// Most query hits one request may ask for: an answer must stay a bounded amount of
+/// work and output; page with `since` for more.
+pub(crate) const MAX_QUERY_LIMIT: u64 = 100_000;
+
+/// The limits the handlers enforce (see `ServerConfig` for their reasons).
+pub(crate) struct Limits {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_batch_events: usize,
+    pub(crate) max_entry_bytes: usize,
+    pub(crate) queue_depth: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) query_timeout: Duration,
+}
+
+pub(crate) struct App {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tx: Sender<Msg>,
+    pub(crate) normalizer: Arc<Normalizer>,
+    pub(crate) limits: Limits,
+    pub(crate) default_stream: String,
+}
+
+type AppState = Arc<App>;
+
+pub(crate) fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/entries/{index}", get(get_entry))
+        .route("/v1/query", get(get_query))
+        .route("/checkpoint", get(get_checkpoint))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
+        .with_state(app)
+}
+
+// ---------------------------------------------------------------------------------
+// Responses
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(status: StatusCode, body: impl Into<Body>) -> Response {
+    response(status, "application/json", body)
+}
+
+/// An error answer: `{"error": message, ...}` with its status.
+pub(crate) struct ApiError {
+    status: StatusCode,
+    body: String,
+    retry_after: bool,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = json(self.status, self.body);
+        if self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// `{"error": message, ...extra}`.
+fn error_with(status: StatusCode, message: impl Display, extra: serde_json::Value) -> ApiError {
+    let mut v = serde_json::json!({ "error": message.to_string() });
+    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    ApiError { status, body: v.to_string(), retry_after: false }
+}
+
+fn error(status: StatusCode, message: impl Display) -> ApiError {
+    error_with(status, message, serde_json::Value::Null)
+}
+
+/// 503 with `Retry-After: 1`: the queue is full, which passes quickly.
+fn overloaded(message: impl Display) -> ApiError {
+    let mut e = error_with(StatusCode::SERVICE_UNAVAILABLE, message, serde_json::json!({ "retry_after_seconds": 1 }));
+    e.retry_after = true;
+    e
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+}
+
+/// RFC 3339 in UTC with nanoseconds.
+fn rfc3339_ns(ns: u64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns)).map(|t| format!("{t:.9}")).unwrap_or_default()
+}
+
+fn format_name(code: u8) -> String {
+    match EventFormat::from_code(code) {
+        Some(f) => f.name().to_string(),
+        None if code == stele_store::log::FORMAT_STELE_RECORD => "stele-record".to_string(),
+        None => format!("unknown-{code}"),
+    }
+}
+
+/// Appends a stored payload as the value of `"event"` (with the key), verbatim when it
+/// is JSON. In NDJSON (`one_line`), line breaks, which JSON allows only as whitespace
+/// between tokens, become spaces so that the hit stays on one line. A payload that is
+/// not JSON (a format this release does not know) is given as `"event_base64"`.
+fn push_event(out: &mut Vec<u8>, payload: &[u8], known_json: bool, one_line: bool) {
+    let is_json = known_json || serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok();
+    if !is_json {
+        out.extend_from_slice(b"\"event_base64\":\"");
+        out.extend_from_slice(BASE64.encode(payload).as_bytes());
+        out.push(b'"');
+        return;
+    }
+    out.extend_from_slice(b"\"event\":");
+    if one_line && payload.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend(payload.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    } else {
+        out.extend_from_slice(payload);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Metrics middleware, fallbacks, health
+
+async fn count_requests(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| match p.as_str() {
+        "/v1/events" => "/v1/events",
+        "/v1/entries/{index}" => "/v1/entries/{index}",
+        "/v1/query" => "/v1/query",
+        "/checkpoint" => "/checkpoint",
+        "/healthz" => "/healthz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    });
+    let resp = next.run(req).await;
+    app.shared
+        .metrics
+        .http_requests
+        .get_or_create(&[("route", route.to_string()), ("status", resp.status().as_u16().to_string())])
+        .inc();
+    resp
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    error(StatusCode::NOT_FOUND, format!("no route {}; see the stele-server documentation for the routes", uri.path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    error(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.uri().path()))
+}
+
+async fn healthz(State(app): State<AppState>) -> Response {
+    let tree_size = app.shared.reader.tree_size();
+    if let Some(reason) = app.shared.poisoned() {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "poisoned", "error": reason, "tree_size": tree_size }).to_string(),
+        );
+    }
+    if !app.shared.sequencer_alive.load(Ordering::Acquire) {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "stopped", "error": "the sequencer is not running", "tree_size": tree_size })
+                .to_string(),
+        );
+    }
+    json(StatusCode::OK, format!("{{\"status\":\"ok\",\"tree_size\":{tree_size}}}"))
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let text = app.shared.metrics.render(&app.shared.reader);
+    response(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", text)
+}
+
+async fn get_checkpoint(State(app): State<AppState>) -> Result<Response, ApiError> {
+    match app.shared.reader.newest_checkpoint() {
+        Some(cp) => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", cp.note)),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            "no checkpoint has been signed yet: the log is empty, or its first entries arrived less than one checkpoint interval ago",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// POST /v1/events
+
+async fn post_events(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    match append(&app, &uri, &headers, body).await {
+        Ok(r) => {
+            crate::metrics::Metrics::observe(&app.shared.metrics.append_duration, started.elapsed());
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Runs a CPU-heavy step on the blocking pool when its input is large.
+async fn maybe_blocking<T: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if len <= INLINE_PARSE_BYTES {
+        return f();
+    }
+    tokio::task::spawn_blocking(f).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+}
+
+async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if let Some(reason) = app.shared.poisoned() {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, StoreError::Poisoned(reason)));
+    }
+    let stream = stream_name(uri, headers, &app.default_stream)?;
+    check_content_type(headers)?;
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(e) if e == "identity" || e.is_empty() => false,
+        Some(e) if e == "gzip" || e == "x-gzip" => true,
+        Some(e) => {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {e:?} is not supported; send gzip or an uncompressed body"),
+            ));
+        }
+    };
+    let limits = &app.limits;
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limits.max_body_bytes as u64
+    {
+        return Err(body_too_large(limits.max_body_bytes));
+    }
+    // Refuse early, before reading the body, when the queue is already full.
+    if app.shared.queued_events.load(Ordering::Acquire) >= limits.queue_depth {
+        return Err(overloaded(format!(
+            "server overloaded: {} events are waiting to be committed; retry later",
+            limits.queue_depth
+        )));
+    }
+    let raw = read_body(body, limits.max_body_bytes, limits.body_timeout).await?;
+    let max_body = limits.max_body_bytes;
+    let body = if gzip { maybe_blocking(raw.len(), move || gunzip(&raw, max_body)).await? } else { raw };
+    let (max_entry, max_batch) = (limits.max_entry_bytes, limits.max_batch_events);
+    let (normalizer, b) = (app.normalizer.clone(), body.clone());
+    let events = maybe_blocking(body.len(), move || prepare(&b, &normalizer, max_entry, max_batch)).await?;
+
+    // Reserve room in the queue; the sequencer gives it back after the commit.
+    let (n, bytes) = (events.len(), body.len());
+    let before_events = app.shared.queued_events.fetch_add(n, Ordering::AcqRel);
+    let before_bytes = app.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+    app.shared.metrics.queued_events.inc_by(n as i64);
+    if before_events + n > limits.queue_depth || before_bytes + bytes > limits.queue_bytes {
+        app.shared.release(n, bytes);
+        return Err(overloaded(format!(
+            "server overloaded: {before_events} events ({before_bytes} bytes) are waiting to be committed and this request's {n} would pass the queue limit of {} events ({} bytes); retry later",
+            limits.queue_depth, limits.queue_bytes
+        )));
+    }
+    let (reply, wait) = oneshot::channel();
+    if let Err(std::sync::mpsc::SendError(msg)) =
+        app.tx.send(Msg::Append(AppendRequest { stream, body, events, reply }))
+    {
+        if let Msg::Append(r) = msg {
+            app.shared.release(r.events.len(), r.body.len());
+        }
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; nothing was appended"));
+    }
+    match wait.await {
+        Ok(Ok(c)) => Ok(json(StatusCode::OK, committed_json(&c))),
+        Ok(Err(CommitError::Unavailable(m))) => Err(error(StatusCode::SERVICE_UNAVAILABLE, m)),
+        Ok(Err(CommitError::Rejected(m))) => Err(error(StatusCode::BAD_REQUEST, m)),
+        Ok(Err(CommitError::Failed(m))) => {
+            Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("append failed, nothing was appended: {m}")))
+        }
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sequencer stopped before answering; the events may or may not have been appended (look them up with /v1/query)",
+        )),
+    }
+}
+
+fn committed_json(c: &Committed) -> String {
+    let mut s = String::with_capacity(64 + c.indexes.len() * 80);
+    s.push_str("{\"entries\":[");
+    for (i, (index, hash)) in c.indexes.iter().zip(&c.leaf_hashes).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{{\"index\":{index},\"leaf_hash\":\"{}\"}}", hash.to_base64());
+    }
+    let _ = write!(s, "],\"tree_size\":{},\"received_ns\":{}}}", c.tree_size, c.received_ns);
+    s
+}
+
+fn body_too_large(limit: usize) -> ApiError {
+    error_with(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds the limit of {limit} bytes; split it into several requests"),
+        serde_json::json!({ "limit": limit }),
+    )
+}
+
+/// The stream from `?stream=` or `X-Stele-Stream`, else the default.
+fn stream_name(uri: &Uri, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
+    let params = query_pairs(uri)?;
+    let mut from_query = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "stream" if from_query.is_none() => from_query = Some(v),
+            "stream" => {
+                return Err(error(StatusCode::BAD_REQUEST, "query parameter \"stream\" is given more than once"));
+            }
+            other => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter {other:?}: POST /v1/events takes only \"stream\""),
+                ));
+            }
+        }
+    }
+    let from_header = match headers.get("x-stele-stream") {
+        Some(v) => Some(
+            v.to_str().map_err(|_| error(StatusCode::BAD_REQUEST, "X-Stele-Stream is not ASCII"))?.trim().to_string(),
+        ),
+        None => None,
+    };
+    let name = match (from_query, from_header) {
+        (Some(q), Some(h)) if q != h => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("the stream is given twice and differs: ?stream={q:?} but X-Stele-Stream: {h:?}"),
+            ));
+        }
+        (Some(q), _) => q,
+        (None, Some(h)) => h,
+        (None, None) => default.to_string(),
+    };
+    stele_store::streams::check_stream_name(&name).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    Ok(name)
+}
+
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    QueryParams::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("query string: {}", e.body_text())))
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let full = v.to_str().unwrap_or("").to_ascii_lowercase();
+    let media = full.split(';').next().unwrap_or("").trim();
+    let ok = matches!(
+        media,
+        "" | "application/json"
+            | "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines"
+            | "text/plain"
+            // curl -d sends this by default; the body is still validated as JSON.
+            | "application/x-www-form-urlencoded"
+    ) || (media.starts_with("application/") && media.ends_with("+json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {media:?} is not accepted: send application/json (an object or an array of objects) or application/x-ndjson"
+            ),
+        ))
+    }
+}
+
+/// Reads the whole body, failing with 413 past `limit` and 408 past `timeout`.
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    use futures_core::Stream as _;
+    let mut stream = body.into_data_stream();
+    let read = async {
+        let mut first: Option<Bytes> = None;
+        let mut rest: Vec<u8> = Vec::new();
+        loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+                None => break,
+                Some(Err(e)) => {
+                    return Err(error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")));
+                }
+                Some(Ok(chunk)) => {
+                    let have = first.as_ref().map_or(0, Bytes::len) + rest.len();
+                    if have + chunk.len() > limit {
+                        return Err(body_too_large(limit));
+                    }
+                    match &first {
+                        None => first = Some(chunk),
+                        Some(f) => {
+                            if rest.is_empty() {
+                                rest.extend_from_slice(f);
+                            }
+                            rest.extend_from_slice(&chunk);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(if rest.is_empty() { first.unwrap_or_default() } else { Bytes::from(rest) })
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(r) => r,
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", timeout.as_secs()),
+        )),
+    }
+}
+
+/// Decompresses a gzip body (several members allowed), at most `limit` bytes out.
+fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+    let mut d = flate2::read::MultiGzDecoder::new(data).take(limit as u64 + 1);
+    d.read_to_end(&mut out)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the gzip body does not decompress: {e}")))?;
+    if out.len() > limit {
+        return Err(error_with(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the decompressed request body exceeds the limit of {limit} bytes; split it into several requests"),
+            serde_json::json!({ "limit": limit }),
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Splits and validates a body: every event is checked and normalized before any is
+/// queued, so that a batch is appended whole or not at all.
+fn prepare(
+    body: &[u8],
+    normalizer: &Normalizer,
+    max_entry: usize,
+    max_batch: usize,
+) -> Result<Vec<PreparedEvent>, ApiError> {
+    let items = split_body(body, max_entry).map_err(body_error)?;
+    if items.len() > max_batch {
+        return Err(error_with(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request holds {} events, more than the limit of {max_batch} per request; split it",
+                items.len()
+            ),
+            serde_json::json!({ "events": items.len(), "limit": max_batch }),
+        ));
+    }
+    let base = body.as_ptr() as usize;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, (bytes, hint)) in items.into_iter().enumerate() {
+        let (format, fields) = normalizer.parse(bytes, Some(hint)).map_err(|e| {
+            error_with(
+                StatusCode::BAD_REQUEST,
+                format!("item {i}: {e}; nothing was appended"),
+                serde_json::json!({ "item": i }),
+            )
+        })?;
+        // `bytes` is a sub-slice of `body` (split_body never copies).
+        let start = bytes.as_ptr() as usize - base;
+        assert!(start + bytes.len() <= body.len(), "split_body returned a slice outside the body");
+        out.push(PreparedEvent { range: start..start + bytes.len(), format: format.code(), fields });
+    }
+    Ok(out)
+}
+
+fn body_error(e: BodyError) -> ApiError {
+    let msg = format!("{e}; nothing was appended");
+    match e {
+        BodyError::TooLarge { item, size, limit } => error_with(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            msg,
+            serde_json::json!({ "item": item, "size": size, "limit": limit }),
+        ),
+        BodyError::InvalidItem { item, .. } => {
+            error_with(StatusCode::BAD_REQUEST, msg, serde_json::json!({ "item": item }))
+        }
+        BodyError::Malformed { item, byte_offset, .. } => {
+            error_with(StatusCode::BAD_REQUEST, msg, serde_json::json!({ "item": item, "byte_offset": byte_offset }))
+        }
+        _ => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// GET /v1/entries/{index}
+
+async fn get_entry(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let Ok(index) = raw.parse::<u64>() else {
+        return Err(error(StatusCode::BAD_REQUEST, format!("entry index {raw:?} is not a non-negative integer")));
+    };
+    let reader = app.shared.reader.clone();
+    match tokio::task::spawn_blocking(move || entry_json(&reader, index)).await {
+        Ok(Ok(body)) => Ok(json(StatusCode::OK, body)),
+        Ok(Err(e @ StoreError::NoSuchEntry { .. })) => Err(error(StatusCode::NOT_FOUND, e)),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading entry {index}: {e}"))),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+fn entry_json(reader: &LogReader, index: u64) -> Result<Vec<u8>, StoreError> {
+    let e = reader.entry(index)?;
+    let newest = reader.newest_checkpoint();
+    let (proof_size, note) = match newest {
+        Some(cp) if cp.tree_size > index => (cp.tree_size, Some(cp.note)),
+        _ => (reader.tree_size(), None),
+    };
+    let proof = reader.inclusion_proof(index, proof_size)?;
+    let root = reader.root_hash(proof_size)?;
+    let code = e.leaf.payload_format;
+    let mut s = String::with_capacity(512 + e.payload.len() + proof.len() * 48);
+    let _ = write!(
+        s,
+        "{{\"index\":{index},\"received\":\"{}\",\"received_ns\":{},\"stream\":",
+        rfc3339_ns(e.leaf.received_ns),
+        e.leaf.received_ns
+    );
+    push_json_str(&mut s, &e.stream);
+    let _ = write!(
+        s,
+        ",\"format\":\"{}\",\"leaf_hash\":\"{}\",\"leaf\":\"{}\",\"salt\":\"{}\",",
+        format_name(code),
+        e.leaf_hash.to_base64(),
+        BASE64.encode(e.leaf.encode()),
+        hex::encode(e.leaf.salt)
+    );
+    let mut out = s.into_bytes();
+    push_event(&mut out, &e.payload, false, false);
+    let mut s = String::with_capacity(256 + proof.len() * 48);
+    let _ = write!(
+        s,
+        ",\"inclusion_proof\":{{\"tree_size\":{proof_size},\"root_hash\":\"{}\",\"hashes\":[",
+        root.to_base64()
+    );
+    for (i, h) in proof.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "\"{}\"", h.to_base64());
+    }
+    s.push_str("],\"checkpoint\":");
+    match note {
+        Some(n) => push_json_str(&mut s, &n),
+        None => {
+            s.push_str("null,\"unsigned\":");
+            push_json_str(
+                &mut s,
+                &format!(
+                    "entry {index} is newer than the newest signed checkpoint; this proof is to the current tree size {proof_size}, which no checkpoint signs yet: ask again after the next checkpoint"
+                ),
+            );
+        }
+    }
+    s.push_str("}}");
+    out.extend_from_slice(s.as_bytes());
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------
+// GET /v1/query
+
+fn parse_time_param(name: &str, v: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{name}: {v:?} is not an RFC 3339 time (for example 2024-05-01T12:00:00Z)"),
+        )
+    };
+    let t: jiff::Timestamp = v.parse().map_err(|_| bad())?;
+    i64::try_from(t.as_nanosecond()).map_err(|_| bad())
+}
+
+fn parse_query(uri: &Uri) -> Result<(Query, u64), ApiError> {
+    let mut q = Query::default();
+    let mut limit = DEFAULT_QUERY_LIMIT;
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in query_pairs(uri)? {
+        if seen.contains(&k) {
+            return Err(error(StatusCode::BAD_REQUEST, format!("query parameter {k:?} is given more than once")));
+        }
+        seen.push(k.clone());
+        // An empty value is the same as leaving the parameter out (HTML forms send them).
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "since" => q.since_ns = Some(parse_time_param("since", &v)?),
+            "until" => q.until_ns = Some(parse_time_param("until", &v)?),
+            "by" => {
+                q.by_received = match v.as_str() {
+                    "received" => true,
+                    "event" => false,
+                    _ => {
+                        return Err(error(
+                            StatusCode::BAD_REQUEST,
+                            format!("by: {v:?} is neither \"received\" nor \"event\""),
+                        ));
+                    }
+                }
+            }
+            "actor" => q.actor = Some(v),
+            "action" => q.action = Some(v),
+            "resource" => q.resource = Some(v),
+            "outcome" => q.outcome = Some(v),
+            "stream" => q.stream = Some(v),
+            "limit" => {
+                limit = v.parse().map_err(|_| {
+                    error(StatusCode::BAD_REQUEST, format!("limit: {v:?} is not a non-negative integer"))
+                })?;
+                if limit > MAX_QUERY_LIMIT {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit: {limit} is above the maximum of {MAX_QUERY_LIMIT}; page with since/until"),
+                    ));
+                }
+            }
+            other => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown query parameter {other:?}: use since, until, by, actor, action, resource, outcome, stream, limit"
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(s), Some(u)) = (q.since_ns, q.until_ns)
+        && s >= u
+    {
+        return Err(error(StatusCode::BAD_REQUEST, "since must be earlier than until"));
+    }
+    Ok((q, limit))
+}
+
+type QueryMsg = Result<Bytes, (StatusCode, String)>;
+
+async fn get_query(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let (q, limit) = parse_query(&uri)?;
+    let (tx, mut rx) = mpsc::channel::<QueryMsg>(4);
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_query(&app2, &q, limit, &tx));
+    // Wait for the first chunk: a query that fails before any output gets a proper
+    // status; one that fails later ends its output with an error line.
+    let first = match rx.recv().await {
+        None => Bytes::new(),
+        Some(Ok(b)) => b,
+        Some(Err((status, m))) => return Err(error(status, m)),
+    };
+    Ok(response(StatusCode::OK, "application/x-ndjson", Body::from_stream(NdjsonBody { first: Some(first), rx })))
+}
+
+struct NdjsonBody {
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<QueryMsg>,
+}
+
+impl futures_core::Stream for NdjsonBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(b) = self.first.take() {
+            return Poll::Ready(Some(Ok(b)));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
+            Poll::Ready(Some(Err((_, m)))) => {
+                let line = format!("{}\n", serde_json::json!({ "error": m }));
+                Poll::Ready(Some(Ok(Bytes::from(line))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Runs a query on the blocking pool, sending NDJSON chunks. Every hit of the index is
+/// re-read from the log (which checks the payload against its leaf) and re-matched
+/// against the query on freshly normalized fields: the index is never trusted.
+fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>) {
+    let snapshot = app.shared.snapshot();
+    let reader = &app.shared.reader;
+    let deadline = Instant::now() + app.limits.query_timeout;
+    let mut index_query = q.clone();
+    index_query.limit = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(QUERY_CHUNK_BYTES + 4096);
+    let mut given = 0u64;
+    let mut failure: Option<(StatusCode, String)> = None;
+    let mut gone = false;
+    if limit > 0 {
+        let r = snapshot.query(&index_query, |hit| {
+            match hit_line(reader, &app.normalizer, q, hit.index, &mut buf) {
+                Ok(true) => given += 1,
+                Ok(false) => {
+                    app.shared.metrics.query_index_mismatches.inc();
+                    tracing::warn!(index = hit.index, "the query index disagrees with the log for this entry; the hit is dropped (run `stele reindex`)");
+                }
+                Err(e) => {
+                    failure = Some((StatusCode::INTERNAL_SERVER_ERROR, format!("reading entry {}: {e}", hit.index)));
+                    return false;
+                }
+            }
+            if buf.len() >= QUERY_CHUNK_BYTES && tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut buf)))).is_err() {
+                gone = true;
+                return false;
+            }
+            if given < limit && Instant::now() >= deadline {
+                failure = Some((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the query stopped after {} s with {given} hits, before its end; narrow it (since, until, filters) or continue from the last index's time",
+                        app.limits.query_timeout.as_secs()
+                    ),
+                ));
+                return false;
+            }
+            given < limit
+        });
+        if let Err(e) = r
+            && failure.is_none()
+        {
+            failure = Some((StatusCode::INTERNAL_SERVER_ERROR, format!("query: {e}")));
+        }
+    }
+    if gone {
+        return;
+    }
+    if !buf.is_empty() && tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+        return;
+    }
+    if let Some(f) = failure {
+        let _ = tx.blocking_send(Err(f));
+    }
+}
+
+/// Appends the NDJSON line of entry `index` if it really matches; `Ok(false)` if the
+/// log contradicts the index.
+fn hit_line(
+    reader: &LogReader,
+    normalizer: &Normalizer,
+    q: &Query,
+    index: u64,
+    out: &mut Vec<u8>,
+) -> Result<bool, StoreError> {
+    let e = reader.entry(index)?;
+    let code = e.leaf.payload_format;
+    let (fields, known_json) = match EventFormat::from_code(code) {
+        Some(f) => match normalizer.parse(&e.payload, Some(f)) {
+            Ok((_, fields)) => (fields, true),
+            Err(_) => (Default::default(), false),
+        },
+        None => (Default::default(), false),
+    };
+    if !q.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
+        return Ok(false);
+    }
+    let mut s = format!(
+        "{{\"index\":{index},\"received\":\"{}\",\"received_ns\":{},\"stream\":",
+        rfc3339_ns(e.leaf.received_ns),
+        e.leaf.received_ns
+    );
+    push_json_str(&mut s, &e.stream);
+    let _ = write!(s, ",\"format\":\"{}\",\"fields\":", format_name(code));
+    let shown = serde_json::json!({
+        "time": fields.event_time_ns.and_then(|t| jiff::Timestamp::from_nanosecond(i128::from(t)).ok()).map(|t| format!("{t:.9}")),
+        "actor": fields.actor,
+        "action": fields.action,
+        "resource": fields.resource,
+        "outcome": fields.outcome,
+    });
+    s.push_str(&shown.to_string());
+    s.push(',');
+    out.extend_from_slice(s.as_bytes());
+    push_event(out, &e.payload, known_json, true);
+    out.extend_from_slice(b"}\n");
+    Ok(true)
+}

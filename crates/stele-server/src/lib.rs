@@ -1,0 +1,294 @@
+//! # stele-server
+//!
+//! stele's HTTP server. It owns HTTP: request parsing and limits, the sequencer thread
+//! that turns requests into group commits, checkpoint signing on a timer, queries over
+//! the index, and metrics. It does not own storage (`stele-store`), event formats
+//! (`stele-formats`), the index (`stele-index`) or the command line (`stele serve`).
+//!
+//! ## Life of a request
+//! A handler reads the body (gzip allowed), splits it into events with
+//! [`stele_formats::split_body`] and validates and normalizes every one; a bad item
+//! fails the whole request before anything is queued. It then reserves room in the
+//! queue (503 + `Retry-After: 1` when full) and sends the events to the **sequencer**,
+//! a plain thread that owns the [`stele_store::Log`] writer and the
+//! [`stele_index::Index`]. The sequencer takes every request waiting, appends them all
+//! with one `Log::append` (one set of fsyncs), answers each request with its own
+//! indexes, and then indexes the entries. A 200 therefore means durable. Every
+//! `checkpoint_interval` it signs a checkpoint if the tree grew, and at shutdown it
+//! flushes the index and signs a final one.
+//!
+//! ## Routes
+//! Errors are JSON, `{"error": "<message>", ...}`, with the 0-based `item` when one
+//! event of a batch is at fault. Hashes are standard base64 (as in checkpoints); the
+//! salt is hex.
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `POST /v1/events[?stream=NAME]` | Body: one JSON object, an array of objects, or NDJSON (also a Kubernetes audit `EventList`); `Content-Encoding: gzip` accepted; stream also from `X-Stele-Stream`. 200 after fsync: `{"entries":[{"index":N,"leaf_hash":"<base64>"}...],"tree_size":N,"received_ns":N}`. 400 bad item (named), nothing appended; 413 body, event or batch too large; 415 other content type or encoding; 408 body too slow; 503 queue full (`Retry-After: 1`) or log stopped after a failed fsync. |
+//! | `GET /checkpoint` | Newest signed checkpoint note, `text/plain; charset=utf-8`; 404 before the first. |
+//! | `GET /v1/entries/{index}` | `{"index","received","received_ns","stream","format","leaf_hash","leaf","salt","event","inclusion_proof":{"tree_size","root_hash","hashes","checkpoint"}}`. `event` is the stored bytes verbatim. The proof is to the newest checkpoint (its note is in `checkpoint`) when that covers the entry, else to the current tree size with `"checkpoint":null` and an `unsigned` explanation. 404 past the tree, 400 for a non-integer. |
+//! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
+//! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`. |
+//!
+//! ## Limits
+//! Each has its reason at its constant: body size (compressed and decompressed),
+//! events per request, event size (the log's `max_entry_bytes`), queued events and
+//! bytes (503 past them), open connections (more wait in the kernel backlog), 30 s to
+//! receive a body, 30 s of work per query (checked as hits are produced), 100 000
+//! hits per query. The wait for an acknowledgement has no timeout of its own: it is
+//! one group commit, bounded by the disk's fsync, and answering before it ends could
+//! not say whether the events were appended. Request headers have no read timeout
+//! (axum's server sets none); the connection limit bounds what slow clients can hold.
+//!
+//! ## Example
+//! ```no_run
+//! # async fn demo() -> Result<(), stele_server::ServerError> {
+//! use stele_server::{ServerConfig, start};
+//! let dir = std::path::Path::new("/var/lib/stele");
+//! let log = stele_store::Log::open(dir, Default::default())?;
+//! let config = ServerConfig::new(dir.into(), "127.0.0.1:7000".parse().unwrap());
+//! let server = start(config, log, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.wait().await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod http;
+mod listener;
+mod metrics;
+mod sequencer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use stele_formats::{FieldPointers, Normalizer};
+use stele_index::Index;
+use stele_store::{Log, LogOptions};
+
+pub use error::ServerError;
+
+use crate::http::{App, Limits};
+use crate::sequencer::{Msg, Sequencer, Shared};
+
+/// Default `checkpoint_interval`: one second bounds how long an acknowledged entry
+/// waits for a signed checkpoint, at the cost of one signature and fsync per second.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `max_body_bytes` (64 MiB): a whole body is held in memory while it is
+/// validated, so this bounds memory per request; large imports use several requests.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// Default `max_batch_events`: one request is one atomic commit and one response
+/// listing every index; 10 000 keeps both bounded.
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// Default `queue_depth` (events accepted but not committed before 503): about a
+/// second of ingestion at full speed; more only adds latency, not throughput.
+pub const DEFAULT_QUEUE_DEPTH: usize = 100_000;
+/// Default `queue_bytes` (512 MiB): bounds the memory held by queued bodies.
+pub const DEFAULT_QUEUE_BYTES: usize = 512 << 20;
+/// Default `max_connections`: each connection costs a task and buffers; past it new
+/// connections wait in the kernel's backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default `request_timeout`: a request body must arrive, and a query must finish its
+/// work, within 30 s, so that slow clients cannot hold connections and threads forever.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most query hits per request (the default is 1000).
+pub const MAX_QUERY_LIMIT: u64 = http::MAX_QUERY_LIMIT;
+
+/// Configuration of the server. [`ServerConfig::new`] fills in the defaults.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The data directory (the index lives in `DATA/index/`).
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; see [`RunningServer::local_addr`]).
+    pub listen: SocketAddr,
+    /// The options the log was opened with; `max_entry_bytes` must equal the log's.
+    pub log_options: LogOptions,
+    /// Where the normalized query fields are found in generic JSON events. Must match
+    /// the CLI's, or the index is rebuilt at the next open.
+    pub field_pointers: FieldPointers,
+    /// How often a checkpoint is signed when the tree grew.
+    pub checkpoint_interval: Duration,
+    /// Largest request body, compressed and decompressed.
+    pub max_body_bytes: usize,
+    /// Most events in one request.
+    pub max_batch_events: usize,
+    /// Events waiting for their commit before new requests get 503.
+    pub queue_depth: usize,
+    /// Payload bytes of queued requests before new requests get 503.
+    pub queue_bytes: usize,
+    /// Connections held open at once.
+    pub max_connections: usize,
+    /// Time allowed to receive a request body, and work allowed for one query.
+    pub request_timeout: Duration,
+    /// Stream of events whose request names none.
+    pub default_stream: String,
+}
+
+impl ServerConfig {
+    /// A configuration with every default.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen,
+            log_options: LogOptions::default(),
+            field_pointers: FieldPointers::default(),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            default_stream: stele_store::streams::DEFAULT_STREAM.to_string(),
+        }
+    }
+
+    fn check(&self, log: &Log) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.log_options.max_entry_bytes != log.options().max_entry_bytes {
+            return bad(format!(
+                "log_options.max_entry_bytes is {} but the log was opened with {}",
+                self.log_options.max_entry_bytes,
+                log.options().max_entry_bytes
+            ));
+        }
+        if self.checkpoint_interval.is_zero() {
+            return bad("checkpoint_interval must be positive".into());
+        }
+        if self.max_body_bytes == 0 || self.max_batch_events == 0 || self.max_connections == 0 {
+            return bad("max_body_bytes, max_batch_events and max_connections must be positive".into());
+        }
+        if self.queue_depth < self.max_batch_events {
+            return bad(format!(
+                "queue_depth ({}) must be at least max_batch_events ({})",
+                self.queue_depth, self.max_batch_events
+            ));
+        }
+        if self.queue_bytes < self.max_body_bytes {
+            return bad(format!(
+                "queue_bytes ({}) must be at least max_body_bytes ({})",
+                self.queue_bytes, self.max_body_bytes
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return bad("request_timeout must be positive".into());
+        }
+        stele_store::streams::check_stream_name(&self.default_stream)
+            .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
+    }
+}
+
+/// A server that is listening; it runs until its shutdown future completes.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    handle: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the server has shut down: open connections finished, queued events
+    /// committed, the index flushed and a final checkpoint signed.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.handle.await.map_err(|e| ServerError::Sequencer(format!("server task: {e}")))?
+    }
+}
+
+/// Starts the server: binds `config.listen`, opens the query index and brings it up to
+/// date with the log (this reads every entry not yet indexed), starts the sequencer,
+/// and serves until `shutdown` completes. Must be called within a multi-threaded
+/// Tokio runtime.
+pub async fn start(
+    config: ServerConfig,
+    log: Log,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, ServerError> {
+    config.check(&log)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+
+    let reader = log.reader();
+    let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
+    let index_reader = reader.clone();
+    let index = tokio::task::spawn_blocking(move || -> Result<Index, ServerError> {
+        let mut index = Index::open(&dir, index_reader, &pointers, true)?;
+        let added = index.catch_up()?;
+        if added > 0 {
+            tracing::info!(entries = added, "indexed entries the query index was missing");
+        }
+        Ok(index)
+    })
+    .await
+    .map_err(|e| ServerError::Sequencer(format!("index task: {e}")))??;
+
+    let metrics = metrics::Metrics::new();
+    metrics.tree_size.set(i64::try_from(log.tree_size()).unwrap_or(i64::MAX));
+    let shared = Arc::new(Shared {
+        reader,
+        snapshot: RwLock::new(index.snapshot()),
+        poisoned: Mutex::new(log.poisoned().map(str::to_string)),
+        queued_events: AtomicUsize::new(0),
+        queued_bytes: AtomicUsize::new(0),
+        sequencer_alive: AtomicBool::new(true),
+        metrics,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval);
+    let thread = std::thread::Builder::new()
+        .name("stele-sequencer".into())
+        .spawn(move || sequencer.run())
+        .map_err(|e| ServerError::Sequencer(format!("spawning: {e}")))?;
+
+    let app = Arc::new(App {
+        shared,
+        tx: tx.clone(),
+        normalizer: Arc::new(Normalizer::new(&config.field_pointers)),
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_batch_events: config.max_batch_events,
+            max_entry_bytes: config.log_options.max_entry_bytes,
+            queue_depth: config.queue_depth,
+            queue_bytes: config.queue_bytes,
+            body_timeout: config.request_timeout,
+            query_timeout: config.request_timeout,
+        },
+        default_stream: config.default_stream.clone(),
+    });
+    let router = http::router(app);
+    let listener = listener::LimitedListener::new(listener, config.max_connections);
+    tracing::info!(%local_addr, "stele server listening");
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        // Every connection is closed: let the sequencer commit what is queued and stop.
+        let _ = tx.send(Msg::Shutdown);
+        let joined = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| ServerError::Sequencer(format!("joining: {e}")))?;
+        let sequenced = joined.map_err(|_| ServerError::Sequencer("panicked".into()))?;
+        served.map_err(ServerError::Io)?;
+        sequenced
+    });
+    Ok(RunningServer { local_addr, handle })
+}
+
+/// Runs the server until `shutdown` completes (see [`start`]), then returns once
+/// everything queued is committed and a final checkpoint is signed.
+pub async fn run(
+    config: ServerConfig,
+    log: Log,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    start(config, log, shutdown).await?.wait().await
+}

@@ -1,0 +1,109 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use stele_store::LogReader;
+
+/// Labels of `stele_http_requests_total`: the matched route pattern (so the label
+/// set stays bounded whatever paths clients send) and the status code.
+pub(crate) type HttpLabels = [(&'static str, String); 2];
+
+/// Every metric the server exports. The handles are cheap atomics shared by the HTTP
+/// handlers and the sequencer.
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) entries_appended: Counter,
+    pub(crate) bytes_appended: Counter,
+    pub(crate) tree_size: Gauge,
+    pub(crate) append_duration: Histogram,
+    pub(crate) fsync_duration: Histogram,
+    pub(crate) commit_batch_entries: Histogram,
+    checkpoint_age: Gauge<f64, AtomicU64>,
+    pub(crate) http_requests: Family<HttpLabels, Counter>,
+    pub(crate) queued_events: Gauge,
+    pub(crate) query_index_mismatches: Counter,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let entries_appended = Counter::default();
+        registry.register(
+            "stele_entries_appended",
+            "Events appended and acknowledged (stele's own stream records not counted)",
+            entries_appended.clone(),
+        );
+        let bytes_appended = Counter::default();
+        registry.register("stele_bytes_appended", "Payload bytes of the events appended", bytes_appended.clone());
+        let tree_size = Gauge::default();
+        registry.register("stele_tree_size", "Entries in the log (durable)", tree_size.clone());
+        // 0.5 ms .. ~16 s: an fsync is a few ms on SSDs, tens of ms on disks and VMs.
+        let append_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "stele_append_duration_seconds",
+            "Time from a POST /v1/events request's arrival to its acknowledgement (after fsync)",
+            append_duration.clone(),
+        );
+        let fsync_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "stele_fsync_duration_seconds",
+            "Time of one group commit (writes and fsyncs)",
+            fsync_duration.clone(),
+        );
+        let commit_batch_entries = Histogram::new(exponential_buckets(1.0, 4.0, 10));
+        registry.register("stele_commit_batch_entries", "Events per group commit", commit_batch_entries.clone());
+        let checkpoint_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "stele_checkpoint_age_seconds",
+            "Age of the newest signed checkpoint (-1 when there is none yet)",
+            checkpoint_age.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("stele_http_requests", "HTTP requests answered, by route and status", http_requests.clone());
+        let queued_events = Gauge::default();
+        registry.register("stele_queued_events", "Events accepted and waiting for their commit", queued_events.clone());
+        let query_index_mismatches = Counter::default();
+        registry.register(
+            "stele_query_index_mismatches",
+            "Query hits of the index that the log contradicted (dropped from answers; a sign of a damaged index)",
+            query_index_mismatches.clone(),
+        );
+        Metrics {
+            registry,
+            entries_appended,
+            bytes_appended,
+            tree_size,
+            append_duration,
+            fsync_duration,
+            commit_batch_entries,
+            checkpoint_age,
+            http_requests,
+            queued_events,
+            query_index_mismatches,
+        }
+    }
+
+    pub(crate) fn observe(h: &Histogram, d: Duration) {
+        h.observe(d.as_secs_f64());
+    }
+
+    /// The exposition text, with the gauges that are computed at scrape time updated.
+    pub(crate) fn render(&self, reader: &LogReader) -> String {
+        let age = match reader.newest_checkpoint() {
+            Some(cp) => stele_store::log::now_ns().saturating_sub(cp.signed_ns) as f64 / 1e9,
+            None => -1.0,
+        };
+        self.checkpoint_age.set(age);
+        self.tree_size.set(i64::try_from(reader.tree_size()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,386 @@
+//! The sequencer: the one thread that owns the log's writer, and the indexer thread
+//! that owns the query index.
+//!
+//! HTTP handlers validate a request completely, reserve room in the queue, and send it
+//! to the sequencer. The sequencer takes everything waiting at once and appends it as
+//! one group commit (one `Log::append`, so one set of fsyncs for many requests),
+//! replies to each request with its own indexes, and hands the entries' fields to the
+//! indexer, which indexes them while the next commit runs (sequencing apart from
+//! integration: a slow index never delays an acknowledgement, only, through its bounded
+//! queue, the next commit). The sequencer also signs a checkpoint every
+//! `checkpoint_interval` when the tree grew. Both are plain threads, not tasks: a
+//! commit blocks on fsync.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use stele_formats::Normalized;
+use stele_index::{Index, Snapshot};
+use stele_store::{Log, LogReader, NewEntry, StoreError};
+use stele_tlog::Hash;
+use tokio::sync::oneshot;
+
+use crate::error::ServerError;
+use crate::metrics::Metrics;
+
+/// A snapshot older than this is replaced after the next commit. A stale snapshot is
+/// still correct (queries read entries past it from the log); this only bounds how
+/// much a query reads from the log instead of the index.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// One event of a request, validated.
+pub(crate) struct PreparedEvent {
+    /// Where its bytes are in the request body.
+    pub(crate) range: Range<usize>,
+    /// Payload format code (`EventFormat::code`).
+    pub(crate) format: u8,
+    /// Its normalized fields, for the index.
+    pub(crate) fields: Normalized,
+}
+
+/// A request's events, appended atomically (all in the same commit, or none).
+pub(crate) struct AppendRequest {
+    pub(crate) stream: String,
+    pub(crate) body: Bytes,
+    pub(crate) events: Vec<PreparedEvent>,
+    pub(crate) reply: oneshot::Sender<Result<Committed, CommitError>>,
+}
+
+/// What one request's events became.
+pub(crate) struct Committed {
+    pub(crate) indexes: Vec<u64>,
+    pub(crate) leaf_hashes: Vec<Hash>,
+    pub(crate) received_ns: u64,
+    pub(crate) tree_size: u64,
+}
+
+/// Why a request was not appended.
+pub(crate) enum CommitError {
+    /// The log stopped accepting writes (503).
+    Unavailable(String),
+    /// The request itself was refused by the store (400); validation should have
+    /// caught it first.
+    Rejected(String),
+    /// Anything else (500).
+    Failed(String),
+}
+
+pub(crate) enum Msg {
+    Append(AppendRequest),
+    Shutdown,
+}
+
+/// State shared between the sequencer and the HTTP handlers.
+pub(crate) struct Shared {
+    pub(crate) reader: LogReader,
+    pub(crate) snapshot: RwLock<Snapshot>,
+    pub(crate) poisoned: Mutex<Option<String>>,
+    /// Events and payload bytes accepted but not yet committed (the queue limits).
+    pub(crate) queued_events: AtomicUsize,
+    pub(crate) queued_bytes: AtomicUsize,
+    pub(crate) sequencer_alive: AtomicBool,
+    pub(crate) metrics: Metrics,
+}
+
+impl Shared {
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Gives back a request's reservation in the queue.
+    pub(crate) fn release(&self, events: usize, bytes: usize) {
+        self.queued_events.fetch_sub(events, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.metrics.queued_events.dec_by(events as i64);
+    }
+}
+
+struct AliveGuard<'a>(&'a AtomicBool);
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Commits handed to the indexer before the sequencer waits for it: a backlog of at
+/// most this many group commits, so that a slow index slows ingestion instead of
+/// growing memory without bound.
+const INDEX_QUEUE_COMMITS: usize = 16;
+
+/// Fields of committed entries, in index order, for the indexer.
+struct IndexJob {
+    indexes: Vec<u64>,
+    received_ns: u64,
+    rows: Vec<(u32, Normalized)>,
+}
+
+pub(crate) struct Sequencer {
+    log: Log,
+    index: Option<Index>,
+    index_tx: Option<SyncSender<IndexJob>>,
+    shared: Arc<Shared>,
+    rx: Receiver<Msg>,
+    checkpoint_interval: Duration,
+    stream_ids: HashMap<String, u32>,
+}
+
+impl Sequencer {
+    pub(crate) fn new(
+        log: Log,
+        index: Index,
+        shared: Arc<Shared>,
+        rx: Receiver<Msg>,
+        checkpoint_interval: Duration,
+    ) -> Sequencer {
+        Sequencer {
+            log,
+            index: Some(index),
+            index_tx: None,
+            shared,
+            rx,
+            checkpoint_interval,
+            stream_ids: HashMap::new(),
+        }
+    }
+
+    /// Runs the indexer and the sequencing loop until a [`Msg::Shutdown`] (or until
+    /// every sender is gone), then signs a final checkpoint once the index is flushed.
+    pub(crate) fn run(mut self) -> Result<(), ServerError> {
+        let shared = self.shared.clone();
+        let _alive = AliveGuard(&shared.sequencer_alive);
+        let index = self.index.take().expect("the index is given to new()");
+        let (tx, rx) = std::sync::mpsc::sync_channel(INDEX_QUEUE_COMMITS);
+        std::thread::scope(|s| {
+            let indexer = std::thread::Builder::new()
+                .name("stele-indexer".into())
+                .spawn_scoped(s, || index_loop(index, rx, &shared))
+                .map_err(|e| ServerError::Sequencer(format!("spawning the indexer: {e}")))?;
+            self.index_tx = Some(tx);
+            self.sequence();
+            // Closing the channel lets the indexer finish its backlog, flush and end.
+            self.index_tx = None;
+            if indexer.join().is_err() {
+                tracing::error!("the indexer thread panicked; the index is rebuilt from the log at the next start");
+            }
+            self.finish()
+        })
+    }
+
+    fn sequence(&mut self) {
+        // A log recovered with entries beyond its newest checkpoint gets one at once.
+        self.checkpoint();
+        let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
+        let mut batch: Vec<AppendRequest> = Vec::new();
+        let mut stopping = false;
+        while !stopping {
+            let wait = next_checkpoint.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Msg::Append(r)) => batch.push(r),
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Group commit: take everything that is waiting. The queue limits bound it.
+            while let Ok(m) = self.rx.try_recv() {
+                match m {
+                    Msg::Append(r) => batch.push(r),
+                    Msg::Shutdown => stopping = true,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(std::mem::take(&mut batch));
+            }
+            if Instant::now() >= next_checkpoint {
+                self.checkpoint();
+                next_checkpoint = Instant::now() + self.checkpoint_interval;
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), ServerError> {
+        if let Some(p) = self.log.poisoned() {
+            return Err(StoreError::Poisoned(p.to_string()).into());
+        }
+        if let Some(cp) = self.log.sign_checkpoint()? {
+            tracing::info!(tree_size = cp.tree_size, "signed the final checkpoint");
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) {
+        if self.log.poisoned().is_some() {
+            return;
+        }
+        let grew = self.log.tree_size() > self.log.newest_checkpoint().map_or(0, |c| c.tree_size);
+        if !grew {
+            return;
+        }
+        match self.log.sign_checkpoint() {
+            Ok(Some(cp)) => tracing::debug!(tree_size = cp.tree_size, "signed a checkpoint"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("signing a checkpoint: {e}");
+                self.note_poison();
+            }
+        }
+    }
+
+    fn note_poison(&self) {
+        if let Some(p) = self.log.poisoned() {
+            let mut g = self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+            if g.is_none() {
+                tracing::error!("the log stopped accepting writes: {p}");
+                *g = Some(p.to_string());
+            }
+        }
+    }
+
+    fn commit(&mut self, mut batch: Vec<AppendRequest>) {
+        if let Some(p) = self.log.poisoned() {
+            let msg = StoreError::Poisoned(p.to_string()).to_string();
+            self.reply_all(batch, |_| CommitError::Unavailable(msg.clone()));
+            return;
+        }
+        let entries: Vec<NewEntry<'_>> = batch
+            .iter()
+            .flat_map(|r| {
+                r.events.iter().map(|e| NewEntry {
+                    stream: &r.stream,
+                    format: e.format,
+                    payload: &r.body[e.range.clone()],
+                })
+            })
+            .collect();
+        let payload_bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
+        let started = Instant::now();
+        let result = self.log.append(&entries);
+        Metrics::observe(&self.shared.metrics.fsync_duration, started.elapsed());
+        let count = entries.len();
+        drop(entries);
+        let appended = match result {
+            Ok(a) => a,
+            Err(e) => {
+                self.note_poison();
+                if self.log.poisoned().is_some() {
+                    let msg = e.to_string();
+                    self.reply_all(batch, |_| CommitError::Unavailable(msg.clone()));
+                } else if batch.len() > 1 {
+                    // One request the store refused must not fail the others: commit
+                    // them one by one (validation makes this path unreachable in practice).
+                    for r in batch {
+                        self.commit(vec![r]);
+                    }
+                } else {
+                    let msg = e.to_string();
+                    let rejected = matches!(e, StoreError::EntryTooLarge { .. } | StoreError::InvalidStreamName(_));
+                    self.reply_all(batch, |_| {
+                        if rejected { CommitError::Rejected(msg.clone()) } else { CommitError::Failed(msg.clone()) }
+                    });
+                }
+                return;
+            }
+        };
+        assert_eq!(appended.indexes.len(), count, "the store returned one index per entry");
+        let m = &self.shared.metrics;
+        m.entries_appended.inc_by(count as u64);
+        m.bytes_appended.inc_by(payload_bytes as u64);
+        m.commit_batch_entries.observe(count as f64);
+        m.tree_size.set(i64::try_from(appended.tree_size).unwrap_or(i64::MAX));
+
+        // Reply first: acknowledged entries are already visible to queries (the index
+        // is only an accelerator; entries past it are read from the log).
+        let mut fields: Vec<(String, Vec<Normalized>)> = Vec::with_capacity(batch.len());
+        for r in &mut batch {
+            let r_fields = r.events.iter_mut().map(|e| std::mem::take(&mut e.fields)).collect();
+            fields.push((std::mem::take(&mut r.stream), r_fields));
+        }
+        let mut pos = 0;
+        for r in batch {
+            let n = r.events.len();
+            let committed = Committed {
+                indexes: appended.indexes[pos..pos + n].to_vec(),
+                leaf_hashes: appended.leaf_hashes[pos..pos + n].to_vec(),
+                received_ns: appended.received_ns,
+                tree_size: appended.tree_size,
+            };
+            pos += n;
+            self.shared.release(n, r.body.len());
+            // The handler may have gone (client disconnected); the entries stay.
+            let _ = r.reply.send(Ok(committed));
+        }
+        self.hand_to_indexer(appended.indexes, appended.received_ns, fields);
+    }
+
+    fn hand_to_indexer(&mut self, indexes: Vec<u64>, received_ns: u64, fields: Vec<(String, Vec<Normalized>)>) {
+        let mut rows = Vec::with_capacity(indexes.len());
+        for (stream, list) in fields {
+            let id = match self.stream_ids.get(&stream) {
+                Some(id) => *id,
+                None => {
+                    let id = self.log.reader().streams().id(&stream).expect("an appended stream is registered");
+                    self.stream_ids.insert(stream, id);
+                    id
+                }
+            };
+            rows.extend(list.into_iter().map(|f| (id, f)));
+        }
+        if let Some(tx) = &self.index_tx
+            && tx.send(IndexJob { indexes, received_ns, rows }).is_err()
+        {
+            // The indexer stopped (its error is logged); queries read the log instead.
+            self.index_tx = None;
+        }
+    }
+
+    fn reply_all(&self, batch: Vec<AppendRequest>, err: impl Fn(&AppendRequest) -> CommitError) {
+        for r in batch {
+            self.shared.release(r.events.len(), r.body.len());
+            let e = err(&r);
+            let _ = r.reply.send(Err(e));
+        }
+    }
+}
+
+/// The indexer thread: adds committed entries to the index and publishes snapshots.
+/// The index is derived data: if it fails, indexing stops and queries stay correct
+/// (entries past the last published snapshot are read from the log), only slower.
+fn index_loop(mut index: Index, rx: Receiver<IndexJob>, shared: &Shared) {
+    let mut published_at = Instant::now();
+    let mut published_flushed = index.flushed_size();
+    let mut published_size = index.indexed_size();
+    loop {
+        match rx.recv_timeout(SNAPSHOT_MAX_AGE) {
+            Ok(job) => {
+                for (i, (stream, fields)) in job.indexes.into_iter().zip(job.rows) {
+                    if let Err(e) = index.add(i, job.received_ns, stream, fields) {
+                        tracing::error!(
+                            "query index: {e}; indexing stops until restart (queries read the log instead)"
+                        );
+                        return;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let changed = index.indexed_size() != published_size;
+        if changed && (index.flushed_size() != published_flushed || published_at.elapsed() >= SNAPSHOT_MAX_AGE) {
+            *shared.snapshot.write().unwrap_or_else(|p| p.into_inner()) = index.snapshot();
+            published_at = Instant::now();
+            published_flushed = index.flushed_size();
+            published_size = index.indexed_size();
+        }
+    }
+    if let Err(e) = index.flush() {
+        tracing::warn!("flushing the query index at shutdown: {e} (it is rebuilt from the log at the next start)");
+    }
+}
