@@ -1,5 +1,11 @@
 //! One index block: the normalized fields of entries `[first, first + count)`.
 //!
+//! A block is `u32` Bloom filter length, `u32` CRC-32C of the filter, the filter, then
+//! the zstd-compressed body. The filter holds every actor, action, resource and outcome
+//! of the block (about 10 bits per distinct value, 3 probes of FNV-1a-derived
+//! positions), so a query for an exact value skips blocks that cannot hold it without
+//! decompressing them.
+//!
 //! Body (before zstd), integers big-endian: `u32` string count, then each string as
 //! `u16` length and bytes; then per entry: `i64` event time (`i64::MIN` when absent),
 //! `u64` received time, `u32` stream id, and `u32` actor, action, resource and outcome
@@ -115,7 +121,22 @@ pub(crate) fn encode(first: u64, rows: &[Row]) -> (Vec<u8>, DirRecord) {
         body.extend_from_slice(s.as_bytes());
     }
     body.extend_from_slice(&cols);
-    let bytes = zstd::bulk::compress(&body, 3).expect("zstd compression of an in-memory buffer");
+    let mut bloom = Bloom::with_capacity(ids.len());
+    for r in rows {
+        for (tag, f) in
+            FIELD_TAGS.iter().zip([&r.fields.actor, &r.fields.action, &r.fields.resource, &r.fields.outcome])
+        {
+            if let Some(v) = f {
+                bloom.insert(*tag, v);
+            }
+        }
+    }
+    let compressed = zstd::bulk::compress(&body, 3).expect("zstd compression of an in-memory buffer");
+    let mut bytes = Vec::with_capacity(8 + bloom.bits.len() + compressed.len());
+    bytes.extend_from_slice(&(bloom.bits.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&bloom.bits).to_be_bytes());
+    bytes.extend_from_slice(&bloom.bits);
+    bytes.extend_from_slice(&compressed);
     let times = rows.iter().map(Row::effective_time);
     let rec = DirRecord {
         first,
@@ -142,9 +163,61 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Decodes a block's compressed bytes into rows; `None` if damaged.
+/// Field tags of the Bloom filter: actor, action (verb), resource, outcome.
+pub(crate) const FIELD_TAGS: [u8; 4] = [b'a', b'v', b'r', b'o'];
+
+/// A Bloom filter over tagged field values.
+pub(crate) struct Bloom {
+    pub(crate) bits: Vec<u8>,
+}
+
+fn fnv1a(tag: u8, value: &str, seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in std::iter::once(tag).chain(value.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl Bloom {
+    /// A filter sized for `distinct` values (at least 256 bits).
+    pub(crate) fn with_capacity(distinct: usize) -> Bloom {
+        let bits = (distinct * 10).next_power_of_two().max(256);
+        Bloom { bits: vec![0u8; bits / 8] }
+    }
+
+    fn positions(&self, tag: u8, value: &str) -> [usize; 3] {
+        let m = self.bits.len() * 8;
+        let (h1, h2) = (fnv1a(tag, value, 0), fnv1a(tag, value, 0x9e37_79b9_7f4a_7c15) | 1);
+        [0u64, 1, 2].map(|i| (h1.wrapping_add(i.wrapping_mul(h2)) % m as u64) as usize)
+    }
+
+    pub(crate) fn insert(&mut self, tag: u8, value: &str) {
+        for p in self.positions(tag, value) {
+            self.bits[p / 8] |= 1 << (p % 8);
+        }
+    }
+
+    /// False only if the value is certainly absent.
+    pub(crate) fn may_contain(&self, tag: u8, value: &str) -> bool {
+        self.bits.is_empty() || self.positions(tag, value).iter().all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
+    }
+}
+
+/// Splits a block into its Bloom filter (if its CRC holds) and compressed body.
+pub(crate) fn split(bytes: &[u8]) -> Option<(Option<Bloom>, &[u8])> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let bits = bytes.get(8..8 + len)?;
+    let bloom = (crc32c::crc32c(bits) == crc && len.is_power_of_two()).then(|| Bloom { bits: bits.to_vec() });
+    Some((bloom, &bytes[8 + len..]))
+}
+
+/// Decodes a block into rows; `None` if damaged.
 pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<Vec<Row>> {
-    let body = zstd::bulk::decompress(bytes, 64 << 20).ok()?;
+    let (_, compressed) = split(bytes)?;
+    let body = zstd::bulk::decompress(compressed, 64 << 20).ok()?;
     let mut pos = 0usize;
     let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
         let s = body.get(*pos..*pos + n)?;

@@ -314,7 +314,7 @@ impl Snapshot {
             } else {
                 (rec.min_time, rec.max_time)
             };
-            if !query.overlaps(lo, hi) {
+            if !query.overlaps(lo, hi) || self.bloom_excludes(rec, query) {
                 continue;
             }
             let rows = self.read_block(rec);
@@ -348,6 +348,35 @@ impl Snapshot {
             }
         }
         Ok(())
+    }
+
+    /// Whether the block's Bloom filter shows it holds no entry with an exact-value
+    /// filter of the query. A damaged filter excludes nothing.
+    fn bloom_excludes(&self, rec: &DirRecord, query: &Query) -> bool {
+        let exact: Vec<(u8, &str)> = block::FIELD_TAGS
+            .iter()
+            .zip([&query.actor, &query.action, &query.resource, &query.outcome])
+            .filter_map(|(t, f)| f.as_deref().filter(|v| !v.ends_with('*')).map(|v| (*t, v)))
+            .collect();
+        if exact.is_empty() {
+            return false;
+        }
+        let mut head = [0u8; 8];
+        if self.blocks_file.read_at(rec.offset, &mut head).is_err() {
+            return false;
+        }
+        let len = u32::from_be_bytes(head[..4].try_into().expect("4")) as usize;
+        if len > rec.len as usize {
+            return false;
+        }
+        let mut bytes = vec![0u8; 8 + len];
+        if self.blocks_file.read_at(rec.offset, &mut bytes).is_err() {
+            return false;
+        }
+        match block::split(&bytes) {
+            Some((Some(bloom), _)) => exact.iter().any(|(t, v)| !bloom.may_contain(*t, v)),
+            _ => false,
+        }
     }
 
     fn read_block(&self, rec: &DirRecord) -> Option<Vec<Row>> {

@@ -18,7 +18,7 @@ use crate::config::Config;
 /// Events per group commit during import.
 const BATCH_EVENTS: usize = 32_768;
 /// Bytes per group commit during import.
-const BATCH_BYTES: usize = 16 << 20;
+const BATCH_BYTES: usize = 8 << 20;
 /// A checkpoint (and recovery anchor) at least this often during a long import, so a
 /// crash never leaves much to check on the next open.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -159,7 +159,7 @@ pub(crate) fn run(
 
 /// Bytes per block handed to a parser worker in line mode (at least twice the event
 /// limit, so a line without an end in a whole block is over the limit).
-const BLOCK_BYTES: usize = 8 << 20;
+const BLOCK_BYTES: usize = 4 << 20;
 /// Parser workers in line mode.
 const PARSERS: usize = 2;
 

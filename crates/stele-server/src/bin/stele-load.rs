@@ -37,10 +37,11 @@ struct Args {
     duration: Duration,
     stream: Option<String>,
     seed: u64,
+    probe: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N]"
+    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N] [--probe]"
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -65,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
     let mut url = None;
     let (mut concurrency, mut batch, mut duration, mut stream, mut seed) =
         (64usize, 1usize, Duration::from_secs(10), None, 1u64);
+    let mut probe = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let (key, inline) = match a.split_once('=') {
@@ -73,6 +75,10 @@ fn parse_args() -> Result<Args, String> {
         };
         if key == "--help" || key == "-h" {
             return Err(usage().to_string());
+        }
+        if key == "--probe" {
+            probe = true;
+            continue;
         }
         let value = match inline {
             Some(v) => v,
@@ -116,7 +122,7 @@ fn parse_args() -> Result<Args, String> {
     if !addrs.iter().all(|a| loopback(a.ip())) {
         return Err(format!("refusing {host}: stele-load only targets loopback addresses (127.0.0.0/8, ::1)"));
     }
-    Ok(Args { host, addr, concurrency, batch, duration, stream, seed })
+    Ok(Args { host, addr, concurrency, batch, duration, stream, seed, probe })
 }
 
 /// xorshift64*: fast, seeded, good enough to vary synthetic events.
@@ -376,6 +382,60 @@ async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> Cli
 }
 
 /// The indexes of a 200 response, checking there is one per event sent.
+/// With `--probe`: every 200 ms, posts one event with a unique actor and then polls
+/// `GET /v1/query?actor=…` until the event is returned; records acknowledged → queryable
+/// latencies in milliseconds. Polling is every 10 ms, so latencies are rounded up to it.
+async fn probe(args: std::sync::Arc<Args>, deadline: Instant) -> (Vec<f64>, u64) {
+    let mut out = Vec::new();
+    let mut failures = 0u64;
+    let mut n = 0u64;
+    while Instant::now() + Duration::from_millis(500) < deadline {
+        n += 1;
+        let actor = format!("probe-{}-{n}", args.seed);
+        let body = format!("{{\"actor\":\"{actor}\",\"action\":\"probe\",\"resource\":\"stele-load\"}}");
+        let request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            args.host,
+            body.len()
+        );
+        let Ok(mut conn) = Conn::connect(args.addr).await else {
+            failures += 1;
+            continue;
+        };
+        match conn.round_trip(request.as_bytes()).await {
+            Ok((200, _, _)) => {}
+            _ => {
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        let acked = Instant::now();
+        let get = format!("GET /v1/query?actor={actor}&limit=1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", args.host);
+        let found = loop {
+            if acked.elapsed() > Duration::from_secs(30) {
+                break None;
+            }
+            if let Ok(mut s) = TcpStream::connect(args.addr).await {
+                let mut resp = Vec::new();
+                if s.write_all(get.as_bytes()).await.is_ok() && s.read_to_end(&mut resp).await.is_ok() {
+                    let needle = format!("\"actor\":\"{actor}\"");
+                    if resp.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                        break Some(acked.elapsed());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        match found {
+            Some(d) => out.push(d.as_secs_f64() * 1000.0),
+            None => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (out, failures)
+}
+
 fn check_response(body: &[u8], sent: usize) -> Result<Vec<u64>, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
     let entries = v["entries"].as_array().ok_or("response has no \"entries\" array")?;
@@ -418,13 +478,18 @@ fn main() -> ExitCode {
     );
     let started = Instant::now();
     let deadline = started + args.duration;
-    let reports: Vec<ClientReport> = rt.block_on(async {
+    let (reports, probed): (Vec<ClientReport>, Option<(Vec<f64>, u64)>) = rt.block_on(async {
+        let prober = args.probe.then(|| tokio::spawn(probe(args.clone(), deadline)));
         let tasks: Vec<_> = (0..args.concurrency).map(|i| tokio::spawn(client(i, args.clone(), deadline))).collect();
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.unwrap_or_default());
         }
-        out
+        let probed = match prober {
+            Some(p) => p.await.ok(),
+            None => None,
+        };
+        (out, probed)
     });
     let elapsed = started.elapsed().as_secs_f64();
     let (mut requests, mut events, mut bytes, mut overloaded, mut errors) = (0, 0, 0, 0, 0);
@@ -461,6 +526,17 @@ fn main() -> ExitCode {
         percentile(&lat, 0.99),
         lat.last().map_or(0.0, |&m| f64::from(m) / 1000.0)
     );
+    if let Some((mut ms, failures)) = probed {
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| if ms.is_empty() { 0.0 } else { ms[((ms.len() - 1) as f64 * p).round() as usize] };
+        println!(
+            "acknowledged -> queryable (ms, {} probes, {failures} failed): p50 {:.1}  p99 {:.1}  max {:.1}",
+            ms.len(),
+            pct(0.50),
+            pct(0.99),
+            ms.last().copied().unwrap_or(0.0)
+        );
+    }
     if let Some(e) = &first_error {
         println!("first error: {e}");
     }
