@@ -41,7 +41,7 @@ pub fn event(i: u64, out: &mut Vec<u8>) {
         (x >> 24) % 50,
         RESOURCES[(x >> 32) as usize % RESOURCES.len()],
         (x >> 40) & 0xfffff,
-        if x % 13 == 0 { "failure" } else { "success" },
+        if x.is_multiple_of(13) { "failure" } else { "success" },
         x,
         (x >> 8) & 255,
         (x >> 16) & 255,

@@ -27,7 +27,7 @@ use crate::header::HEADER_LEN;
 use crate::layout;
 use crate::records;
 use crate::state::{self, OpenSegmentState, State};
-use crate::streams::{StreamRecord, Streams};
+use crate::streams::{SYSTEM_STREAM_ID, StreamRecord, Streams};
 
 /// Entries checked per read batch during roll-forward.
 const BATCH: u64 = 4096;
@@ -162,6 +162,16 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
                 let payload = chunk.payload(index).ok_or("chunk does not hold the entry")?;
                 if !leaf.matches_payload(payload) {
                     return Err("payload does not match the leaf digest".into());
+                }
+                // A stream registration whose streams.dat record was lost belongs to
+                // a commit that was never acknowledged (both are synced by it).
+                if leaf.stream_id == SYSTEM_STREAM_ID
+                    && let Ok(r) = serde_json::from_slice::<serde_json::Value>(payload)
+                    && r["type"] == "stream"
+                    && r["stream_id"].as_u64().and_then(|id| streams.name(u32::try_from(id).ok()?))
+                        != r["name"].as_str()
+                {
+                    return Err(format!("stream registration {} is not in {}", r["stream_id"], layout::STREAMS));
                 }
                 let h = files.read_chunk_header(loc.segno, loc.offset).map_err(|e| e.to_string())?;
                 let last = chunk.entries.last().map(|(ix, _)| *ix).unwrap_or(index);

@@ -18,9 +18,9 @@ use stele_tlog::merkle::Frontier;
 use stele_tlog::note::Note;
 use stele_tlog::tile::TILE_HEIGHT;
 
+use crate::backend::StorageFile;
 use crate::chunk::Chunk;
 use crate::error::{Result, StoreError};
-use crate::backend::StorageFile;
 use crate::files::{LOCATOR_LEN, Locator, LogFiles};
 use crate::hashes::stored_count;
 use crate::header::{HEADER_LEN, Header, Kind};
@@ -28,6 +28,7 @@ use crate::layout;
 use crate::log::par_map_min;
 use crate::reader::LogReader;
 use crate::records;
+use crate::streams::{SYSTEM_STREAM_ID, Streams};
 
 /// Entries read per batch.
 const BATCH: u64 = 16_384;
@@ -177,7 +178,7 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
                 }
             }
         }
-        check_payloads(files, start, &decoded, &locs, &mut cursors, &mut report)?;
+        check_payloads(files, start, &decoded, &locs, &streams, &mut cursors, &mut report)?;
         check_upper_levels(files, &mut upper, &mut report)?;
         start += count;
         report.entries = start;
@@ -248,7 +249,11 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
 /// Reports a file that does not end at `end`, where what the log holds in it ends.
 fn check_len(report: &mut VerifyReport, name: &str, len: u64, end: u64) {
     if len > end {
-        report.problem(None, format!("{name} offset {end}"), format!("{} unexpected bytes after the end of the log", len - end));
+        report.problem(
+            None,
+            format!("{name} offset {end}"),
+            format!("{} unexpected bytes after the end of the log", len - end),
+        );
     } else if len < end {
         report.problem(None, format!("{name} offset {len}"), format!("{} bytes missing at the end", end - len));
     }
@@ -270,10 +275,37 @@ fn check_header_fields(files: &LogFiles, report: &mut VerifyReport) -> Result<()
     for (file, name, kind, a) in fixed {
         let h = Header::read(&file, &name, kind)?;
         if (h.a, h.b, h.c) != (a, 0, 0) {
-            report.problem(None, name, format!("file header fields are ({}, {}, {}), written as ({a}, 0, 0)", h.a, h.b, h.c));
+            report.problem(
+                None,
+                name,
+                format!("file header fields are ({}, {}, {}), written as ({a}, 0, 0)", h.a, h.b, h.c),
+            );
         }
     }
     Ok(())
+}
+
+/// A stele record registering a stream commits to its name: `streams.dat` must give
+/// that stream the same name.
+fn check_stream_record(index: u64, payload: &[u8], streams: &Streams, report: &mut VerifyReport) {
+    let Ok(r) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
+    if r["type"] != "stream" {
+        return;
+    }
+    let id = r["stream_id"].as_u64().and_then(|id| u32::try_from(id).ok());
+    let stored = id.and_then(|id| streams.name(id));
+    if r["name"].as_str().is_none() || stored != r["name"].as_str() {
+        report.problem(
+            Some(index),
+            layout::STREAMS,
+            format!(
+                "stream {} is named {} in the log but {stored:?} in {}",
+                r["stream_id"],
+                r["name"],
+                layout::STREAMS
+            ),
+        );
+    }
 }
 
 fn open_outside(reader: &LogReader, bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
@@ -394,6 +426,7 @@ fn check_payloads(
     start: u64,
     leaves: &[Option<Leaf>],
     locs: &[Locator],
+    streams: &Streams,
     cursors: &mut HashMap<u32, SegmentCursor>,
     report: &mut VerifyReport,
 ) -> Result<()> {
@@ -490,8 +523,11 @@ fn check_payloads(
         let (_, leaf, chunk, pos) = &jobs[i];
         leaf.matches_payload(&chunk.body[chunk.entries[*pos].1.clone()])
     });
-    for ((index, _, chunk, pos), ok) in jobs.iter().zip(matches) {
+    for ((index, leaf, chunk, pos), ok) in jobs.iter().zip(matches) {
         report.payload_bytes += chunk.entries[*pos].1.len() as u64;
+        if ok && leaf.stream_id == SYSTEM_STREAM_ID {
+            check_stream_record(*index, &chunk.body[chunk.entries[*pos].1.clone()], streams, report);
+        }
         if !ok {
             let loc = locs[(index - start) as usize];
             report.problem(
