@@ -187,7 +187,9 @@ pub fn init_backend(backend: &Arc<dyn Backend>, _origin: &str) -> Result<()> {
 /// Reads `meta.json` and the signing key of a data directory.
 pub fn read_meta(dir: &Path) -> Result<Meta> {
     let bytes = std::fs::read(dir.join(layout::META)).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if e.kind() == std::io::ErrorKind::NotFound && dir.join(layout::LEAVES).exists() {
+            StoreError::Corrupt(format!("{} is missing from a data directory that holds a log", layout::META))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
             StoreError::NotADataDir(dir.display().to_string())
         } else {
             StoreError::Io { op: "reading", file: layout::META.into(), source: e }
@@ -195,6 +197,9 @@ pub fn read_meta(dir: &Path) -> Result<Meta> {
     })?;
     let meta: Meta =
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", layout::META)))?;
+    if meta.format_version == 0 {
+        return Err(StoreError::Corrupt(format!("{}: format version 0 was never written", layout::META)));
+    }
     if meta.format_version > crate::header::FORMAT_VERSION {
         return Err(StoreError::UnsupportedVersion {
             file: layout::META.into(),
@@ -207,9 +212,15 @@ pub fn read_meta(dir: &Path) -> Result<Meta> {
 
 /// Reads the verifier key of a data directory.
 pub fn read_verifier(dir: &Path) -> Result<NoteVerifier> {
-    let text = std::fs::read_to_string(dir.join(layout::VERIFIER_KEY))
-        .map_err(StoreError::io("reading", layout::VERIFIER_KEY))?;
-    NoteVerifier::parse(&text).map_err(|e| StoreError::Key(format!("{}: {e}", layout::VERIFIER_KEY)))
+    // The verifier key is part of the data directory: a missing or unreadable one is
+    // damage (exit 1), not a usage error.
+    let bytes = std::fs::read(dir.join(layout::VERIFIER_KEY)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StoreError::Corrupt(format!("{} is missing", layout::VERIFIER_KEY)),
+        _ => StoreError::Io { op: "reading", file: layout::VERIFIER_KEY.into(), source: e },
+    })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| StoreError::Corrupt(format!("{}: not UTF-8", layout::VERIFIER_KEY)))?;
+    NoteVerifier::parse(&text).map_err(|e| StoreError::Corrupt(format!("{}: {e}", layout::VERIFIER_KEY)))
 }
 
 fn read_signer(dir: &Path) -> Result<NoteSigner> {

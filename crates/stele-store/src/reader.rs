@@ -60,8 +60,8 @@ impl LogReader {
         let meta = read_meta(dir)?;
         let verifier = read_verifier(dir)?;
         if verifier.name() != meta.origin {
-            return Err(StoreError::Key(format!(
-                "verifier key name {:?} differs from origin {:?}",
+            return Err(StoreError::Corrupt(format!(
+                "the key name {:?} in keys/verifier.vkey differs from the origin {:?} in meta.json",
                 verifier.name(),
                 meta.origin
             )));

@@ -70,6 +70,10 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Problems, first found first (at most 100).
     pub problems: Vec<Problem>,
+    /// Things that are not part of the log and not damage: bytes after the end of a
+    /// file the writer appends to, left by an interrupted (or, beside a running writer,
+    /// an in-progress) commit. The writer removes them when it opens the log.
+    pub notes: Vec<String>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -134,6 +138,10 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     let mut frontier = Frontier::new();
     check_roots(&frontier, &mut expected_roots, &mut report);
     let mut cursors: HashMap<u32, SegmentCursor> = HashMap::new();
+    // Segments the writer may still append to: open at the last recovery anchor, or
+    // created after it. Bytes after the last chunk of any other segment are damage.
+    let state = crate::state::read(&files.state)?.unwrap_or_default();
+    let appendable = |segno: u32| segno >= state.next_segno || state.open_segments.iter().any(|s| s.segno == segno);
     let mut last_time = 0u64;
     let streams = reader.streams();
     let mut upper: BTreeMap<u32, (u64, Vec<Hash>)> = BTreeMap::new();
@@ -179,7 +187,7 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
             }
         }
         check_payloads(files, start, &decoded, &locs, &streams, &mut cursors, &mut report)?;
-        check_upper_levels(files, &mut upper, &mut report)?;
+        check_upper_levels(files, &mut upper, state.tree_size, &mut report)?;
         start += count;
         report.entries = start;
         if let Some(p) = options.progress {
@@ -205,7 +213,9 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
             Err(e) => return Err(e),
         };
         let len = LogFiles::len(&f, &name)?;
-        if len != c.next_offset {
+        if len > c.next_offset && appendable(*segno) {
+            report.notes.push(tail_note(&name, len - c.next_offset));
+        } else if len != c.next_offset {
             report.problem(
                 None,
                 format!("{name} offset {}", c.next_offset),
@@ -216,20 +226,54 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     for name in files.backend.list(layout::SEGMENTS_DIR).map_err(StoreError::io("listing", layout::SEGMENTS_DIR))? {
         match layout::parse_segment(&name) {
             Some(segno) if cursors.contains_key(&segno) => {}
+            // Created by a commit that did not finish (or is finishing now).
+            Some(segno) if segno >= state.next_segno => {
+                report.notes.push(format!(
+                    "{}/{name}: a segment no entry uses yet, created by an interrupted or in-progress commit",
+                    layout::SEGMENTS_DIR
+                ));
+            }
             _ => report.problem(None, format!("{}/{name}", layout::SEGMENTS_DIR), "segment file that no entry uses"),
         }
     }
     // Every file ends exactly where the log does: leaves and locators after entry n - 1,
     // each hash level after its last complete node, the record files after their last
     // valid record.
+    let check_len = |report: &mut VerifyReport, name: &str, len: u64, end: u64| {
+        if len > end {
+            report.notes.push(tail_note(name, len - end));
+        } else {
+            check_len(report, name, len, end);
+        }
+    };
     let leaves_len = LogFiles::len(&files.leaves, layout::LEAVES)?;
     check_len(&mut report, layout::LEAVES, leaves_len, HEADER_LEN + n * LEAF_LEN as u64);
     let locators_len = LogFiles::len(&files.locators, layout::LOCATORS)?;
     check_len(&mut report, layout::LOCATORS, locators_len, HEADER_LEN + n * LOCATOR_LEN as u64);
-    for k in 0..files.hashes.levels() {
+    for k in 0.. {
         let name = layout::hash_level(k);
+        let want = HEADER_LEN + stored_count(n, k) * HASH_LEN as u64;
+        let durable = HEADER_LEN + stored_count(state.tree_size, k) * HASH_LEN as u64;
+        if k >= files.hashes.levels() {
+            if stored_count(n, k) == 0 {
+                break;
+            }
+            if stored_count(state.tree_size, k) == 0 {
+                report.notes.push(format!("{name} is not written yet (an interrupted or in-progress commit)"));
+            } else {
+                report.problem(None, name, "hash level file is missing");
+            }
+            continue;
+        }
         let len = LogFiles::len(&files.hashes.file(k)?, &name)?;
-        check_len(&mut report, &name, len, HEADER_LEN + stored_count(n, k) * HASH_LEN as u64);
+        if len < want && len >= durable {
+            report.notes.push(format!(
+                "{name}: {} hashes not written yet (an interrupted or in-progress commit)",
+                (want - len) / HASH_LEN as u64
+            ));
+        } else {
+            check_len(&mut report, &name, len, want);
+        }
     }
     for (file, name) in [(files.checkpoints(), layout::CHECKPOINTS), (files.streams.clone(), layout::STREAMS)] {
         let (_, end) = records::scan(&file, name, HEADER_LEN)?;
@@ -244,6 +288,12 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     report.root_hash = frontier.root();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+fn tail_note(name: &str, bytes: u64) -> String {
+    format!(
+        "{name}: {bytes} bytes after the end of the log are not part of it (an interrupted or in-progress commit; the writer removes them when it opens the log)"
+    )
 }
 
 /// Reports a file that does not end at `end`, where what the log holds in it ends.
@@ -396,18 +446,32 @@ fn check_roots(frontier: &Frontier, expected: &mut BTreeMap<u64, Vec<(String, Ha
     }
 }
 
+/// Compares rebuilt upper-level nodes with the stored ones. Nodes completed after the
+/// recovery anchor's `durable` size are derived data the writer recomputes when it
+/// opens the log: a missing or different one there is left by an interrupted commit
+/// (a note); before it, damage.
 fn check_upper_levels(
     files: &LogFiles,
     upper: &mut BTreeMap<u32, (u64, Vec<Hash>)>,
+    durable: u64,
     report: &mut VerifyReport,
 ) -> Result<()> {
     for (k, (start, hashes)) in std::mem::take(upper) {
-        let have = files.hashes.len_of(k)?;
+        let have = if k < files.hashes.levels() { files.hashes.len_of(k)? } else { 0 };
         let readable = have.saturating_sub(start).min(hashes.len() as u64);
         let stored = if readable > 0 { files.hashes.read_range(k, start, readable)? } else { vec![] };
         for (j, h) in hashes.iter().enumerate() {
             if stored.get(j) != Some(h) {
                 let first = (start + j as u64) << (TILE_HEIGHT * k);
+                let last = ((start + j as u64 + 1) << (TILE_HEIGHT * k)) - 1;
+                if last >= durable {
+                    report.notes.push(format!(
+                        "{}: node {} is not written yet (an interrupted or in-progress commit; derived from level 0)",
+                        layout::hash_level(k),
+                        start + j as u64
+                    ));
+                    continue;
+                }
                 report.problem(
                     Some(first),
                     layout::hash_level(k),

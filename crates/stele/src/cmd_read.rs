@@ -32,7 +32,8 @@ pub(crate) fn checkpoint(config: &Config, data: DataArg) -> anyhow::Result<()> {
     let (_, reader) = open_reader(config, &data)?;
     match reader.newest_checkpoint() {
         Some(cp) => {
-            print!("{}", cp.note);
+            use std::io::Write as _;
+            std::io::stdout().lock().write_all(cp.note.as_bytes())?;
             Ok(())
         }
         None => Err(crate::Failure::usage("the log has no signed checkpoint yet (import events or start the server)")),
@@ -61,6 +62,7 @@ pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<
         json!({"leaf_index": index, "tree_size": size, "root_hash": reader.root_hash(size)?.to_base64(), "hashes": output::hashes_b64(&proof)}),
     );
     m.insert("checkpoint".into(), note.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
-    println!("{}", serde_json::to_string_pretty(&m)?);
+    use std::io::Write as _;
+    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&m)?)?;
     Ok(())
 }

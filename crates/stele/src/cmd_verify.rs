@@ -44,6 +44,9 @@ pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, chec
         report.entries as f64 / secs,
         report.payload_bytes as f64 / 1e6 / secs
     );
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
     let mut problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
     if check_index {
         problems.extend(crate::cmd_query::check_index(config, &dir, &reader)?);

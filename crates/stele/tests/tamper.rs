@@ -168,6 +168,21 @@ fn crc32c(data: &[u8]) -> u32 {
 }
 
 /// The `[u32 len][u32 crc][payload]` records of `checkpoints.dat` / `streams.dat`.
+/// How many records from the start frame correctly (length in bounds, CRC matches).
+fn valid_records(b: &[u8]) -> usize {
+    let (mut at, mut n) = (HEADER_LEN, 0);
+    while at + 8 <= b.len() {
+        let len = be32(b, at) as usize;
+        let end = at + 8 + len;
+        if end > b.len() || crc32c(&b[at + 8..end]) != be32(b, at + 4) {
+            break;
+        }
+        n += 1;
+        at = end;
+    }
+    n
+}
+
 fn framed_records(b: &[u8]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut at = HEADER_LEN;
@@ -229,6 +244,15 @@ fn read_tree(root: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
 }
 
 impl Model {
+    /// Whether the writer may still append to this segment: open in the newest state
+    /// slot (the state lists `open_segments` with their `segno`).
+    fn appendable_segment(&self, file: &str) -> bool {
+        let Ok(state) = serde_json::from_slice::<serde_json::Value>(&self.newest_state) else { return false };
+        let segno: u64 = file.trim_start_matches("segments/").trim_end_matches(".seg").parse().unwrap_or(u64::MAX);
+        state["next_segno"].as_u64().is_some_and(|n| segno >= n)
+            || state["open_segments"].as_array().is_some_and(|a| a.iter().any(|s| s["segno"].as_u64() == Some(segno)))
+    }
+
     fn load(dir: &Path) -> Model {
         let mut files = BTreeMap::new();
         read_tree(dir, "", &mut files);
@@ -494,7 +518,7 @@ fn header_expect(kind: FileKind, file: &str, old: &[u8], new: &[u8], model: &Mod
     if h[8..12] != o[8..12] {
         return Some(detect_unit(file, None));
     }
-    if kind == FileKind::Segment && h[12..24] == o[12..24] {
+    if kind == FileKind::Segment && h[12..24] == o[12..24] && new[HEADER_LEN..] == old[HEADER_LEN..] {
         // Only the time window start changed. It is not committed to by the tree; a
         // start after an entry's received time is impossible, an earlier one is not.
         let min_received =
@@ -515,24 +539,8 @@ fn expect(model: &Model, m: &Mutation) -> Expect {
     }
     let Some(new) = &m.new else {
         return match m.kind {
-            FileKind::Meta => Expect::Detect {
-                entries: vec![],
-                units: vec![unit("meta.json", None)],
-                known: Some(Known {
-                    code: 2,
-                    contains: "is not a stele data directory",
-                    note: "meta.json deleted: exit 2 'not a stele data directory'",
-                }),
-            },
-            FileKind::VerifierKey => Expect::Detect {
-                entries: vec![],
-                units: vec![unit(&m.file, None)],
-                known: Some(Known {
-                    code: 2,
-                    contains: "keys/verifier.vkey",
-                    note: "verifier key damage: exit 2 (key error)",
-                }),
-            },
+            FileKind::Meta => Expect::Detect { entries: vec![], units: vec![unit("meta.json", None)], known: None },
+            FileKind::VerifierKey => Expect::Detect { entries: vec![], units: vec![unit(&m.file, None)], known: None },
             FileKind::Segment => Expect::Detect {
                 entries: model.entries_of_segment(&m.file),
                 units: vec![unit(&m.file, None)],
@@ -574,13 +582,20 @@ fn expect(model: &Model, m: &Mutation) -> Expect {
                     return detect_entries(vec![i as u64]);
                 }
             }
-            // Only bytes after the last record changed.
+            // Only bytes after the last record changed: not part of the log (what an
+            // interrupted commit leaves); reported as a note, removed by the next writer.
+            if new.len() > old.len() && new[..old.len()] == old[..] {
+                return Expect::Harmless("bytes after the end of the log");
+            }
             detect_unit(&m.file, Some(HEADER_LEN + count * size))
         }
         FileKind::Segment => {
             let p = match first_diff(old, new) {
                 Some(p) => p,
                 None if new.len() < old.len() => new.len(),
+                None if model.appendable_segment(&m.file) => {
+                    return Expect::Harmless("bytes after the last chunk of a segment the writer appends to");
+                }
                 None => return detect_unit(&m.file, Some(old.len())),
             };
             let c = model.chunks[&m.file]
@@ -598,7 +613,10 @@ fn expect(model: &Model, m: &Mutation) -> Expect {
                     return detect_unit(&m.file, None);
                 }
                 None if new.len() < old.len() => new.len(),
-                None => return detect_unit(&m.file, Some(old.len())),
+                // Appended bytes that frame as a valid record join the file (and break
+                // its order or names); anything else is an unfinished write's tail.
+                None if valid_records(new) > recs.len() => return detect_unit(&m.file, Some(old.len())),
+                None => return Expect::Harmless("bytes after the end of the log"),
             };
             // The last record touched: an insertion or removal moves every later one.
             let q = if new.len() == old.len() { last_diff(old, new).max(p) } else { old.len() };
@@ -626,20 +644,7 @@ fn expect(model: &Model, m: &Mutation) -> Expect {
             match serde_json::from_slice::<Meta>(new) {
                 Err(_) => detect_unit("meta.json", None),
                 Ok(m) if m.format_version > 1 => Expect::Upgrade("meta.json".into()),
-                Ok(m) if m.format_version == 0 => Expect::Detect {
-                    entries: vec![],
-                    units: vec![unit("meta.json", None)],
-                    known: Some(Known { code: 0, contains: "", note: "meta.json format_version 0 accepted" }),
-                },
-                Ok(m) if m.origin != was.origin => Expect::Detect {
-                    entries: vec![],
-                    units: vec![unit("meta.json", None)],
-                    known: Some(Known {
-                        code: 2,
-                        contains: "differs from origin",
-                        note: "meta.json origin changed: exit 2 (key error)",
-                    }),
-                },
+                Ok(m) if m.format_version == 0 || m.origin != was.origin => detect_unit("meta.json", None),
                 Ok(_) => Expect::Harmless("meta.json: only created_ns (not committed to) changed"),
             }
         }
@@ -653,15 +658,7 @@ fn expect(model: &Model, m: &Mutation) -> Expect {
             if norm(new).is_some() && norm(new) == norm(old) {
                 return Expect::Harmless("verifier key: same key, other spelling");
             }
-            Expect::Detect {
-                entries: vec![],
-                units: vec![unit(&m.file, None)],
-                known: Some(Known {
-                    code: 2,
-                    contains: "keys/verifier.vkey",
-                    note: "verifier key damage: exit 2 (key error)",
-                }),
-            }
+            Expect::Detect { entries: vec![], units: vec![unit(&m.file, None)], known: None }
         }
         FileKind::Index => unreachable!("handled above"),
     }
