@@ -107,8 +107,8 @@ struct Parser<'a, 't> {
 }
 
 impl<'a> Parser<'a, '_> {
-    /// The byte at `i`, or 0 at the end (0 is never valid where a byte is
-    /// peeked: outside strings, and as a raw control character in them).
+    /// The byte at `i`, or 0 at the end (a 0 byte is never valid where
+    /// bytes are peeked, which is outside strings).
     #[inline(always)]
     fn peek(&self) -> u8 {
         self.b.get(self.i).copied().unwrap_or(0)
@@ -227,7 +227,7 @@ impl<'a> Parser<'a, '_> {
             }
             let (s, e, escaped) = self.string()?;
             let child =
-                if escaped { n.child(unescape(&self.b[s - 1..=e])?.as_bytes()) } else { n.child(&self.b[s..e]) };
+                if escaped { n.child(unescape(&self.b[s - 1..=e])?.as_bytes()) } else { n.child_in(self.b, s, e) };
             self.ws();
             if self.peek() != b':' {
                 return Err(Reject);
@@ -545,3 +545,7 @@ impl Visitor<'_> for NumberVisitor {
         Ok(NumberScalar(Scalar::F64(v)))
     }
 }
+
+#[cfg(test)]
+#[path = "fastjson_tests.rs"]
+mod tests;

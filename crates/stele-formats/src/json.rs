@@ -36,13 +36,24 @@ impl Scalar<'_> {
     /// The scalar as text: strings as they are, numbers in their shortest
     /// decimal form, booleans as `true`/`false`.
     pub(crate) fn to_text(&self) -> String {
-        match self {
-            Scalar::Str(s) => s.to_string(),
-            Scalar::U64(n) => n.to_string(),
-            Scalar::I64(n) => n.to_string(),
-            Scalar::F64(f) => f.to_string(),
-            Scalar::Bool(b) => b.to_string(),
-        }
+        let mut s = String::new();
+        self.write_text(&mut s);
+        s
+    }
+
+    /// Appends [`Scalar::to_text`] to `out`.
+    pub(crate) fn write_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = match self {
+            Scalar::Str(s) => {
+                out.push_str(s);
+                Ok(())
+            }
+            Scalar::U64(n) => write!(out, "{n}"),
+            Scalar::I64(n) => write!(out, "{n}"),
+            Scalar::F64(f) => write!(out, "{f}"),
+            Scalar::Bool(b) => write!(out, "{b}"),
+        };
     }
 }
 
@@ -112,24 +123,30 @@ struct Cell {
 }
 
 /// Two words of an object key that, with its length, identify a key of at
-/// most 16 bytes (and tell most longer ones apart): its first and last 8
-/// bytes, its first and last 4, or its first, middle and last byte.
+/// most 16 bytes (and tell most longer ones apart): its first 8 bytes
+/// (zero-padded) and, when longer than 8, its last 8.
 #[inline(always)]
 fn key_words(k: &[u8]) -> (u64, u64) {
     let n = k.len();
-    if n >= 8 {
-        let a = u64::from_le_bytes(k[..8].try_into().expect("8 bytes"));
-        let b = u64::from_le_bytes(k[n - 8..].try_into().expect("8 bytes"));
-        (a, b)
-    } else if n >= 4 {
-        let a = u32::from_le_bytes(k[..4].try_into().expect("4 bytes"));
-        let b = u32::from_le_bytes(k[n - 4..].try_into().expect("4 bytes"));
-        (u64::from(a) | (u64::from(b) << 32), 0)
-    } else if n > 0 {
-        let w = u64::from(k[0]) | (u64::from(k[n / 2]) << 8) | (u64::from(k[n - 1]) << 16);
-        (w, 0)
-    } else {
-        (0, 0)
+    let mut first = [0u8; 8];
+    first[..n.min(8)].copy_from_slice(&k[..n.min(8)]);
+    let last = if n > 8 { u64::from_le_bytes(k[n - 8..].try_into().expect("8 bytes")) } else { 0 };
+    (u64::from_le_bytes(first), last)
+}
+
+/// [`key_words`] of the key `b[s..e]`, without branching on its length
+/// when 8 bytes can be read from `s` and up to `e`.
+#[inline(always)]
+fn key_words_in(b: &[u8], s: usize, e: usize) -> (u64, u64) {
+    match (b.get(s..s + 8), e.checked_sub(8).and_then(|l| b.get(l..e))) {
+        (Some(first), Some(last)) => {
+            let n = e - s;
+            let keep = ((1u128 << (8 * n.min(8))) - 1) as u64;
+            let first = u64::from_le_bytes(first.try_into().expect("8 bytes")) & keep;
+            let last = u64::from_le_bytes(last.try_into().expect("8 bytes"));
+            (first, if n > 8 { last } else { 0 })
+        }
+        _ => key_words(&b[s..e]),
     }
 }
 
@@ -162,11 +179,18 @@ impl Node {
     /// The child node for object key `key` (its bytes, unescaped).
     #[inline]
     pub(crate) fn child(&self, key: &[u8]) -> Option<usize> {
+        self.child_in(key, 0, key.len())
+    }
+
+    /// The child node for the object key `b[s..e]` (bytes, unescaped).
+    #[inline]
+    pub(crate) fn child_in(&self, b: &[u8], s: usize, e: usize) -> Option<usize> {
         if self.table.is_empty() {
             return None;
         }
+        let key = &b[s..e];
         let mask = self.table.len() - 1;
-        let words = key_words(key);
+        let words = key_words_in(b, s, e);
         let mut at = key_hash(key.len(), words) & mask;
         loop {
             let cell = &self.table[at];
@@ -383,11 +407,9 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], trie: &Trie) -> Result<Captures<'a>, In
 fn cross_check(bytes: &[u8], trie: &Trie, fast: Option<&Captures<'_>>) {
     let slow = json_serde::parse(bytes, trie);
     match (fast, &slow) {
-        (Some(f), Ok(s)) => assert!(
-            f == s,
-            "captures differ on {:?}:\nfast  {f:?}\nserde {s:?}",
-            String::from_utf8_lossy(bytes)
-        ),
+        (Some(f), Ok(s)) => {
+            assert!(f == s, "captures differ on {:?}:\nfast  {f:?}\nserde {s:?}", String::from_utf8_lossy(bytes))
+        }
         (None, Err(_)) => {}
         _ => panic!(
             "fast parser accepts: {}, serde_json accepts: {} on {:?}",

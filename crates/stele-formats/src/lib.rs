@@ -15,10 +15,15 @@
 //! the exact slice of each event, never a re-serialization.
 //!
 //! Decisions that callers can rely on:
-//! - An event is any JSON object that `serde_json::Value` would accept (UTF-8,
-//!   no lone surrogate escapes, numbers in f64 range, no trailing data, at
-//!   most 128 levels of nesting); property tests and a fuzz target hold
-//!   [`parse_event`] to exactly that.
+//! - An event is any JSON object that `serde_json::Value` would accept: the
+//!   RFC 8259 grammar, UTF-8, no lone surrogate escapes, numbers in f64
+//!   range, no trailing data, and serde_json's nesting limit of 128 (at most
+//!   127 arrays and objects open at once, the event's own object included).
+//!   Validation is a hand-written single-pass parser (several times faster
+//!   than serde_json); unit and property tests and fuzz targets hold it to
+//!   exactly serde_json's acceptance and to the field values of the
+//!   serde_json implementation it replaced, which the tests keep as their
+//!   reference and which still words the error messages.
 //! - A UTF-8 byte-order mark is skipped at the very start of an input or
 //!   body (Windows tools write one); anywhere else it is invalid JSON.
 //! - Memory is bounded by the caller's maximum event size: an oversize event

@@ -200,7 +200,8 @@ thread_local! {
 /// `bytes` must be exactly one JSON object (surrounding JSON whitespace
 /// allowed), well-formed and UTF-8; it is accepted exactly when
 /// `serde_json::from_slice::<serde_json::Value>` would accept it and yield
-/// an object (including serde_json's 128-level nesting limit).
+/// an object (including serde_json's nesting limit of 128: at most 127
+/// arrays and objects open at once, the event's own object included).
 ///
 /// `format_hint` chooses the interpretation:
 /// - `None`: classify. A Kubernetes audit Event is an object with `"kind":
@@ -254,9 +255,36 @@ pub(crate) fn parse_with(
 
 /// The normalized fields of a parsed event of `format`.
 pub(crate) fn fields(caps: &Captures<'_>, format: EventFormat) -> Normalized {
+    let mut out = Normalized::default();
+    fields_into(caps, format, &mut out);
+    out
+}
+
+/// [`fields`] written over `out`, reusing the allocations of its strings.
+pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, out: &mut Normalized) {
     match format {
-        EventFormat::KubernetesAudit => k8s_fields(caps),
-        EventFormat::Json => generic_fields(caps),
+        EventFormat::KubernetesAudit => k8s_fields(caps, out),
+        EventFormat::Json => generic_fields(caps, out),
+    }
+}
+
+/// Sets `dst` to what `write` writes into a cleared string (reusing `dst`'s
+/// allocation), or to `None` when `write` returns false.
+fn set_with(dst: &mut Option<String>, write: impl FnOnce(&mut String) -> bool) {
+    let mut s = dst.take().unwrap_or_default();
+    s.clear();
+    if write(&mut s) {
+        *dst = Some(s);
+    }
+}
+
+fn set_str(dst: &mut Option<String>, v: Option<&str>) {
+    match v {
+        Some(v) => set_with(dst, |s| {
+            s.push_str(v);
+            true
+        }),
+        None => *dst = None,
     }
 }
 
@@ -275,25 +303,26 @@ pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> 
     }
 }
 
-fn k8s_fields(c: &Captures<'_>) -> Normalized {
+fn k8s_fields(c: &Captures<'_>, out: &mut Normalized) {
     let time = c.get(field::STAGE_TS).and_then(time_ns).or_else(|| c.get(field::RECEIVED_TS).and_then(time_ns));
     let outcome = match c.get(field::RESPONSE_CODE) {
         Some(Scalar::U64(code)) => Some(if *code < 400 { "success" } else { "failure" }),
         Some(Scalar::I64(code)) => Some(if *code < 400 { "success" } else { "failure" }),
         _ => None,
     };
-    Normalized {
-        event_time_ns: time,
-        actor: c.str(field::USERNAME).map(str::to_owned),
-        action: c.str(field::VERB).map(str::to_owned),
-        resource: k8s_resource_path(
+    out.event_time_ns = time;
+    set_str(&mut out.actor, c.str(field::USERNAME));
+    set_str(&mut out.action, c.str(field::VERB));
+    set_with(&mut out.resource, |s| {
+        write_k8s_resource_path(
             c.str(field::OBJ_NAMESPACE),
             c.str(field::OBJ_RESOURCE),
             c.str(field::OBJ_NAME),
             c.str(field::OBJ_SUBRESOURCE),
-        ),
-        outcome: outcome.map(str::to_owned),
-    }
+            s,
+        )
+    });
+    set_str(&mut out.outcome, outcome);
 }
 
 /// Formats a Kubernetes audit `objectRef` as stele's resource path.
@@ -315,13 +344,25 @@ pub fn k8s_resource_path(
     name: Option<&str>,
     subresource: Option<&str>,
 ) -> Option<String> {
+    let mut out = String::new();
+    write_k8s_resource_path(namespace, resource, name, subresource, &mut out).then_some(out)
+}
+
+/// Appends [`k8s_resource_path`] to `out`; false (and nothing appended) for `None`.
+fn write_k8s_resource_path(
+    namespace: Option<&str>,
+    resource: Option<&str>,
+    name: Option<&str>,
+    subresource: Option<&str>,
+    out: &mut String,
+) -> bool {
     fn nonempty(s: Option<&str>) -> Option<&str> {
         s.filter(|s| !s.is_empty())
     }
-    let resource = nonempty(resource)?;
+    let Some(resource) = nonempty(resource) else { return false };
     let (namespace, name, subresource) = (nonempty(namespace), nonempty(name), nonempty(subresource));
     let len = |s: Option<&str>| s.map_or(0, |s| s.len() + 1);
-    let mut out = String::with_capacity(len(namespace) + 11 + resource.len() + len(name) + len(subresource));
+    out.reserve(len(namespace) + 11 + resource.len() + len(name) + len(subresource));
     if let Some(ns) = namespace.filter(|_| resource != "namespaces") {
         out.push_str("namespaces/");
         out.push_str(ns);
@@ -332,10 +373,10 @@ pub fn k8s_resource_path(
         out.push('/');
         out.push_str(part);
     }
-    Some(out)
+    true
 }
 
-fn generic_fields(c: &Captures<'_>) -> Normalized {
+fn generic_fields(c: &Captures<'_>, out: &mut Normalized) {
     let failed = c.get(field::FAILURE_IF_PRESENT).is_some_and(|v| match v {
         Scalar::Str(s) => !s.is_empty() && s != "0",
         Scalar::U64(n) => *n != 0,
@@ -343,13 +384,22 @@ fn generic_fields(c: &Captures<'_>) -> Normalized {
         Scalar::F64(f) => *f != 0.0,
         Scalar::Bool(b) => *b,
     });
-    let outcome = if failed { Some("failure".to_owned()) } else { c.get(field::OUTCOME).map(normalize_scalar_outcome) };
-    Normalized {
-        event_time_ns: c.get(field::TIME).and_then(time_ns),
-        actor: c.get(field::ACTOR).map(Scalar::to_text),
-        action: c.get(field::ACTION).map(Scalar::to_text),
-        resource: c.get(field::RESOURCE).map(Scalar::to_text),
-        outcome,
+    if failed {
+        set_str(&mut out.outcome, Some("failure"));
+    } else {
+        out.outcome = c.get(field::OUTCOME).map(normalize_scalar_outcome);
+    }
+    out.event_time_ns = c.get(field::TIME).and_then(time_ns);
+    for (dst, f) in
+        [(&mut out.actor, field::ACTOR), (&mut out.action, field::ACTION), (&mut out.resource, field::RESOURCE)]
+    {
+        match c.get(f) {
+            Some(v) => set_with(dst, |s| {
+                v.write_text(s);
+                true
+            }),
+            None => *dst = None,
+        }
     }
 }
 

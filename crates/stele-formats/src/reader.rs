@@ -35,7 +35,10 @@ pub struct RawEvent<'a> {
 pub struct Batch {
     data: Vec<u8>,
     events: Vec<Entry>,
+    /// The first `normalized_len` are the batch's; those after are kept from
+    /// earlier batches so that their strings' allocations are reused.
     normalized: Vec<Normalized>,
+    normalized_len: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +74,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.events.clear();
-        self.normalized.clear();
+        self.normalized_len = 0;
     }
 
     /// Appends a copy of `event`.
@@ -93,7 +96,17 @@ impl Batch {
     /// The normalized fields of the `i`-th event, when the reader that
     /// filled the batch normalizes ([`EventReader::with_normalizer`]).
     pub fn normalized(&self, i: usize) -> Option<&Normalized> {
-        self.normalized.get(i)
+        self.normalized[..self.normalized_len].get(i)
+    }
+
+    /// Appends normalized fields, swapping them with a kept entry so that the
+    /// caller gets that entry's allocations to reuse.
+    fn push_normalized(&mut self, n: &mut Normalized) {
+        match self.normalized.get_mut(self.normalized_len) {
+            Some(slot) => std::mem::swap(slot, n),
+            None => self.normalized.push(std::mem::take(n)),
+        }
+        self.normalized_len += 1;
     }
 
     /// The events in order.
@@ -243,7 +256,10 @@ pub struct EventReader<R> {
     json_mode: bool,
     jsonl_mode: bool,
     cls: Classifier,
-    last_normalized: Option<Normalized>,
+    /// The normalized fields of the last event, valid when `has_normalized`
+    /// (kept otherwise, so that their allocations are reused).
+    normalized: Normalized,
+    has_normalized: bool,
 
     buf: Vec<u8>,
     /// Stream offset of `buf[0]`.
@@ -277,7 +293,8 @@ impl<R: BufRead> EventReader<R> {
                 trie: Trie::classify_only(),
                 normalizer: None,
             },
-            last_normalized: None,
+            normalized: Normalized::default(),
+            has_normalized: false,
             buf: Vec::new(),
             base: 0,
             pos: 0,
@@ -304,7 +321,7 @@ impl<R: BufRead> EventReader<R> {
     /// The normalized fields of the event last returned by
     /// [`EventReader::next_event`], when a normalizer is set.
     pub fn last_normalized(&self) -> Option<&Normalized> {
-        self.last_normalized.as_ref()
+        self.has_normalized.then_some(&self.normalized)
     }
 
     /// Bytes consumed from the input so far.
@@ -348,8 +365,9 @@ impl<R: BufRead> EventReader<R> {
                 Src::Pending => &self.pending.data[f.start..f.end],
             };
             out.push(RawEvent { bytes: data, format: f.format, location: f.location });
-            if let Some(n) = self.last_normalized.take() {
-                out.normalized.push(n);
+            if self.has_normalized {
+                self.has_normalized = false;
+                out.push_normalized(&mut self.normalized);
             }
         }
         Ok(out.len())
@@ -834,10 +852,10 @@ impl<R: BufRead> EventReader<R> {
 
     /// Validates and classifies the event in `buf[a..b]`.
     fn finish_doc(&mut self, a: usize, b: usize, loc: Location, ctx: Ctx) -> Result<Step, FormatError> {
-        self.last_normalized = None;
-        match self.cls.classify(&self.buf[a..b], ctx) {
+        self.has_normalized = false;
+        match self.cls.classify(&self.buf[a..b], ctx, &mut self.normalized) {
             Ok(Some((format, fields))) => {
-                self.last_normalized = fields;
+                self.has_normalized = fields;
                 Ok(Step::Event(Found { src: Src::Buf, start: a, end: b, format, location: loc }))
             }
             Ok(None) => {
@@ -879,11 +897,11 @@ impl<R: BufRead> EventReader<R> {
         if b - a > self.limit {
             return Err(FormatError::TooLarge { location, size: (b - a) as u64, limit: self.limit });
         }
-        self.last_normalized = None;
-        match self.cls.classify(&self.pending.data[a..b], Ctx::Item) {
+        self.has_normalized = false;
+        match self.cls.classify(&self.pending.data[a..b], Ctx::Item, &mut self.normalized) {
             Ok(r) => {
                 let (format, fields) = r.expect("items are never expanded");
-                self.last_normalized = fields;
+                self.has_normalized = fields;
                 Ok(Step::Event(Found { src: Src::Pending, start: a, end: b, format, location }))
             }
             Err(reason) => Err(FormatError::InvalidEvent { location: Some(location), reason }),
@@ -901,9 +919,14 @@ struct Classifier {
 }
 
 impl Classifier {
-    /// The event's format and (with a normalizer) fields; `None` for an
-    /// EventList to expand.
-    fn classify(&self, bytes: &[u8], ctx: Ctx) -> Result<Option<(EventFormat, Option<Normalized>)>, InvalidReason> {
+    /// The event's format and whether (with a normalizer) its fields were
+    /// written to `fields`; `None` for an EventList to expand.
+    fn classify(
+        &self,
+        bytes: &[u8],
+        ctx: Ctx,
+        fields: &mut Normalized,
+    ) -> Result<Option<(EventFormat, bool)>, InvalidReason> {
         let trie = match &self.normalizer {
             Some(n) => n.trie(),
             None => &self.trie,
@@ -917,8 +940,10 @@ impl Classifier {
             }
             _ => EventFormat::Json,
         };
-        let fields = self.normalizer.as_ref().map(|_| crate::normalize::fields(&caps, format));
-        Ok(Some((format, fields)))
+        if self.normalizer.is_some() {
+            crate::normalize::fields_into(&caps, format, fields);
+        }
+        Ok(Some((format, self.normalizer.is_some())))
     }
 }
 
@@ -977,7 +1002,7 @@ fn head_scan(obj: &[u8], hs: &mut HeadState) -> Head {
         };
         let value = &obj[j..value_end];
         // Keys and values with escapes never match here; such objects are
-        // read whole and classified by serde_json instead.
+        // read whole, validated and classified instead.
         match key {
             b"kind" if value == b"\"EventList\"" => hs.list_kind = true,
             b"kind" => return Head::NotList,

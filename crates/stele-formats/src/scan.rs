@@ -1,10 +1,10 @@
 //! A small JSON structure scanner: finds where a value ends without
-//! validating it (serde_json validates each event afterwards).
+//! validating it (each event is validated afterwards).
 //!
 //! It tracks strings (with backslash escapes) and bracket depth only, so it is
 //! fast and resumable across buffer refills. For well-formed input its
 //! boundaries are exact; for malformed input they may be wrong, but every
-//! event is then rejected by serde_json, so nothing invalid gets through.
+//! event is then rejected by validation, so nothing invalid gets through.
 
 use memchr::memchr2;
 

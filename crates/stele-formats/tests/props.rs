@@ -72,6 +72,49 @@ fn parses_as_object(b: &[u8]) -> bool {
     matches!(serde_json::from_slice::<Value>(b), Ok(Value::Object(_)))
 }
 
+/// Optional JSON whitespace.
+fn ws() -> impl Strategy<Value = String> {
+    prop_oneof![6 => Just(String::new()), 1 => "[ \t\r\n]{1,3}"]
+}
+
+/// String contents with every kind of escape, valid or not, and surrogates.
+fn string_body() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        6 => "[a-z0-9 ]{1,12}",
+        1 => prop::sample::select(vec![
+            "\\\"", "\\\\", "\\/", "\\b", "\\n", "\\t", "\\u0041", "\\u00e9",
+            "\\ud83d\\ude00", "\\uD800", "\\uDC00", "\\ud800\\u0041", "\\q", "\\u00",
+            "\u{e9}", "\u{1F600}", "\t", "\u{1}",
+        ])
+        .prop_map(str::to_string),
+    ];
+    prop::collection::vec(piece, 0..4).prop_map(|v| v.concat())
+}
+
+/// JSON text written by hand rather than by serde_json: free whitespace,
+/// escapes, numbers of every shape, deep nesting; mostly valid.
+fn raw_json() -> impl Strategy<Value = String> {
+    let scalar = prop_oneof![
+        3 => string_body().prop_map(|s| format!("\"{s}\"")),
+        2 => "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
+        1 => "-?[0-9]{1,24}(\\.[0-9]{0,2})?([eE][+-]?[0-9]{0,4})?",
+        1 => prop::sample::select(vec!["true", "false", "null", "1e309", "-0", "18446744073709551616"])
+            .prop_map(str::to_string),
+    ];
+    scalar.prop_recursive(8, 64, 5, |inner| {
+        prop_oneof![
+            (prop::collection::vec((ws(), inner.clone(), ws()), 0..5), ws()).prop_map(|(v, w)| {
+                let v: Vec<String> = v.into_iter().map(|(a, x, b)| format!("{a}{x}{b}")).collect();
+                format!("[{w}{}]", v.join(","))
+            }),
+            (prop::collection::vec((ws(), string_body(), ws(), inner), 0..5), ws()).prop_map(|(v, w)| {
+                let v: Vec<String> = v.into_iter().map(|(a, k, b, x)| format!("{a}\"{k}\"{b}:{x}")).collect();
+                format!("{{{w}{}}}", v.join(","))
+            }),
+        ]
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -138,6 +181,33 @@ proptest! {
             let v: Value = serde_json::from_slice(&bytes).unwrap();
             let k8s = v.get("kind") == Some(&Value::from("Event"));
             prop_assert!(format == EventFormat::Json || k8s);
+        }
+    }
+
+    /// Hand-written JSON text as an event and as a member of one, whole and
+    /// damaged: parse_event accepts exactly what serde_json::Value accepts as
+    /// an object. (In debug builds the crate also asserts that its fast
+    /// parser never rejects what serde_json accepts.)
+    #[test]
+    fn raw_json_text_matches_serde_json(
+        v in raw_json(),
+        key in prop::sample::select(vec!["a", "user", "objectRef", "verb", "kind", "target", "zz"]),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(b"{}[]\",:\\ \t0-.eu\x00\x1f\x80\xc3\xed\xff".to_vec()), 0u8..3), 0..3),
+    ) {
+        let fp = FieldPointers::default();
+        for doc in [v.clone(), format!("{{\"{key}\":{v}}}"), format!(" {{\"{key}\" : [{v}] , \"verb\":\"get\"}} ")] {
+            let mut bytes = doc.into_bytes();
+            prop_assert_eq!(parse_event(&bytes, None, &fp).is_ok(), parses_as_object(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
+            for &(at, byte, op) in &edits {
+                let i = at.index(bytes.len() + 1);
+                match op {
+                    0 => bytes.insert(i, byte),
+                    1 if i < bytes.len() => { bytes.remove(i); }
+                    _ if i < bytes.len() => bytes[i] = byte,
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(parse_event(&bytes, None, &fp).is_ok(), parses_as_object(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
         }
     }
 

@@ -678,25 +678,12 @@ impl Log {
 }
 
 fn sync_all(files: &[(Arc<dyn StorageFile>, String)]) -> Result<()> {
-    // Syncs run in parallel: on one device the file system batches them.
-    if files.len() <= 1 {
-        for (f, name) in files {
-            f.sync().map_err(StoreError::io("syncing", name))?;
-        }
-        return Ok(());
+    // One after the other: on ext4 concurrent fdatasyncs of appended files contend for
+    // the journal and measured slower here (1.9 ms against 1.0 ms for four files).
+    for (f, name) in files {
+        f.sync().map_err(StoreError::io("syncing", name))?;
     }
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            files.iter().map(|(f, name)| s.spawn(move || f.sync().map_err(StoreError::io("syncing", name)))).collect();
-        let mut result = Ok(());
-        for h in handles {
-            let r = h.join().unwrap_or_else(|_| Err(StoreError::Poisoned("sync thread panicked".into())));
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    })
+    Ok(())
 }
 
 /// Maps `f` over `0..n` on the thread pool, in chunks of at least `min_items`.
