@@ -16,7 +16,7 @@ fn event(i: u64) -> String {
         actors[(i % 5) as usize],
         verbs[(i % 3) as usize],
         i % 97,
-        if i % 7 == 0 { "failure" } else { "success" }
+        if i.is_multiple_of(7) { "failure" } else { "success" }
     )
 }
 

@@ -411,7 +411,8 @@ async fn probe(args: std::sync::Arc<Args>, deadline: Instant) -> (Vec<f64>, u64)
             }
         }
         let acked = Instant::now();
-        let get = format!("GET /v1/query?actor={actor}&limit=1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", args.host);
+        let get =
+            format!("GET /v1/query?actor={actor}&limit=1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", args.host);
         let found = loop {
             if acked.elapsed() > Duration::from_secs(30) {
                 break None;
