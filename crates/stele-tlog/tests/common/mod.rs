@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 /// The shared data directory, or `None` (with a message) when it is absent.
 /// With `STELE_REQUIRE_PEERS=1`, absence is a failure.
-pub fn shared_data() -> Option<PathBuf> {
+pub(crate) fn shared_data() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
     if dir.is_dir() {
         return Some(dir);
