@@ -50,7 +50,7 @@ pub fn event(i: u64, out: &mut Vec<u8>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let batch = 10_000u64;
+    let batch = 32_768u64; // the import command's batch size
     let mut payloads: Vec<Vec<u8>> = Vec::new();
     let mut total_bytes = 0;
     for i in 0..batch {
@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(10));
     eprintln!("average event size {} bytes", total_bytes as u64 / batch);
-    g.bench_function("durable_batch_10k_200B_events", |b| {
+    g.bench_function("durable_batch_32k_200B_events", |b| {
         b.iter(|| log.append(&entries).expect("append"));
     });
     g.finish();
