@@ -1,0 +1,79 @@
+//! `stele monitor`: watch a C2SP tlog-tiles log with nothing but its verifier key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use stele_monitor::{MonitorError, Options, State, check_once, open_source};
+use stele_tlog::note::NoteVerifier;
+
+use crate::Failure;
+
+/// Arguments of `stele monitor`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct MonitorArgs {
+    /// The log's URL prefix (`http://...`; https is not supported yet), a `file://`
+    /// URL or a directory holding a published tlog-tiles log.
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// The log's verifier key (C2SP signed-note vkey), or a file containing it.
+    #[arg(long, value_name = "VKEY")]
+    key: String,
+    /// File holding the last trusted checkpoint (created on first use).
+    #[arg(long, value_name = "FILE")]
+    state: PathBuf,
+    /// Check again every SECONDS, forever; detections are logged, never fatal.
+    #[arg(long, value_name = "SECONDS")]
+    interval: Option<f64>,
+    /// Where to keep evidence of misbehaviour (default: FILE.evidence).
+    #[arg(long, value_name = "DIR")]
+    evidence: Option<PathBuf>,
+    /// Also fetch the new entry bundles and check each entry against its leaf hash.
+    #[arg(long)]
+    entries: bool,
+}
+
+fn load_key(key: &str) -> anyhow::Result<NoteVerifier> {
+    if let Ok(v) = NoteVerifier::parse(key) {
+        return Ok(v);
+    }
+    let text = std::fs::read_to_string(key)
+        .map_err(|e| Failure::usage(format!("--key is neither a verifier key nor a readable file ({key}: {e})")))?;
+    NoteVerifier::parse(&text).map_err(|e| Failure::usage(format!("--key file {key}: {e}")))
+}
+
+fn failure(e: MonitorError) -> anyhow::Error {
+    if e.is_detection() { Failure::tampered(e.to_string()) } else { Failure::usage(e.to_string()) }
+}
+
+pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
+    let verifier = load_key(&args.key)?;
+    let interval = match args.interval {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => return Err(Failure::usage(format!("--interval must be a positive number of seconds, not {s}"))),
+    };
+    let source = open_source(&args.url, Duration::from_secs(60)).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut state = State::new(args.state);
+    if let Some(dir) = args.evidence {
+        state = state.with_evidence_dir(dir);
+    }
+    let options = Options { entries: args.entries };
+    let Some(interval) = interval else {
+        let outcome = check_once(source.as_ref(), &verifier, &state, &options).map_err(failure)?;
+        println!("{outcome}");
+        return Ok(());
+    };
+    let mut alarms_total: u64 = 0;
+    loop {
+        match check_once(source.as_ref(), &verifier, &state, &options) {
+            Ok(outcome) => println!("{outcome}"),
+            Err(e) if e.is_detection() => {
+                alarms_total += 1;
+                eprintln!("stele: ALARM: {e} (stele_monitor_alarms_total {alarms_total})");
+            }
+            Err(e) => eprintln!("stele: monitor: {e}"),
+        }
+        std::thread::sleep(interval);
+    }
+}

@@ -1,0 +1,115 @@
+//! `stele monitor` end to end against a copy of the Tessera test log: exit codes and
+//! messages for first use, growth, rollback, tampering and usage errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const VKEY: &str = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx";
+
+fn tessera() -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/vectors/tessera/testdata/log"));
+    if p.join("checkpoint").is_file() {
+        return Some(p);
+    }
+    if std::env::var("STELE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+        panic!("STELE_REQUIRE_PEERS=1 but {} is missing", p.display());
+    }
+    eprintln!("skipping: ../shared not found");
+    None
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::write(&dst, std::fs::read(e.path()).unwrap()).unwrap();
+        }
+    }
+}
+
+fn monitor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stele")).arg("monitor").args(args).output().unwrap()
+}
+
+#[track_caller]
+fn expect(out: &Output, code: i32, needle: &str) {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(code), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains(needle) || stderr.contains(needle), "no {needle:?} in\nstdout: {stdout}\nstderr: {stderr}");
+}
+
+#[test]
+fn monitor_cli_exit_codes() {
+    let Some(src) = tessera() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    copy_dir(&src, &log);
+    let serve = |n: u32| std::fs::copy(log.join(format!("checkpoint.{n}")), log.join("checkpoint")).unwrap();
+    let state = tmp.path().join("state");
+    let key_file = tmp.path().join("log.vkey");
+    std::fs::write(&key_file, format!("{VKEY}\n")).unwrap();
+    let url = format!("file://{}", log.display());
+    let (log_s, state_s, key_s) = (log.to_str().unwrap(), state.to_str().unwrap(), key_file.to_str().unwrap());
+
+    serve(5);
+    expect(&monitor(&["--url", log_s, "--key", VKEY, "--state", state_s]), 0, "first use");
+    serve(15);
+    expect(&monitor(&["--url", &url, "--key", key_s, "--state", state_s, "--entries"]), 0, "grew 5 -> 15");
+    expect(&monitor(&["--url", log_s, "--key", VKEY, "--state", state_s]), 0, "unchanged");
+    serve(5);
+    expect(&monitor(&["--url", log_s, "--key", VKEY, "--state", state_s]), 1, "ROLLBACK");
+    assert!(tmp.path().join("state.evidence").is_dir());
+
+    // Tampering found with a fresh state: a changed tile byte.
+    serve(15);
+    let tile = log.join("tile/0/000.p/15");
+    let mut b = std::fs::read(&tile).unwrap();
+    b[0] ^= 1;
+    std::fs::write(&tile, b).unwrap();
+    let fresh = tmp.path().join("fresh");
+    expect(&monitor(&["--url", log_s, "--key", VKEY, "--state", fresh.to_str().unwrap()]), 1, "TILE MISMATCH");
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn monitor_cli_usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let s = state.to_str().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    expect(&monitor(&["--url", "https://log.example", "--key", VKEY, "--state", s]), 2, "https is not supported");
+    expect(&monitor(&["--url", dir, "--key", "not-a-key", "--state", s]), 2, "--key");
+    expect(&monitor(&["--url", dir, "--key", VKEY, "--state", s]), 2, "missing");
+    expect(&monitor(&["--url", dir, "--key", VKEY, "--state", s, "--interval", "0"]), 2, "--interval");
+    // Nothing listens on port 9 of localhost: a network error.
+    expect(&monitor(&["--url", "http://127.0.0.1:9/log", "--key", VKEY, "--state", s]), 2, "127.0.0.1:9");
+}
+
+#[test]
+fn monitor_cli_interval_keeps_running_after_a_detection() {
+    let Some(src) = tessera() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    copy_dir(&src, &log);
+    let state = tmp.path().join("state");
+    std::fs::copy(log.join("checkpoint.15"), &state).unwrap();
+    std::fs::copy(log.join("checkpoint.5"), log.join("checkpoint")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stele"))
+        .args(["monitor", "--url", log.to_str().unwrap(), "--key", VKEY, "--state", state.to_str().unwrap()])
+        .args(["--interval", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(child.try_wait().unwrap().is_none(), "monitor --interval exited on a detection");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.matches("ALARM: ROLLBACK").count() >= 2, "{stderr}");
+    assert!(stderr.contains("stele_monitor_alarms_total 2"), "{stderr}");
+}
