@@ -8,6 +8,7 @@
 //! - [`tile`]: C2SP tlog-tiles coordinates and paths.
 //! - [`note`] and [`checkpoint`]: C2SP signed-note (Ed25519) and tlog-checkpoint.
 //! - [`leaf`]: stele's 68-byte salted leaf record.
+//! - [`bundle`]: the offline checks of an evidence bundle (`stele-bundle/1`).
 //!
 //! It owns no storage, no clock and no randomness: callers pass hashes in through a
 //! [`merkle::HashReader`], salts and times in through [`leaf::Leaf::new`].
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod hash;
 pub mod leaf;
