@@ -31,6 +31,10 @@ use crate::sequencer::{AppendRequest, CommitError, Committed, Msg, PreparedEvent
 /// Bodies (compressed or not) above this size are decompressed and parsed on the
 /// blocking pool, so that one large request does not stall other connections.
 const INLINE_PARSE_BYTES: usize = 64 * 1024;
+/// `Cache-Control` of full tiles: their bytes never change.
+const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of the checkpoint and partial tiles: they are replaced as the log grows.
+const CACHE_SHORT: &str = "no-cache";
 /// Query output is sent in chunks of about this size.
 const QUERY_CHUNK_BYTES: usize = 64 * 1024;
 /// Default number of query hits.
@@ -48,6 +52,7 @@ pub(crate) struct Limits {
     pub(crate) queue_bytes: usize,
     pub(crate) body_timeout: Duration,
     pub(crate) query_timeout: Duration,
+    pub(crate) receipt_timeout: Duration,
 }
 
 pub(crate) struct App {
@@ -66,6 +71,9 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/query", get(get_query))
         .route("/checkpoint", get(get_checkpoint))
+        .route("/tile/{*path}", get(get_tile))
+        .route("/v1/proof/inclusion", get(get_inclusion_proof))
+        .route("/v1/proof/consistency", get(get_consistency_proof))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -171,6 +179,9 @@ async fn count_requests(State(app): State<AppState>, req: Request, next: Next) -
         "/v1/entries/{index}" => "/v1/entries/{index}",
         "/v1/query" => "/v1/query",
         "/checkpoint" => "/checkpoint",
+        "/tile/{*path}" => "/tile",
+        "/v1/proof/inclusion" => "/v1/proof/inclusion",
+        "/v1/proof/consistency" => "/v1/proof/consistency",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
         _ => "other",
@@ -217,7 +228,11 @@ async fn metrics(State(app): State<AppState>) -> Response {
 
 async fn get_checkpoint(State(app): State<AppState>) -> Result<Response, ApiError> {
     match app.shared.reader.newest_checkpoint() {
-        Some(cp) => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", cp.note)),
+        Some(cp) => {
+            let mut r = response(StatusCode::OK, "text/plain; charset=utf-8", cp.note);
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_SHORT));
+            Ok(r)
+        }
         None => Err(error(
             StatusCode::NOT_FOUND,
             "no checkpoint has been signed yet: the log is empty, or its first entries arrived less than one checkpoint interval ago",
@@ -255,6 +270,7 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, StoreError::Poisoned(reason)));
     }
     let stream = stream_name(uri, headers, &app.default_stream)?;
+    let wait_checkpoint = wait_param(uri)?;
     check_content_type(headers)?;
     let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
     {
@@ -311,6 +327,7 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; nothing was appended"));
     }
     match wait.await {
+        Ok(Ok(c)) if wait_checkpoint => receipt(app, c).await,
         Ok(Ok(c)) => Ok(json(StatusCode::OK, committed_json(&c))),
         Ok(Err(CommitError::Unavailable(m))) => Err(error(StatusCode::SERVICE_UNAVAILABLE, m)),
         Ok(Err(CommitError::Rejected(m))) => Err(error(StatusCode::BAD_REQUEST, m)),
@@ -352,13 +369,14 @@ fn stream_name(uri: &Uri, headers: &HeaderMap, default: &str) -> Result<String, 
     for (k, v) in params {
         match k.as_str() {
             "stream" if from_query.is_none() => from_query = Some(v),
+            "wait" => {}
             "stream" => {
                 return Err(error(StatusCode::BAD_REQUEST, "query parameter \"stream\" is given more than once"));
             }
             other => {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown query parameter {other:?}: POST /v1/events takes only \"stream\""),
+                    format!("unknown query parameter {other:?}: POST /v1/events takes only \"stream\" and \"wait\""),
                 ));
             }
         }
@@ -823,4 +841,247 @@ fn hit_line(
     push_event(out, &e.payload, known_json, true);
     out.extend_from_slice(b"}\n");
     Ok(true)
+}
+
+// ---------------------------------------------------------------------------------
+// POST /v1/events?wait=checkpoint: receipts
+
+/// `?wait=checkpoint` (the only value); absent means answer after the commit.
+fn wait_param(uri: &Uri) -> Result<bool, ApiError> {
+    let mut wait = false;
+    for (k, v) in query_pairs(uri)? {
+        if k == "wait" {
+            if v != "checkpoint" {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("wait: {v:?} is not supported; the only value is \"checkpoint\""),
+                ));
+            }
+            if wait {
+                return Err(error(StatusCode::BAD_REQUEST, "query parameter \"wait\" is given more than once"));
+            }
+            wait = true;
+        }
+    }
+    Ok(wait)
+}
+
+/// Answers an appended request once a signed checkpoint covers all its entries: each
+/// entry's index, leaf hash and inclusion proof to that checkpoint, and its note.
+/// Past the receipt timeout: 503 listing the indexes, which are appended regardless.
+async fn receipt(app: &App, c: Committed) -> Result<Response, ApiError> {
+    let need = c.indexes.iter().max().map_or(0, |i| i + 1);
+    let mut rx = app.shared.checkpoints.subscribe();
+    let signed = matches!(
+        tokio::time::timeout(app.limits.receipt_timeout, async { rx.wait_for(|s| *s >= need).await.is_ok() }).await,
+        Ok(true)
+    );
+    if !signed {
+        let entries: Vec<serde_json::Value> = c
+            .indexes
+            .iter()
+            .zip(&c.leaf_hashes)
+            .map(|(i, h)| serde_json::json!({ "index": i, "leaf_hash": h.to_base64() }))
+            .collect();
+        return Err(error_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the entries ARE appended (durable), but no checkpoint covering them was signed within {:.1} s; fetch their proofs later with GET /v1/proof/inclusion",
+                app.limits.receipt_timeout.as_secs_f64()
+            ),
+            serde_json::json!({ "entries": entries, "tree_size": c.tree_size, "received_ns": c.received_ns }),
+        ));
+    }
+    let shared = app.shared.clone();
+    match tokio::task::spawn_blocking(move || receipt_json(&shared, &c, need)).await {
+        Ok(Ok(body)) => Ok(json(StatusCode::OK, body)),
+        Ok(Err(e)) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the entries are appended, but building their receipt failed: {e}"),
+        )),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+/// `{"entries":[{"index","leaf_hash","hashes"}...],"tree_size","received_ns",
+/// "checkpoint":{"tree_size","root_hash","note"}}`.
+fn receipt_json(shared: &Shared, c: &Committed, need: u64) -> Result<String, StoreError> {
+    let cp = shared
+        .reader
+        .newest_checkpoint()
+        .filter(|cp| cp.tree_size >= need)
+        .ok_or_else(|| StoreError::InvalidArgument("no checkpoint covers the entries".into()))?;
+    let nodes = crate::nodes::CachedReader { reader: &shared.reader, cache: &shared.node_cache };
+    let root = stele_tlog::merkle::root_hash(&nodes, cp.tree_size)?;
+    let mut s = String::with_capacity(256 + c.indexes.len() * 800);
+    s.push_str("{\"entries\":[");
+    for (i, (index, hash)) in c.indexes.iter().zip(&c.leaf_hashes).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{{\"index\":{index},\"leaf_hash\":\"{}\",\"hashes\":[", hash.to_base64());
+        let proof = stele_tlog::merkle::inclusion_proof(&nodes, *index, cp.tree_size).map_err(|e| match e {
+            stele_tlog::merkle::ProofError::Read(e) => e,
+            other => StoreError::InvalidArgument(other.to_string()),
+        })?;
+        for (j, h) in proof.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "\"{}\"", h.to_base64());
+        }
+        s.push_str("]}");
+    }
+    let _ = write!(
+        s,
+        "],\"tree_size\":{},\"received_ns\":{},\"checkpoint\":{{\"tree_size\":{},\"root_hash\":\"{}\",\"note\":",
+        c.tree_size,
+        c.received_ns,
+        cp.tree_size,
+        root.to_base64()
+    );
+    push_json_str(&mut s, &cp.note);
+    s.push_str("}}");
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------
+// GET /tile/... (C2SP tlog-tiles)
+
+/// A parsed tile path: `entries` bundle or hash tile of `level`.
+struct TilePath {
+    entries: bool,
+    level: u32,
+    index: u64,
+    width: u32,
+}
+
+/// Parses what follows `/tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`, canonical
+/// encodings only.
+fn parse_tile_path(rest: &str) -> Option<TilePath> {
+    let (head, tail) = rest.split_once('/')?;
+    let (entries, level) = if head == "entries" {
+        (true, 0)
+    } else {
+        if head.is_empty() || head.len() > 2 || !head.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if head.len() > 1 && head.starts_with('0') {
+            return None;
+        }
+        let level: u32 = head.parse().ok()?;
+        if level > 63 {
+            return None;
+        }
+        (false, level)
+    };
+    let (index, width) = stele_tlog::tile::parse_tile_index(tail)?;
+    Some(TilePath { entries, level, index, width })
+}
+
+async fn get_tile(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let rest = uri.path().strip_prefix("/tile/").unwrap_or("");
+    let Some(t) = parse_tile_path(rest) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} is not a canonical tile path: use /tile/<L>/<N>[.p/<W>] or /tile/entries/<N>[.p/<W>] (C2SP tlog-tiles)",
+                uri.path()
+            ),
+        ));
+    };
+    let Some(size) = app.shared.reader.newest_checkpoint().map(|c| c.tree_size) else {
+        return Err(error(StatusCode::NOT_FOUND, "no checkpoint has been signed yet, so no tile is published"));
+    };
+    let reader = app.shared.reader.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        if t.entries {
+            reader.entry_bundle(t.index, t.width, size)
+        } else {
+            reader.tile(t.level, t.index, t.width, size)
+        }
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    match read {
+        Ok(Some(bytes)) => {
+            let mut r = response(StatusCode::OK, "application/octet-stream", bytes);
+            let cache = if t.width == 256 { CACHE_IMMUTABLE } else { CACHE_SHORT };
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            Ok(r)
+        }
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} does not exist in the tree of the newest checkpoint (size {size}): full tiles exist once complete, a partial tile only at its current width",
+                uri.path()
+            ),
+        )),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading {}: {e}", uri.path()))),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// GET /v1/proof/inclusion, GET /v1/proof/consistency
+
+/// The named parameters of a proof request, each at most once, all non-negative
+/// 64-bit integers except `leaf_hash`.
+fn proof_params(uri: &Uri, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (k, v) in query_pairs(uri)? {
+        if !allowed.contains(&k.as_str()) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query parameter {k:?}: use {}", allowed.join(", ")),
+            ));
+        }
+        if seen.iter().any(|(s, _)| *s == k) {
+            return Err(error(StatusCode::BAD_REQUEST, format!("query parameter {k:?} is given more than once")));
+        }
+        seen.push((k, v));
+    }
+    Ok(seen)
+}
+
+fn u64_param(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
+    match params.iter().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, v)) => v.parse::<u64>().map(Some).map_err(|_| {
+            error(StatusCode::BAD_REQUEST, format!("{name}: {v:?} is not an integer from 0 to {}", u64::MAX))
+        }),
+    }
+}
+
+async fn run_proof(
+    app: &App,
+    f: impl FnOnce(&LogReader) -> Result<serde_json::Value, crate::proofs::ProofRequestError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    use crate::proofs::ProofRequestError as E;
+    let reader = app.shared.reader.clone();
+    match tokio::task::spawn_blocking(move || f(&reader)).await {
+        Ok(Ok(v)) => Ok(json(StatusCode::OK, v.to_string())),
+        Ok(Err(E::BadRequest(m))) => Err(error(StatusCode::BAD_REQUEST, m)),
+        Ok(Err(E::NotFound(m))) => Err(error(StatusCode::NOT_FOUND, m)),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+async fn get_inclusion_proof(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let params = proof_params(&uri, &["index", "tree_size", "leaf_hash"])?;
+    if params.iter().any(|(k, _)| k == "leaf_hash") {
+        return Err(error(StatusCode::BAD_REQUEST, "lookup by leaf hash is not supported yet; give index"));
+    }
+    let index = u64_param(&params, "index")?
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "index is required (the entry's 0-based index)"))?;
+    let tree_size = u64_param(&params, "tree_size")?;
+    run_proof(&app, move |r| crate::proofs::inclusion(r, index, tree_size)).await
+}
+
+async fn get_consistency_proof(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let params = proof_params(&uri, &["first", "second"])?;
+    let first = u64_param(&params, "first")?
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "first is required (the older tree size)"))?;
+    let second = u64_param(&params, "second")?;
+    run_proof(&app, move |r| crate::proofs::consistency(r, first, second)).await
 }

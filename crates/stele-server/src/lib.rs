@@ -25,7 +25,11 @@
 //! | Route | Answer |
 //! |---|---|
 //! | `POST /v1/events[?stream=NAME]` | Body: one JSON object, an array of objects, or NDJSON (also a Kubernetes audit `EventList`); `Content-Encoding: gzip` accepted; stream also from `X-Stele-Stream`. 200 after fsync: `{"entries":[{"index":N,"leaf_hash":"<base64>"}...],"tree_size":N,"received_ns":N}`. 400 bad item (named), nothing appended; 413 body, event or batch too large; 415 other content type or encoding; 408 body too slow; 503 queue full (`Retry-After: 1`) or log stopped after a failed fsync. |
-//! | `GET /checkpoint` | Newest signed checkpoint note, `text/plain; charset=utf-8`; 404 before the first. |
+//! | `POST /v1/events?wait=checkpoint` | As above, but answered only once a signed checkpoint covers every entry: `{"entries":[{"index","leaf_hash","hashes":[...]}...],"tree_size","received_ns","checkpoint":{"tree_size","root_hash","note"}}`, each `hashes` the inclusion proof to that checkpoint. Past `receipt_timeout`: 503 with `entries` (index, leaf hash): they ARE appended. |
+//! | `GET /checkpoint` | Newest signed checkpoint note, `text/plain; charset=utf-8`, `Cache-Control: no-cache`; 404 before the first. |
+//! | `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]` | C2SP tlog-tiles of the tree of the newest signed checkpoint: hash tiles (tree level 8·L) and entry bundles (per entry a big-endian `u16` length and the 68-byte leaf record), `application/octet-stream`. Full tiles once complete (`Cache-Control: public, max-age=31536000, immutable`); a partial tile only at its current width (`no-cache`). 404 for any other tile, a non-canonical path, or before the first checkpoint. |
+//! | `GET /v1/proof/inclusion?index=I[&tree_size=N]` | RFC 9162 inclusion proof (see [`proofs`]): `{"leaf_index","tree_size","leaf_hash","hashes","root_hash","checkpoint"}`; `tree_size` defaults to the newest checkpoint's. 400 for sizes beyond the log, an index not below the size, non-u64 values, unknown parameters, and `leaf_hash` (lookup by leaf hash is not supported yet); 404 before the first checkpoint without `tree_size`. |
+//! | `GET /v1/proof/consistency?first=M[&second=N]` | RFC 9162 consistency proof: `{"first","second","hashes","first_root","second_root","checkpoint"}`; `second` defaults to the newest checkpoint's size. 400 as above, and for `first` 0 or above `second`. |
 //! | `GET /v1/entries/{index}` | `{"index","received","received_ns","stream","format","leaf_hash","leaf","salt","event","inclusion_proof":{"tree_size","root_hash","hashes","checkpoint"}}`. `event` is the stored bytes verbatim. The proof is to the newest checkpoint (its note is in `checkpoint`) when that covers the entry, else to the current tree size with `"checkpoint":null` and an `unsigned` explanation. 404 past the tree, 400 for a non-integer. |
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
@@ -60,6 +64,8 @@ mod error;
 mod http;
 mod listener;
 mod metrics;
+mod nodes;
+pub mod proofs;
 mod sequencer;
 
 use std::future::Future;
@@ -98,6 +104,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default `request_timeout`: a request body must arrive, and a query must finish its
 /// work, within 30 s, so that slow clients cannot hold connections and threads forever.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `receipt_timeout`: how long `POST /v1/events?wait=checkpoint` waits for a
+/// checkpoint covering its entries before answering 503 (the entries stay appended).
+/// Ten checkpoint intervals at the default interval: long enough for a signature and
+/// fsync under load, short enough that a stalled signer is reported.
+pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most query hits per request (the default is 1000).
 pub const MAX_QUERY_LIMIT: u64 = http::MAX_QUERY_LIMIT;
 
@@ -129,6 +140,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Stream of events whose request names none.
     pub default_stream: String,
+    /// How long `POST /v1/events?wait=checkpoint` waits for a signed checkpoint that
+    /// covers its entries; past it the answer is 503 listing the (appended) indexes.
+    pub receipt_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -147,6 +161,7 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_stream: stele_store::streams::DEFAULT_STREAM.to_string(),
+            receipt_timeout: DEFAULT_RECEIPT_TIMEOUT,
         }
     }
 
@@ -177,8 +192,8 @@ impl ServerConfig {
                 self.queue_bytes, self.max_body_bytes
             ));
         }
-        if self.request_timeout.is_zero() {
-            return bad("request_timeout must be positive".into());
+        if self.request_timeout.is_zero() || self.receipt_timeout.is_zero() {
+            return bad("request_timeout and receipt_timeout must be positive".into());
         }
         stele_store::streams::check_stream_name(&self.default_stream)
             .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
@@ -235,8 +250,11 @@ pub async fn start(
 
     let metrics = metrics::Metrics::new();
     metrics.tree_size.set(i64::try_from(log.tree_size()).unwrap_or(i64::MAX));
+    let (checkpoints, _) = tokio::sync::watch::channel(log.newest_checkpoint().map_or(0, |c| c.tree_size));
     let shared = Arc::new(Shared {
         reader,
+        checkpoints,
+        node_cache: nodes::NodeCache::default(),
         snapshot: RwLock::new(index.snapshot()),
         poisoned: Mutex::new(log.poisoned().map(str::to_string)),
         queued_events: AtomicUsize::new(0),
@@ -263,6 +281,7 @@ pub async fn start(
             queue_bytes: config.queue_bytes,
             body_timeout: config.request_timeout,
             query_timeout: config.request_timeout,
+            receipt_timeout: config.receipt_timeout,
         },
         default_stream: config.default_stream.clone(),
     });

@@ -78,6 +78,11 @@ pub(crate) enum Msg {
 /// State shared between the sequencer and the HTTP handlers.
 pub(crate) struct Shared {
     pub(crate) reader: LogReader,
+    /// Tree size of the newest signed checkpoint, published after the reader sees it
+    /// (receipts wait on it).
+    pub(crate) checkpoints: tokio::sync::watch::Sender<u64>,
+    /// Node hashes remembered for receipts.
+    pub(crate) node_cache: crate::nodes::NodeCache,
     pub(crate) snapshot: RwLock<Snapshot>,
     pub(crate) poisoned: Mutex<Option<String>>,
     /// Events and payload bytes accepted but not yet committed (the queue limits).
@@ -212,6 +217,7 @@ impl Sequencer {
         }
         if let Some(cp) = self.log.sign_checkpoint()? {
             tracing::info!(tree_size = cp.tree_size, "signed the final checkpoint");
+            self.shared.checkpoints.send_replace(cp.tree_size);
         }
         Ok(())
     }
@@ -225,10 +231,17 @@ impl Sequencer {
             return;
         }
         match self.log.sign_checkpoint() {
-            Ok(Some(cp)) => tracing::debug!(tree_size = cp.tree_size, "signed a checkpoint"),
+            Ok(Some(cp)) => {
+                tracing::debug!(tree_size = cp.tree_size, "signed a checkpoint");
+                self.shared.checkpoints.send_replace(cp.tree_size);
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!("signing a checkpoint: {e}");
+                // A failure after the checkpoint was stored (thinning) still signed it.
+                if let Some(cp) = self.log.newest_checkpoint() {
+                    self.shared.checkpoints.send_replace(cp.tree_size);
+                }
                 self.note_poison();
             }
         }

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use stele_tlog::hash::{Hash, leaf_hash};
+use stele_tlog::leaf::LEAF_LEN;
 use stele_tlog::leaf::Leaf;
-use stele_tlog::merkle::{self, ProofError};
+use stele_tlog::merkle::{self, HashReader as _, ProofError};
 use stele_tlog::note::NoteVerifier;
+use stele_tlog::tile::{TILE_HEIGHT, TILE_WIDTH, tiles_at_level};
 
 use crate::backend::{Backend, FileBackend};
 use crate::checkpoints::{self, StoredCheckpoint};
@@ -207,6 +209,73 @@ impl LogReader {
             )));
         }
         merkle::consistency_proof(&self.inner.files.hashes, first, second).map_err(proof_err)
+    }
+}
+
+/// Whether tile `(level, index)` of `width` exists in the tree of `tree_size` leaves
+/// under C2SP tlog-tiles: a full tile once complete, a partial tile only at the
+/// current partial width of its level.
+pub fn tile_exists(level: u32, index: u64, width: u32, tree_size: u64) -> bool {
+    let (full, partial) = tiles_at_level(tree_size, level);
+    if u64::from(width) == TILE_WIDTH { index < full } else { width > 0 && index == full && width == partial }
+}
+
+impl LogReader {
+    fn check_tile_size(&self, tree_size: u64) -> Result<()> {
+        if tree_size > self.tree_size() {
+            return Err(StoreError::InvalidArgument(format!(
+                "tree size {tree_size} is beyond the log's {}",
+                self.tree_size()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The C2SP tlog-tiles hash tile `(level, index)` of `width` hashes as seen from the
+    /// tree of `tree_size` leaves: the bytes stored in level file `level` (hashes of
+    /// tree level `8·level`). `Ok(None)` when that tile does not exist at `tree_size`
+    /// (see [`tile_exists`]); an error when `tree_size` is beyond the log.
+    pub fn tile(&self, level: u32, index: u64, width: u32, tree_size: u64) -> Result<Option<Vec<u8>>> {
+        self.check_tile_size(tree_size)?;
+        if !tile_exists(level, index, width, tree_size) {
+            return Ok(None);
+        }
+        let hashes = &self.inner.files.hashes;
+        let start = index * TILE_WIDTH;
+        let end = start + u64::from(width);
+        if level < hashes.levels() && hashes.len_of(level)? >= end {
+            return hashes.read_tile(level, index, width).map(Some);
+        }
+        // A reader beside a running writer may see level 0 ahead of the upper levels:
+        // compute the missing nodes from the level below.
+        let mut out = Vec::with_capacity(width as usize * 32);
+        for n in start..end {
+            out.extend_from_slice(&hashes.node_hash(level * TILE_HEIGHT, n)?.0);
+        }
+        Ok(Some(out))
+    }
+
+    /// The C2SP tlog-tiles entry bundle `index` of `width` entries as seen from the tree
+    /// of `tree_size` leaves: for each entry, a big-endian `u16` length (68) and the
+    /// 68-byte leaf record. `Ok(None)` when that bundle does not exist at `tree_size`.
+    pub fn entry_bundle(&self, index: u64, width: u32, tree_size: u64) -> Result<Option<Vec<u8>>> {
+        self.check_tile_size(tree_size)?;
+        if !tile_exists(0, index, width, tree_size) {
+            return Ok(None);
+        }
+        let raw = self.inner.files.read_leaf_bytes(index * TILE_WIDTH, u64::from(width))?;
+        let mut out = Vec::with_capacity(width as usize * (2 + LEAF_LEN));
+        for leaf in raw.chunks_exact(LEAF_LEN) {
+            out.extend_from_slice(&(LEAF_LEN as u16).to_be_bytes());
+            out.extend_from_slice(leaf);
+        }
+        Ok(Some(out))
+    }
+
+    /// Leaf hash of entry `index`, recomputed from its stored leaf record.
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash> {
+        self.check_index(index)?;
+        Ok(leaf_hash(&self.inner.files.read_leaf_bytes(index, 1)?))
     }
 }
 

@@ -85,6 +85,27 @@ pub(crate) enum Command {
         /// Entry index.
         index: u64,
     },
+    /// Write an evidence bundle of the selected events (as `query` selects them) with
+    /// the newest signed checkpoint and an inclusion proof per event.
+    Export {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        filter: QueryArgs,
+        /// The bundle file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check an evidence bundle offline; exit 1 on any changed byte.
+    VerifyBundle {
+        /// The bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The log's verifier key (a vkey string, or a file holding one). Only this key
+        /// is trusted, never the one the bundle carries.
+        #[arg(long, value_name = "VKEY")]
+        key: String,
+    },
     /// Rebuild the query index from the log.
     Reindex {
         #[command(flatten)]
@@ -103,6 +124,30 @@ pub(crate) enum Command {
         /// Seconds between checkpoints (a checkpoint is signed only if the log grew).
         #[arg(long, value_name = "SECONDS")]
         checkpoint_interval: Option<f64>,
+    },
+    /// Watch a C2SP tlog-tiles log: verify its checkpoints, tiles and consistency.
+    Monitor {
+        #[command(flatten)]
+        args: crate::cmd_monitor::MonitorArgs,
+    },
+    /// Print an RFC 9162 inclusion or consistency proof as JSON.
+    Proof {
+        #[command(subcommand)]
+        what: crate::cmd_proof::ProofCommand,
+    },
+    /// Write the checkpoint, hash tiles and entry bundles as static C2SP tlog-tiles files.
+    Publish {
+        #[command(flatten)]
+        data: DataArg,
+        /// Directory to write (`checkpoint`, `tile/...`).
+        #[arg(long, value_name = "OUTDIR")]
+        out: PathBuf,
+        /// Keep publishing every --interval seconds until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Seconds between publications with --follow.
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+        interval: f64,
     },
 }
 

@@ -3,7 +3,11 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cmd_export;
 mod cmd_import;
+mod cmd_monitor;
+mod cmd_proof;
+mod cmd_publish;
 mod cmd_query;
 mod cmd_read;
 mod cmd_serve;
@@ -89,8 +93,13 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Checkpoint { data } => cmd_read::checkpoint(&config, data),
         Get { data, index } => cmd_read::get(&config, data, index),
         Reindex { data } => cmd_query::reindex(&config, data),
+        Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
+        VerifyBundle { file, key } => cmd_export::verify_bundle(&file, &key),
         Serve { data, listen, origin, checkpoint_interval } => {
             cmd_serve::run(&config, data, listen, origin, checkpoint_interval)
         }
+        Monitor { args } => cmd_monitor::run(args),
+        Proof { what } => cmd_proof::run(&config, what),
+        Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
     }
 }

@@ -3,8 +3,14 @@
 //!
 //! ```text
 //! stele-load --url http://127.0.0.1:7000 [--concurrency 64] [--batch 1] [--duration 10s]
-//!            [--stream NAME] [--seed N]
+//!            [--stream NAME] [--seed N] [--wait-checkpoint] [--rate EVENTS_PER_S]
 //! ```
+//!
+//! `--wait-checkpoint` posts with `?wait=checkpoint`, so the latency measured is append
+//! to receipt (a signed checkpoint covering the events, with their inclusion proofs);
+//! every 200 must then carry the checkpoint. `--rate` paces the clients to that many
+//! events per second in total (each client sends one request every
+//! `concurrency × batch / rate` seconds, or at once when it is behind).
 //!
 //! Each of `concurrency` clients holds one keep-alive HTTP/1.1 connection and sends
 //! `POST /v1/events` requests of `batch` synthetic audit events (200–600 bytes each,
@@ -38,10 +44,12 @@ struct Args {
     stream: Option<String>,
     seed: u64,
     probe: bool,
+    wait_checkpoint: bool,
+    rate: Option<f64>,
 }
 
 fn usage() -> &'static str {
-    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N] [--probe]"
+    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N] [--probe] [--wait-checkpoint] [--rate EVENTS_PER_S]"
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -67,6 +75,8 @@ fn parse_args() -> Result<Args, String> {
     let (mut concurrency, mut batch, mut duration, mut stream, mut seed) =
         (64usize, 1usize, Duration::from_secs(10), None, 1u64);
     let mut probe = false;
+    let mut wait_checkpoint = false;
+    let mut rate = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let (key, inline) = match a.split_once('=') {
@@ -80,6 +90,10 @@ fn parse_args() -> Result<Args, String> {
             probe = true;
             continue;
         }
+        if key == "--wait-checkpoint" {
+            wait_checkpoint = true;
+            continue;
+        }
         let value = match inline {
             Some(v) => v,
             None => it.next().ok_or_else(|| format!("{key} needs a value\n{}", usage()))?,
@@ -91,6 +105,13 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => batch = num(&value)?,
             "--duration" => duration = parse_duration(&value)?,
             "--stream" => stream = Some(value),
+            "--rate" => {
+                let r: f64 = value.parse().map_err(|_| format!("--rate {value:?}: not a number"))?;
+                if !(r > 0.0 && r <= 10_000_000.0) {
+                    return Err("--rate must be positive and at most 10000000 events/s".into());
+                }
+                rate = Some(r);
+            }
             "--seed" => seed = value.parse().map_err(|_| format!("--seed {value:?}: not a number"))?,
             _ => return Err(format!("unknown argument {key:?}\n{}", usage())),
         }
@@ -122,7 +143,7 @@ fn parse_args() -> Result<Args, String> {
     if !addrs.iter().all(|a| loopback(a.ip())) {
         return Err(format!("refusing {host}: stele-load only targets loopback addresses (127.0.0.0/8, ::1)"));
     }
-    Ok(Args { host, addr, concurrency, batch, duration, stream, seed, probe })
+    Ok(Args { host, addr, concurrency, batch, duration, stream, seed, probe, wait_checkpoint, rate })
 }
 
 /// xorshift64*: fast, seeded, good enough to vary synthetic events.
@@ -307,15 +328,29 @@ async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> Cli
     let mut rng =
         Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let base_ns = jiff::Timestamp::now().as_nanosecond();
-    let path = match &args.stream {
+    let mut path = match &args.stream {
         Some(s) => format!("/v1/events?stream={s}"),
         None => "/v1/events".to_string(),
     };
+    if args.wait_checkpoint {
+        path.push_str(if args.stream.is_some() { "&wait=checkpoint" } else { "?wait=checkpoint" });
+    }
+    let interval = args.rate.map(|r| Duration::from_secs_f64(args.concurrency as f64 * args.batch as f64 / r));
+    // Clients start spread over one interval so that paced requests do not come in waves.
+    let mut next_send =
+        Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(id as f64 / args.concurrency as f64));
     let mut conn: Option<Conn> = None;
     let mut seq = 0u64;
     let mut body = String::new();
     let mut request: Vec<u8> = Vec::new();
     while Instant::now() < deadline {
+        if let Some(i) = interval {
+            if next_send >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(next_send.into()).await;
+            next_send += i;
+        }
         body.clear();
         for k in 0..args.batch {
             if k > 0 {
@@ -355,7 +390,7 @@ async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> Cli
                 report.requests += 1;
                 report.events += args.batch as u64;
                 report.bytes += body.len() as u64;
-                match check_response(&resp, args.batch) {
+                match check_response(&resp, args.batch, args.wait_checkpoint) {
                     Ok(idx) => report.indexes.extend(idx),
                     Err(e) => {
                         report.errors += 1;
@@ -437,8 +472,11 @@ async fn probe(args: std::sync::Arc<Args>, deadline: Instant) -> (Vec<f64>, u64)
     (out, failures)
 }
 
-fn check_response(body: &[u8], sent: usize) -> Result<Vec<u64>, String> {
+fn check_response(body: &[u8], sent: usize, receipt: bool) -> Result<Vec<u64>, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    if receipt && !v["checkpoint"]["note"].is_string() {
+        return Err("a ?wait=checkpoint response has no checkpoint note".into());
+    }
     let entries = v["entries"].as_array().ok_or("response has no \"entries\" array")?;
     if entries.len() != sent {
         return Err(format!("sent {sent} events but the response lists {} entries", entries.len()));
@@ -471,11 +509,13 @@ fn main() -> ExitCode {
     };
     let args = std::sync::Arc::new(args);
     println!(
-        "stele-load: {} clients, {} event(s) per request, {:.1} s against http://{}",
+        "stele-load: {} clients, {} event(s) per request, {:.1} s against http://{}{}{}",
         args.concurrency,
         args.batch,
         args.duration.as_secs_f64(),
-        args.host
+        args.host,
+        args.rate.map(|r| format!(", paced to {r:.0} events/s")).unwrap_or_default(),
+        if args.wait_checkpoint { ", waiting for checkpoint receipts" } else { "" }
     );
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -521,7 +561,8 @@ fn main() -> ExitCode {
         requests as f64 / elapsed
     );
     println!(
-        "latency (request to acknowledgement, ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        "latency (request to {}, ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        if args.wait_checkpoint { "checkpoint receipt" } else { "acknowledgement" },
         percentile(&lat, 0.50),
         percentile(&lat, 0.90),
         percentile(&lat, 0.99),
