@@ -7,6 +7,7 @@
 //!   their verification, and the append-only [`merkle::Frontier`].
 //! - [`tile`]: C2SP tlog-tiles coordinates and paths.
 //! - [`note`] and [`checkpoint`]: C2SP signed-note (Ed25519) and tlog-checkpoint.
+//! - [`cosignature`]: C2SP tlog-cosignature (Ed25519 `cosignature/v1`), for witnesses.
 //! - [`leaf`]: stele's 68-byte salted leaf record.
 //! - [`bundle`]: the offline checks of an evidence bundle (`stele-bundle/1`).
 //!
@@ -28,6 +29,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod leaf;
 pub mod merkle;
