@@ -229,7 +229,9 @@ async fn metrics(State(app): State<AppState>) -> Response {
 async fn get_checkpoint(State(app): State<AppState>) -> Result<Response, ApiError> {
     match app.shared.reader.newest_checkpoint() {
         Some(cp) => {
-            let mut r = response(StatusCode::OK, "text/plain; charset=utf-8", cp.note);
+            // With witnesses, the same checkpoint with their cosignatures once collected.
+            let note = crate::witness_client::cosigned_note(&app.shared.cosigned, cp.tree_size).unwrap_or(cp.note);
+            let mut r = response(StatusCode::OK, "text/plain; charset=utf-8", note);
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_SHORT));
             Ok(r)
         }

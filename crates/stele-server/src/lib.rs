@@ -33,7 +33,13 @@
 //! | `GET /v1/entries/{index}` | `{"index","received","received_ns","stream","format","leaf_hash","leaf","salt","event","inclusion_proof":{"tree_size","root_hash","hashes","checkpoint"}}`. `event` is the stored bytes verbatim. The proof is to the newest checkpoint (its note is in `checkpoint`) when that covers the entry, else to the current tree size with `"checkpoint":null` and an `unsigned` explanation. 404 past the tree, 400 for a non-integer. |
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
-//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`. |
+//!
+//! ## Self-verification
+//! A low-priority thread re-verifies the data at rest on a schedule (incremental passes
+//! every `verify_incremental_interval`, full ones every `verify_full_interval`), appends
+//! a verification record to `_stele/system` after each pass, and reports failures in
+//! the log, the metrics and an optional webhook. See `src/selfcheck.rs`.
 //!
 //! ## Limits
 //! Each has its reason at its constant: body size (compressed and decompressed),
@@ -66,7 +72,9 @@ mod listener;
 mod metrics;
 mod nodes;
 pub mod proofs;
+mod selfcheck;
 mod sequencer;
+pub mod witness_client;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -109,6 +117,14 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ten checkpoint intervals at the default interval: long enough for a signature and
 /// fsync under load, short enough that a stalled signer is reported.
 pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `verify_incremental_interval`: every 5 minutes the entries appended since
+/// the last self-verification pass are verified (see the `selfcheck` module docs).
+pub const DEFAULT_VERIFY_INCREMENTAL_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `verify_full_interval`: a full self-verification pass every week.
+pub const DEFAULT_VERIFY_FULL_INTERVAL: Duration = Duration::from_secs(168 * 3600);
+/// Default `verify_max_bytes_per_sec` (100 MB/s of payload): self-verification stays
+/// far below what ingestion and the disk can do.
+pub const DEFAULT_VERIFY_MAX_BYTES_PER_SEC: u64 = 100_000_000;
 /// Most query hits per request (the default is 1000).
 pub const MAX_QUERY_LIMIT: u64 = http::MAX_QUERY_LIMIT;
 
@@ -143,6 +159,22 @@ pub struct ServerConfig {
     /// How long `POST /v1/events?wait=checkpoint` waits for a signed checkpoint that
     /// covers its entries; past it the answer is 503 listing the (appended) indexes.
     pub receipt_timeout: Duration,
+    /// How often an incremental self-verification pass checks the entries appended
+    /// since the last one (zero disables them). Each pass appends a verification record
+    /// to `_stele/system`.
+    pub verify_incremental_interval: Duration,
+    /// How often a full self-verification pass checks the whole log (zero disables).
+    pub verify_full_interval: Duration,
+    /// Payload bytes per second self-verification reads at most.
+    pub verify_max_bytes_per_sec: u64,
+    /// `http://` URL a failed self-verification pass is POSTed to as JSON.
+    pub verify_webhook: Option<String>,
+    /// C2SP tlog-witnesses each new checkpoint is submitted to (off the sequencer
+    /// thread); their cosignatures are appended to the note `GET /checkpoint` serves.
+    pub witnesses: Vec<witness_client::WitnessConfig>,
+    /// Cosignatures a checkpoint needs before `GET /checkpoint` serves the cosigned
+    /// note; with fewer, the log-signed note is served and a warning logged.
+    pub witnesses_required: usize,
 }
 
 impl ServerConfig {
@@ -162,11 +194,24 @@ impl ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_stream: stele_store::streams::DEFAULT_STREAM.to_string(),
             receipt_timeout: DEFAULT_RECEIPT_TIMEOUT,
+            verify_incremental_interval: DEFAULT_VERIFY_INCREMENTAL_INTERVAL,
+            verify_full_interval: DEFAULT_VERIFY_FULL_INTERVAL,
+            verify_max_bytes_per_sec: DEFAULT_VERIFY_MAX_BYTES_PER_SEC,
+            verify_webhook: None,
+            witnesses: Vec::new(),
+            witnesses_required: 0,
         }
     }
 
     fn check(&self, log: &Log) -> Result<(), ServerError> {
         let bad = |m: String| Err(ServerError::Config(m));
+        if self.witnesses_required > self.witnesses.len() {
+            return bad(format!(
+                "witnesses_required is {} but only {} witnesses are configured",
+                self.witnesses_required,
+                self.witnesses.len()
+            ));
+        }
         if self.log_options.max_entry_bytes != log.options().max_entry_bytes {
             return bad(format!(
                 "log_options.max_entry_bytes is {} but the log was opened with {}",
@@ -194,6 +239,12 @@ impl ServerConfig {
         }
         if self.request_timeout.is_zero() || self.receipt_timeout.is_zero() {
             return bad("request_timeout and receipt_timeout must be positive".into());
+        }
+        if let Some(url) = &self.verify_webhook {
+            selfcheck::check_webhook(url).map_err(ServerError::Config)?;
+        }
+        if self.verify_max_bytes_per_sec == 0 {
+            return bad("verify_max_bytes_per_sec must be positive".into());
         }
         stele_store::streams::check_stream_name(&self.default_stream)
             .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
@@ -261,8 +312,17 @@ pub async fn start(
         queued_bytes: AtomicUsize::new(0),
         sequencer_alive: AtomicBool::new(true),
         metrics,
+        cosigned: Arc::default(),
     });
+    if !config.witnesses.is_empty() {
+        let w = witness_client::Witnesses::new(&config.witnesses, witness_client::DEFAULT_WITNESS_TIMEOUT)
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let rx = shared.checkpoints.subscribe();
+        witness_client::spawn(w, config.witnesses_required, shared.reader.clone(), rx, shared.cosigned.clone());
+    }
     let (tx, rx) = std::sync::mpsc::channel();
+    // Stopped when dropped: if the sequencer does not start, or at shutdown.
+    let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
     let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval);
     let thread = std::thread::Builder::new()
         .name("stele-sequencer".into())
@@ -291,6 +351,7 @@ pub async fn start(
     let handle = tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
         // Every connection is closed: let the sequencer commit what is queued and stop.
+        drop(selfcheck);
         let _ = tx.send(Msg::Shutdown);
         let joined = tokio::task::spawn_blocking(move || thread.join())
             .await

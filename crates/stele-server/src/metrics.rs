@@ -29,7 +29,18 @@ pub(crate) struct Metrics {
     pub(crate) http_requests: Family<HttpLabels, Counter>,
     pub(crate) queued_events: Gauge,
     pub(crate) query_index_mismatches: Counter,
+    /// Tree size covered by the last self-verification pass that succeeded.
+    pub(crate) verify_last_size: Gauge,
+    /// Unix time of the end of the last self-verification pass that succeeded.
+    pub(crate) verify_last_success: Gauge<f64, AtomicU64>,
+    /// Duration of the last self-verification pass, by kind.
+    pub(crate) verify_pass_duration: Family<KindLabels, Gauge<f64, AtomicU64>>,
+    /// Self-verification passes that found a problem or could not read the log.
+    pub(crate) verify_failures: Counter,
 }
+
+/// Labels of `stele_verify_pass_duration_seconds`: `kind` is `incremental` or `full`.
+pub(crate) type KindLabels = [(&'static str, &'static str); 1];
 
 impl Metrics {
     pub(crate) fn new() -> Metrics {
@@ -75,8 +86,36 @@ impl Metrics {
             "Query hits of the index that the log contradicted (dropped from answers; a sign of a damaged index)",
             query_index_mismatches.clone(),
         );
+        let verify_last_size = Gauge::default();
+        registry.register(
+            "stele_verify_last_size",
+            "Tree size covered by the last self-verification pass that succeeded",
+            verify_last_size.clone(),
+        );
+        let verify_last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "stele_verify_last_success_timestamp_seconds",
+            "Unix time at which the last successful self-verification pass ended (0 before the first)",
+            verify_last_success.clone(),
+        );
+        let verify_pass_duration = Family::<KindLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "stele_verify_pass_duration_seconds",
+            "Wall time of the last self-verification pass, throttling included, by kind (incremental or full)",
+            verify_pass_duration.clone(),
+        );
+        let verify_failures = Counter::default();
+        registry.register(
+            "stele_verify_failures",
+            "Self-verification passes that found damage or could not read the log",
+            verify_failures.clone(),
+        );
         Metrics {
             registry,
+            verify_last_size,
+            verify_last_success,
+            verify_pass_duration,
+            verify_failures,
             entries_appended,
             bytes_appended,
             tree_size,

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) queued_bytes: AtomicUsize,
     pub(crate) sequencer_alive: AtomicBool,
     pub(crate) metrics: Metrics,
+    /// The newest checkpoint with its witness cosignatures (see `witness_client`).
+    pub(crate) cosigned: Arc<RwLock<Option<crate::witness_client::CosignedCheckpoint>>>,
 }
 
 impl Shared {

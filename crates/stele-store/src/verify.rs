@@ -102,8 +102,8 @@ pub struct VerifyOptions<'a> {
 }
 
 struct SegmentCursor {
-    /// Where the next chunk must start.
-    next_offset: u64,
+    /// Where the next chunk must start (unknown for the first chunk a range pass meets).
+    next_offset: Option<u64>,
     /// The chunk being consumed: offset, decoded chunk, entries consumed.
     current: Option<(u64, Arc<Chunk>, usize)>,
 }
@@ -142,58 +142,15 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     // created after it. Bytes after the last chunk of any other segment are damage.
     let state = crate::state::read(&files.state)?.unwrap_or_default();
     let appendable = |segno: u32| segno >= state.next_segno || state.open_segments.iter().any(|s| s.segno == segno);
-    let mut last_time = 0u64;
-    let streams = reader.streams();
-    let mut upper: BTreeMap<u32, (u64, Vec<Hash>)> = BTreeMap::new();
-    let mut start = 0u64;
-    while start < n {
-        let count = BATCH.min(n - start);
-        let leaves = files.read_leaf_bytes(start, count)?;
-        let locs = files.read_locators(start, count)?;
-        let stored_hashes = files.read_leaf_hashes(start, count)?;
-        let mut decoded: Vec<Option<Leaf>> = Vec::with_capacity(count as usize);
-        for j in 0..count as usize {
-            let index = start + j as u64;
-            let raw = &leaves[j * LEAF_LEN..(j + 1) * LEAF_LEN];
-            let h = leaf_hash(raw);
-            if h != stored_hashes[j] {
-                report.problem(
-                    Some(index),
-                    layout::hash_level(0),
-                    "stored leaf hash differs from the hash of the leaf record",
-                );
-            }
-            frontier.push(h, |level, idx, hash| {
-                if level > 0 && level % TILE_HEIGHT == 0 {
-                    upper.entry(level / TILE_HEIGHT).or_insert((idx, Vec::new())).1.push(*hash);
-                }
-            });
-            check_roots(&frontier, &mut expected_roots, &mut report);
-            match Leaf::decode(raw) {
-                Ok(leaf) => {
-                    if leaf.received_ns < last_time {
-                        report.problem(Some(index), layout::LEAVES, "received time goes backwards");
-                    }
-                    last_time = leaf.received_ns;
-                    if streams.name(leaf.stream_id).is_none() {
-                        report.problem(Some(index), layout::LEAVES, format!("unknown stream id {}", leaf.stream_id));
-                    }
-                    decoded.push(Some(leaf));
-                }
-                Err(e) => {
-                    report.problem(Some(index), layout::LEAVES, e.to_string());
-                    decoded.push(None);
-                }
-            }
-        }
-        check_payloads(files, start, &decoded, &locs, &streams, &mut cursors, &mut report)?;
-        check_upper_levels(files, &mut upper, state.tree_size, &mut report)?;
-        start += count;
-        report.entries = start;
-        if let Some(p) = options.progress {
-            p(start);
-        }
-    }
+    let mut walk = Walk {
+        frontier: &mut frontier,
+        expected_roots: &mut expected_roots,
+        cursors: &mut cursors,
+        durable: state.tree_size,
+        range_start: None,
+        report: &mut report,
+    };
+    walk.entries(reader, 0, n, options.progress)?;
     // Every segment must end exactly after its last chunk, every chunk fully used.
     for (segno, c) in &cursors {
         let name = layout::segment(*segno);
@@ -213,13 +170,14 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
             Err(e) => return Err(e),
         };
         let len = LogFiles::len(&f, &name)?;
-        if len > c.next_offset && appendable(*segno) {
-            report.notes.push(tail_note(&name, len - c.next_offset));
-        } else if len != c.next_offset {
+        let next_offset = c.next_offset.unwrap_or(HEADER_LEN);
+        if len > next_offset && appendable(*segno) {
+            report.notes.push(tail_note(&name, len - next_offset));
+        } else if len != next_offset {
             report.problem(
                 None,
-                format!("{name} offset {}", c.next_offset),
-                format!("{} unexpected bytes after the last chunk", len as i64 - c.next_offset as i64),
+                format!("{name} offset {next_offset}"),
+                format!("{} unexpected bytes after the last chunk", len as i64 - next_offset as i64),
             );
         }
     }
@@ -288,6 +246,189 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     report.root_hash = frontier.root();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Verifies entries `[from, to)` and the checkpoints with a tree size in `(from, to]`:
+/// the incremental pass of a checker that verified `[0, from)` before.
+///
+/// For each entry: the leaf hash against the stored level-0 hash, the leaf record, the
+/// payload against the leaf digest (and the order of the chunks within the range); the
+/// upper-level hashes completed in the range against the stored ones; and for each
+/// checkpoint in the range its signature and its root against the tree rebuilt from
+/// the leaves. The tree before `from` is taken from the stored hashes, and checked
+/// against `trusted` (a tree size and root the caller trusts, such as the last
+/// checkpoint an earlier pass verified): equal roots when the size is `from`, an RFC
+/// 9162 consistency proof from the stored tiles when it is smaller, the rebuilt root
+/// when it lies in the range. A trusted size beyond `to` is reported as a problem
+/// (entries were removed). File lengths, stray segments and header fields are only
+/// checked by [`verify`].
+///
+/// `report.tree_size` and `report.root_hash` are `to` and the root rebuilt at `to`;
+/// `report.entries` counts the entries checked. Errors are reading failures that stop
+/// the pass (`InvalidArgument` for `from > to` or `to` beyond the log).
+pub fn verify_range(
+    reader: &LogReader,
+    from: u64,
+    to: u64,
+    trusted: Option<(u64, Hash)>,
+    options: &VerifyOptions<'_>,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let n = reader.tree_size();
+    if from > to || to > n {
+        return Err(StoreError::InvalidArgument(format!("range [{from}, {to}) is not within the log's {n} entries")));
+    }
+    let files = reader.files();
+    let mut report = VerifyReport { tree_size: to, ..VerifyReport::default() };
+    let mut expected_roots: BTreeMap<u64, Vec<(String, Hash)>> = BTreeMap::new();
+    let stored: Vec<_> =
+        reader.checkpoints()?.into_iter().filter(|c| c.tree_size > from && c.tree_size <= to).collect();
+    check_checkpoints(reader, &stored, &mut report, &mut expected_roots);
+    let mut frontier = Frontier::from_reader(&files.hashes, from)?;
+    match trusted {
+        Some((size, _)) if size > to => report.problem(
+            Some(to),
+            "trusted checkpoint",
+            format!("the trusted tree covers {size} entries but the range ends at {to}: entries were removed"),
+        ),
+        Some((size, root)) if size > from => {
+            expected_roots.entry(size).or_default().push(("the trusted tree".into(), root));
+        }
+        Some((size, root)) if size == from => {
+            if frontier.root() != root {
+                report.problem(
+                    from.checked_sub(1),
+                    layout::hash_level(0),
+                    format!("the stored tree of size {from} differs from the trusted root"),
+                );
+            }
+        }
+        Some((0, _)) | None => {}
+        Some((size, root)) => {
+            let consistent = reader.consistency_proof(size, from).and_then(|proof| {
+                stele_tlog::merkle::verify_consistency(size, from, &root, &frontier.root(), &proof)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            });
+            if let Err(e) = consistent {
+                report.problem(
+                    from.checked_sub(1),
+                    layout::hash_level(0),
+                    format!(
+                        "the stored tree of size {from} is not consistent with the trusted tree of size {size}: {e}"
+                    ),
+                );
+            }
+        }
+    }
+    check_roots(&frontier, &mut expected_roots, &mut report);
+    let state = crate::state::read(&files.state)?.unwrap_or_default();
+    let mut cursors: HashMap<u32, SegmentCursor> = HashMap::new();
+    let mut walk = Walk {
+        frontier: &mut frontier,
+        expected_roots: &mut expected_roots,
+        cursors: &mut cursors,
+        durable: state.tree_size,
+        range_start: Some(from),
+        report: &mut report,
+    };
+    walk.entries(reader, from, to, options.progress)?;
+    report.entries = to - from;
+    for (size, roots) in &expected_roots {
+        for (what, _) in roots {
+            report.problem(None, layout::CHECKPOINTS, format!("{what} of size {size} was not met by the range"));
+        }
+    }
+    report.root_hash = frontier.root();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The state of one walk over the entries, shared by [`verify`] and [`verify_range`].
+struct Walk<'a> {
+    frontier: &'a mut Frontier,
+    expected_roots: &'a mut BTreeMap<u64, Vec<(String, Hash)>>,
+    cursors: &'a mut HashMap<u32, SegmentCursor>,
+    /// Tree size of the recovery anchor (see [`check_upper_levels`]).
+    durable: u64,
+    /// First entry of a range pass; `None` for a full pass.
+    range_start: Option<u64>,
+    report: &'a mut VerifyReport,
+}
+
+impl Walk<'_> {
+    /// Checks entries `[from, to)` in batches; `self.frontier` must be at `from`.
+    fn entries(
+        &mut self,
+        reader: &LogReader,
+        from: u64,
+        to: u64,
+        progress: Option<&(dyn Fn(u64) + Sync)>,
+    ) -> Result<()> {
+        let files = reader.files();
+        let streams = reader.streams();
+        let report = &mut *self.report;
+        let mut last_time = match from.checked_sub(1) {
+            Some(prev) => {
+                files.read_leaf_bytes(prev, 1).ok().and_then(|raw| Leaf::decode(&raw).ok()).map_or(0, |l| l.received_ns)
+            }
+            None => 0,
+        };
+        let mut upper: BTreeMap<u32, (u64, Vec<Hash>)> = BTreeMap::new();
+        let mut start = from;
+        while start < to {
+            let count = BATCH.min(to - start);
+            let leaves = files.read_leaf_bytes(start, count)?;
+            let locs = files.read_locators(start, count)?;
+            let stored_hashes = files.read_leaf_hashes(start, count)?;
+            let mut decoded: Vec<Option<Leaf>> = Vec::with_capacity(count as usize);
+            for j in 0..count as usize {
+                let index = start + j as u64;
+                let raw = &leaves[j * LEAF_LEN..(j + 1) * LEAF_LEN];
+                let h = leaf_hash(raw);
+                if h != stored_hashes[j] {
+                    report.problem(
+                        Some(index),
+                        layout::hash_level(0),
+                        "stored leaf hash differs from the hash of the leaf record",
+                    );
+                }
+                self.frontier.push(h, |level, idx, hash| {
+                    if level > 0 && level % TILE_HEIGHT == 0 {
+                        upper.entry(level / TILE_HEIGHT).or_insert((idx, Vec::new())).1.push(*hash);
+                    }
+                });
+                check_roots(self.frontier, self.expected_roots, report);
+                match Leaf::decode(raw) {
+                    Ok(leaf) => {
+                        if leaf.received_ns < last_time {
+                            report.problem(Some(index), layout::LEAVES, "received time goes backwards");
+                        }
+                        last_time = leaf.received_ns;
+                        if streams.name(leaf.stream_id).is_none() {
+                            report.problem(
+                                Some(index),
+                                layout::LEAVES,
+                                format!("unknown stream id {}", leaf.stream_id),
+                            );
+                        }
+                        decoded.push(Some(leaf));
+                    }
+                    Err(e) => {
+                        report.problem(Some(index), layout::LEAVES, e.to_string());
+                        decoded.push(None);
+                    }
+                }
+            }
+            check_payloads(files, start, self.range_start, &decoded, &locs, &streams, self.cursors, report)?;
+            check_upper_levels(files, &mut upper, self.durable, report)?;
+            start += count;
+            report.entries = start;
+            if let Some(p) = progress {
+                p(start);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn tail_note(name: &str, bytes: u64) -> String {
@@ -484,10 +625,13 @@ fn check_upper_levels(
 }
 
 /// Checks the payloads of entries `[start, start + leaves.len())` and the order of
-/// chunks in their segments.
+/// chunks in their segments. `range_start` is the first entry of a range pass (`None`
+/// for a full pass, which starts at entry 0 and at the first chunk of each segment).
+#[allow(clippy::too_many_arguments)]
 fn check_payloads(
     files: &LogFiles,
     start: u64,
+    range_start: Option<u64>,
     leaves: &[Option<Leaf>],
     locs: &[Locator],
     streams: &Streams,
@@ -514,7 +658,9 @@ fn check_payloads(
     for (j, loc) in locs.iter().enumerate() {
         let index = start + j as u64;
         let seg_name = || layout::segment(loc.segno);
-        let cursor = cursors.entry(loc.segno).or_insert(SegmentCursor { next_offset: HEADER_LEN, current: None });
+        // A range pass does not know where the chunks before its range end.
+        let first_offset = if range_start.is_some() { None } else { Some(HEADER_LEN) };
+        let cursor = cursors.entry(loc.segno).or_insert(SegmentCursor { next_offset: first_offset, current: None });
         let is_current = cursor.current.as_ref().is_some_and(|(o, _, _)| *o == loc.offset);
         if !is_current {
             if let Some((offset, chunk, used)) = &cursor.current
@@ -526,11 +672,13 @@ fn check_payloads(
                     "chunk holds entries no locator names",
                 );
             }
-            if loc.offset != cursor.next_offset {
+            if let Some(next) = cursor.next_offset
+                && loc.offset != next
+            {
                 report.problem(
                     Some(index),
                     format!("{} offset {}", seg_name(), loc.offset),
-                    format!("chunk is out of order (expected the next chunk at offset {})", cursor.next_offset),
+                    format!("chunk is out of order (expected the next chunk at offset {next})"),
                 );
             }
             match fresh.remove(loc) {
@@ -550,8 +698,12 @@ fn check_payloads(
                         );
                     }
                     let total = files.read_chunk_header(loc.segno, loc.offset).map(|h| h.total_len()).unwrap_or(0);
-                    cursor.next_offset = loc.offset + total;
-                    cursor.current = Some((loc.offset, chunk, 0));
+                    cursor.next_offset = Some(loc.offset + total);
+                    // A range pass skips the entries of a chunk that come before its range
+                    // (checked by an earlier pass).
+                    let skip =
+                        range_start.map_or(0, |from| chunk.entries.iter().take_while(|(ix, _)| *ix < from).count());
+                    cursor.current = Some((loc.offset, chunk, skip));
                 }
                 Some(Err(e)) => {
                     report.problem(Some(index), format!("{} offset {}", seg_name(), loc.offset), e);
@@ -602,4 +754,89 @@ fn check_payloads(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use stele_tlog::note::NoteSigner;
+
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::chunk::Compression;
+    use crate::log::{Log, LogOptions, NewEntry, init_backend};
+
+    const ORIGIN: &str = "example.com/verify-range";
+
+    fn append(log: &mut Log, tag: &str, n: usize) {
+        let payloads: Vec<String> = (0..n).map(|i| format!(r#"{{"actor":"{tag}-{i:04}"}}"#)).collect();
+        let entries: Vec<NewEntry<'_>> =
+            payloads.iter().map(|p| NewEntry { stream: "app", format: 1, payload: p.as_bytes() }).collect();
+        log.append(&entries).unwrap();
+    }
+
+    #[test]
+    fn verify_range_checks_new_entries_and_checkpoints() {
+        let backend = Arc::new(MemoryBackend::new());
+        init_backend(&(backend.clone() as _), ORIGIN).unwrap();
+        let signer = NoteSigner::from_seed(ORIGIN, &[7; 32]).unwrap();
+        let options = LogOptions { compression: Compression::None, ..LogOptions::default() };
+        let mut log = Log::open_backend(backend.clone(), ORIGIN, signer, options).unwrap();
+        append(&mut log, "first", 300);
+        let cp1 = log.sign_checkpoint().unwrap().unwrap();
+        append(&mut log, "second", 20);
+        let cp2 = log.sign_checkpoint().unwrap().unwrap();
+        let reader = log.reader();
+        let opts = VerifyOptions::default();
+        assert!(verify(&reader, &opts).unwrap().ok());
+
+        let a = verify_range(&reader, 0, cp1.tree_size, None, &opts).unwrap();
+        assert!(a.ok(), "{:?}", a.problems);
+        assert_eq!(
+            (a.entries, a.checkpoints, a.root_hash),
+            (cp1.tree_size, 1, reader.root_hash(cp1.tree_size).unwrap())
+        );
+        let b = verify_range(&reader, cp1.tree_size, cp2.tree_size, Some((cp1.tree_size, a.root_hash)), &opts).unwrap();
+        assert!(b.ok(), "{:?}", b.problems);
+        assert_eq!((b.entries, b.checkpoints), (20, 1));
+        assert_eq!(b.root_hash, reader.root_hash(cp2.tree_size).unwrap());
+        // A range starting inside a chunk, trusted by a consistency proof.
+        let c = verify_range(&reader, 150, cp2.tree_size, Some((37, reader.root_hash(37).unwrap())), &opts).unwrap();
+        assert!(c.ok(), "{:?}", c.problems);
+        // A trusted size inside the range is met by the rebuilt tree.
+        let d = verify_range(&reader, 10, 200, Some((100, reader.root_hash(100).unwrap())), &opts).unwrap();
+        assert!(d.ok(), "{:?}", d.problems);
+
+        // A wrong trusted root, or a trusted tree longer than the range, is a problem.
+        let wrong = Hash([9; HASH_LEN]);
+        assert!(
+            !verify_range(&reader, cp1.tree_size, cp2.tree_size, Some((cp1.tree_size, wrong)), &opts).unwrap().ok()
+        );
+        assert!(!verify_range(&reader, 100, 200, Some((50, wrong)), &opts).unwrap().ok());
+        assert!(!verify_range(&reader, 0, 100, Some((150, wrong)), &opts).unwrap().ok());
+        assert!(!verify_range(&reader, 10, 200, Some((100, wrong)), &opts).unwrap().ok());
+        assert!(verify_range(&reader, 5, 4, None, &opts).is_err());
+        assert!(verify_range(&reader, 0, cp2.tree_size + 1, None, &opts).is_err());
+
+        // Damage one payload of the second commit: only a range covering it fails.
+        let needle = br#""actor":"second-0007""#;
+        let name = backend
+            .file_names()
+            .into_iter()
+            .find(|n| {
+                n.starts_with(layout::SEGMENTS_DIR)
+                    && backend.file_bytes(n).unwrap().windows(needle.len()).any(|w| w == needle)
+            })
+            .expect("the payload is stored uncompressed");
+        let mut bytes = backend.file_bytes(&name).unwrap();
+        let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+        bytes[at + 12] ^= 1;
+        backend.set_file_bytes(&name, bytes);
+        assert!(verify_range(&reader, 0, cp1.tree_size, None, &opts).unwrap().ok());
+        let bad =
+            verify_range(&reader, cp1.tree_size, cp2.tree_size, Some((cp1.tree_size, a.root_hash)), &opts).unwrap();
+        assert!(!bad.ok());
+        assert!(bad.problems.iter().any(|p| p.index.is_some_and(|i| i >= cp1.tree_size)), "{:?}", bad.problems);
+    }
 }

@@ -130,6 +130,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         args: crate::cmd_monitor::MonitorArgs,
     },
+    /// Run a C2SP tlog-witness: cosign checkpoints of known logs that are consistent.
+    Witness {
+        #[command(flatten)]
+        args: crate::cmd_witness::WitnessArgs,
+    },
     /// Print an RFC 9162 inclusion or consistency proof as JSON.
     Proof {
         #[command(subcommand)]

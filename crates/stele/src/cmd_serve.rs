@@ -51,6 +51,28 @@ pub(crate) fn run(
     if let Some(b) = config.max_body_bytes {
         server.max_body_bytes = b;
     }
+    let seconds = |v: Option<f64>, scale: f64, key: &str| -> anyhow::Result<Option<Duration>> {
+        match v {
+            None => Ok(None),
+            Some(v) if v >= 0.0 && (v * scale).is_finite() && v * scale < 1e12 => {
+                Ok(Some(Duration::from_secs_f64(v * scale)))
+            }
+            Some(_) => Err(crate::Failure::usage(format!("{key} must be a non-negative number"))),
+        }
+    };
+    if let Some(d) = seconds(config.verify_incremental_seconds, 1.0, "verify_incremental_seconds")? {
+        server.verify_incremental_interval = d;
+    }
+    if let Some(d) = seconds(config.verify_full_hours, 3600.0, "verify_full_hours")? {
+        server.verify_full_interval = d;
+    }
+    if let Some(mb) = config.verify_max_mb_per_s {
+        if !(mb > 0.0 && mb.is_finite()) {
+            return Err(crate::Failure::usage("verify_max_mb_per_s must be a positive number"));
+        }
+        server.verify_max_bytes_per_sec = (mb * 1e6).max(1.0) as u64;
+    }
+    server.verify_webhook = config.verify_webhook.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {

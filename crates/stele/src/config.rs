@@ -26,6 +26,17 @@ pub(crate) struct Config {
     pub(crate) compression_level: Option<i32>,
     /// Hours per payload segment time window (default 24).
     pub(crate) segment_window_hours: Option<u64>,
+    /// Seconds between incremental self-verification passes while serving (default
+    /// 300; 0 disables them).
+    pub(crate) verify_incremental_seconds: Option<f64>,
+    /// Hours between full self-verification passes while serving (default 168; 0
+    /// disables them).
+    pub(crate) verify_full_hours: Option<f64>,
+    /// Most payload megabytes (10^6 bytes) per second self-verification reads
+    /// (default 100).
+    pub(crate) verify_max_mb_per_s: Option<f64>,
+    /// `http://` URL a failed self-verification pass is POSTed to as JSON.
+    pub(crate) verify_webhook: Option<String>,
     /// JSON pointers of the normalized fields of generic JSON events.
     pub(crate) fields: Option<Fields>,
 }

@@ -12,6 +12,7 @@ mod cmd_query;
 mod cmd_read;
 mod cmd_serve;
 mod cmd_verify;
+mod cmd_witness;
 mod config;
 mod output;
 
@@ -101,5 +102,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
         Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
+        Witness { args } => cmd_witness::run(args),
     }
 }
