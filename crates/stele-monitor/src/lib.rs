@@ -5,6 +5,8 @@
 //! Each [`check_once`]:
 //! 1. fetches `checkpoint`, verifies its signed note with the key (the origin must be
 //!    the key's name) and parses it;
+//!    With a [`WitnessQuorum`] ([`check_once_with_witnesses`]) it must also carry
+//!    valid cosignatures from at least `required` of the given witnesses;
 //! 2. loads the last trusted checkpoint from the [`State`] file (first run: trust on
 //!    first use);
 //! 3. detects a **rollback** (smaller tree) or a **fork** (same size, other root) and
@@ -31,9 +33,10 @@ use std::path::PathBuf;
 
 use stele_tlog::Hash;
 use stele_tlog::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
+use stele_tlog::cosignature::{CosignatureVerifier, verify_quorum};
 use stele_tlog::hash::leaf_hash;
 use stele_tlog::merkle::{consistency_proof, verify_consistency};
-use stele_tlog::note::NoteVerifier;
+use stele_tlog::note::{Note, NoteVerifier};
 use stele_tlog::tile::{TILE_HEIGHT, TILE_WIDTH};
 
 pub use source::{DirSource, HttpSource, SourceError, TileSource, open_source};
@@ -54,6 +57,18 @@ pub enum MonitorError {
         location: String,
         /// Why it was refused.
         source: CheckpointError,
+    },
+    /// The checkpoint lacks valid cosignatures from enough of the trusted witnesses.
+    #[error(
+        "NOT WITNESSED: checkpoint at {location} carries valid cosignatures from {found} of the given witnesses, {required} required"
+    )]
+    NotEnoughCosignatures {
+        /// Where it came from.
+        location: String,
+        /// Distinct given witnesses whose cosignature verified.
+        found: usize,
+        /// Cosignatures required.
+        required: usize,
     },
     /// The log shrank.
     #[error("ROLLBACK: log at {location} serves tree size {served}, below the trusted size {trusted}; evidence in {}", evidence.display())]
@@ -167,6 +182,7 @@ impl MonitorError {
         matches!(
             self,
             MonitorError::BadCheckpoint { .. }
+                | MonitorError::NotEnoughCosignatures { .. }
                 | MonitorError::Rollback { .. }
                 | MonitorError::Fork { .. }
                 | MonitorError::Inconsistent { .. }
@@ -256,6 +272,53 @@ pub struct Options {
     pub entries: bool,
 }
 
+/// k-of-n witnessing: a checkpoint is accepted only with valid `cosignature/v1`
+/// cosignatures from at least `required` distinct `witnesses`. The default (no
+/// witnesses, 0 required) accepts every checkpoint the log signed.
+#[derive(Clone, Debug, Default)]
+pub struct WitnessQuorum {
+    /// The trusted witnesses' verifier keys.
+    pub witnesses: Vec<CosignatureVerifier>,
+    /// Distinct witnesses that must have cosigned.
+    pub required: usize,
+}
+
+impl WitnessQuorum {
+    /// Number of distinct `witnesses` with a valid cosignature on `note`. Signature
+    /// lines by other keys are ignored; a cosignature that does not verify does not
+    /// count (nor does it count against the others).
+    pub fn count(&self, note: &Note) -> usize {
+        let mut valid: Vec<&CosignatureVerifier> = Vec::new();
+        for w in &self.witnesses {
+            if !valid.contains(&w) && verify_quorum(note, std::slice::from_ref(w), 1).is_ok() {
+                valid.push(w);
+            }
+        }
+        valid.len()
+    }
+
+    /// Checks the signed note `note` (bytes as served): `Ok(found)` when at least
+    /// `required` witnesses cosigned it, else [`MonitorError::NotEnoughCosignatures`]
+    /// naming `location`.
+    pub fn check(&self, note: &[u8], location: &str) -> Result<usize, MonitorError> {
+        if self.required == 0 {
+            return Ok(0);
+        }
+        let found = match Note::parse(note) {
+            Ok(n) => self.count(&n),
+            Err(_) => 0,
+        };
+        if found < self.required {
+            return Err(MonitorError::NotEnoughCosignatures {
+                location: location.to_string(),
+                found,
+                required: self.required,
+            });
+        }
+        Ok(found)
+    }
+}
+
 fn short(h: &Hash) -> String {
     h.to_hex()[..16].to_string()
 }
@@ -269,11 +332,24 @@ pub fn check_once(
     state: &State,
     options: &Options,
 ) -> Result<Outcome, MonitorError> {
+    check_once_with_witnesses(source, verifier, &WitnessQuorum::default(), state, options)
+}
+
+/// [`check_once`], and the served checkpoint must also satisfy `quorum` (checked
+/// before anything else is compared or trusted).
+pub fn check_once_with_witnesses(
+    source: &dyn TileSource,
+    verifier: &NoteVerifier,
+    quorum: &WitnessQuorum,
+    state: &State,
+    options: &Options,
+) -> Result<Outcome, MonitorError> {
     let location = source.describe("checkpoint");
     let note = source.get("checkpoint")?.ok_or_else(|| MonitorError::Missing { what: location.clone() })?;
     let served = open_checkpoint(&note, verifier)
         .map_err(|source| MonitorError::BadCheckpoint { location: location.clone(), source })?
         .checkpoint;
+    quorum.check(&note, &location)?;
     let trusted = state.load(verifier)?;
     let (old_size, old_root) = match &trusted {
         Some(t) => (t.checkpoint.checkpoint.tree_size, t.checkpoint.checkpoint.root_hash),

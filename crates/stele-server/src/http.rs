@@ -24,6 +24,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use stele_formats::{BodyError, EventFormat, Normalizer, split_body};
 use stele_index::Query;
 use stele_store::{LogReader, StoreError};
+use stele_tlog::Hash;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sequencer::{AppendRequest, CommitError, Committed, Msg, PreparedEvent, Shared};
@@ -1071,13 +1072,48 @@ async fn run_proof(
 
 async fn get_inclusion_proof(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let params = proof_params(&uri, &["index", "tree_size", "leaf_hash"])?;
-    if params.iter().any(|(k, _)| k == "leaf_hash") {
-        return Err(error(StatusCode::BAD_REQUEST, "lookup by leaf hash is not supported yet; give index"));
-    }
-    let index = u64_param(&params, "index")?
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "index is required (the entry's 0-based index)"))?;
     let tree_size = u64_param(&params, "tree_size")?;
+    if let Some((_, v)) = params.iter().find(|(k, _)| k == "leaf_hash") {
+        if params.iter().any(|(k, _)| k == "index") {
+            return Err(error(StatusCode::BAD_REQUEST, "give either index or leaf_hash, not both"));
+        }
+        // An unescaped `+` arrives as a space (form encoding); base64 has no spaces.
+        let hash = Hash::from_base64(&v.replace(' ', "+"))
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("leaf_hash: {v:?} is not base64 of 32 bytes")))?;
+        return run_proof(&app, move |r| inclusion_by_leaf_hash(r, &hash, tree_size)).await;
+    }
+    let index = u64_param(&params, "index")?.ok_or_else(|| {
+        error(StatusCode::BAD_REQUEST, "index (or leaf_hash) is required (the entry's 0-based index)")
+    })?;
     run_proof(&app, move |r| crate::proofs::inclusion(r, index, tree_size)).await
+}
+
+/// The inclusion proof of the first entry whose leaf hash is `hash`, below `tree_size`
+/// (default: the newest checkpoint's size). The lookup is a linear scan of the stored
+/// leaf hashes ([`LogReader::find_leaf_hash`]): O(n), about 32 bytes read per entry.
+fn inclusion_by_leaf_hash(
+    reader: &LogReader,
+    hash: &Hash,
+    tree_size: Option<u64>,
+) -> Result<serde_json::Value, crate::proofs::ProofRequestError> {
+    use crate::proofs::ProofRequestError as E;
+    let size = match tree_size {
+        Some(s) => s,
+        None => reader.newest_checkpoint().map(|c| c.tree_size).ok_or_else(|| {
+            E::NotFound(
+                "no checkpoint has been signed yet, so tree_size has no default: give it explicitly or ask again after the next checkpoint"
+                    .into(),
+            )
+        })?,
+    };
+    let log = reader.tree_size();
+    if size > log {
+        return Err(E::BadRequest(format!("tree_size {size} is beyond the log, which has {log} entries")));
+    }
+    match reader.find_leaf_hash(hash, size)? {
+        Some(index) => crate::proofs::inclusion(reader, index, Some(size)),
+        None => Err(E::NotFound(format!("no entry below tree size {size} has leaf hash {}", hash.to_base64()))),
+    }
 }
 
 async fn get_consistency_proof(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {

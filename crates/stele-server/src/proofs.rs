@@ -7,6 +7,9 @@
 //! checkpoint's signed note when the proof's tree size is the newest checkpoint's,
 //! else `null` (the proof is then to a tree size the caller must check against a
 //! checkpoint of its own).
+//!
+//! [`inclusion_tlog_proof`] gives the same inclusion proof as C2SP tlog-proof text
+//! (`c2sp.org/tlog-proof@v1`), always against the newest signed checkpoint.
 
 use serde_json::{Value, json};
 use stele_store::{LogReader, StoreError};
@@ -108,4 +111,25 @@ pub fn consistency(reader: &LogReader, first: u64, second: Option<u64>) -> Resul
         "second_root": reader.root_hash(second)?.to_base64(),
         "checkpoint": note_for(reader, second),
     }))
+}
+
+/// The C2SP tlog-proof text (`c2sp.org/tlog-proof@v1`) of entry `index` in the newest
+/// signed checkpoint: header, `index` line, inclusion proof hashes, an empty line and
+/// the checkpoint's signed note verbatim. Check it with
+/// [`stele_tlog::tlog_proof::TlogProof::verify`].
+pub fn inclusion_tlog_proof(reader: &LogReader, index: u64) -> Result<String, ProofRequestError> {
+    let newest = reader.newest_checkpoint().ok_or_else(|| {
+        ProofRequestError::NotFound(
+            "no checkpoint has been signed yet, so there is nothing to prove inclusion in: ask again after the next checkpoint"
+                .into(),
+        )
+    })?;
+    let tree_size = newest.tree_size;
+    if index >= tree_size {
+        return Err(ProofRequestError::BadRequest(format!(
+            "leaf index {index} is not below the newest checkpoint's tree size {tree_size}"
+        )));
+    }
+    let proof = reader.inclusion_proof(index, tree_size)?;
+    Ok(stele_tlog::tlog_proof::TlogProof { extra: None, index, proof, checkpoint: newest.note }.to_text())
 }

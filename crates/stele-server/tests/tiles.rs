@@ -307,7 +307,8 @@ fn tiles_and_proofs_verify_against_signed_checkpoints() {
         assert!(r.json()["error"].as_str().is_some_and(|m| !m.is_empty()), "{path}");
     }
     let r = s.get("/v1/proof/inclusion?leaf_hash=AAAA");
-    assert!(r.text().contains("not supported yet"), "{}", r.text());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("not base64 of 32 bytes"), "{}", r.text());
     let r = s.get("/v1/proof/inclusion?index=1&tree_size=66094");
     assert!(r.text().contains("beyond the log"), "{}", r.text());
     s.stop();

@@ -1,4 +1,6 @@
-//! C2SP tlog-cosignature, Ed25519 `cosignature/v1` (signature type 0x04).
+//! C2SP tlog-cosignature: Ed25519 `cosignature/v1` (signature type 0x04) and, with
+//! the `ml-dsa` feature, ML-DSA-44 `subtree/v1` (signature type 0x06; see
+//! [`subtree_message`]).
 //!
 //! A cosignature is a signed-note signature line on a checkpoint,
 //! `— <cosigner name> base64(key id ‖ timestamped_signature)`, where
@@ -166,19 +168,92 @@ impl CosignatureVerifier {
     }
 }
 
+/// A verifier of one cosigner's cosignatures on a checkpoint note, whatever its
+/// signature type: Ed25519 [`CosignatureVerifier`], ML-DSA-44 `MlDsaVerifier` (with
+/// the `ml-dsa` feature) or either of them as [`AnyCosignatureVerifier`].
+pub trait VerifyCosignature {
+    /// Cosigner name (the signature line's key name).
+    fn cosigner_name(&self) -> &str;
+    /// Finds this cosigner's lines on `note` and verifies them; returns the newest
+    /// verified timestamp, [`CosignatureError::Missing`] if there is none and
+    /// [`CosignatureError::Invalid`] if one by this key does not verify.
+    fn verify_cosigned_note(&self, note: &Note) -> Result<u64, CosignatureError>;
+}
+
+impl VerifyCosignature for CosignatureVerifier {
+    fn cosigner_name(&self) -> &str {
+        &self.name
+    }
+
+    fn verify_cosigned_note(&self, note: &Note) -> Result<u64, CosignatureError> {
+        self.verify_note(note)
+    }
+}
+
+/// A configured cosigner key of either supported type, so that one policy can mix
+/// Ed25519 (`cosignature/v1`, 0x04) and ML-DSA-44 (`subtree/v1`, 0x06) witnesses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnyCosignatureVerifier {
+    /// Ed25519 `cosignature/v1` (type 0x04).
+    Ed25519(CosignatureVerifier),
+    /// ML-DSA-44 `subtree/v1` (type 0x06).
+    #[cfg(feature = "ml-dsa")]
+    MlDsa44(MlDsaVerifier),
+}
+
+impl AnyCosignatureVerifier {
+    /// Parses a vkey of type 0x04 (Ed25519) or, with the `ml-dsa` feature, 0x06
+    /// (ML-DSA-44).
+    pub fn parse(vkey: &str) -> Result<AnyCosignatureVerifier, CosignatureError> {
+        #[cfg(feature = "ml-dsa")]
+        if vkey_type(vkey) == Some(ALG_ML_DSA_44) {
+            return MlDsaVerifier::parse(vkey).map(AnyCosignatureVerifier::MlDsa44);
+        }
+        CosignatureVerifier::parse(vkey).map(AnyCosignatureVerifier::Ed25519)
+    }
+}
+
+impl VerifyCosignature for AnyCosignatureVerifier {
+    fn cosigner_name(&self) -> &str {
+        match self {
+            AnyCosignatureVerifier::Ed25519(v) => v.cosigner_name(),
+            #[cfg(feature = "ml-dsa")]
+            AnyCosignatureVerifier::MlDsa44(v) => v.cosigner_name(),
+        }
+    }
+
+    fn verify_cosigned_note(&self, note: &Note) -> Result<u64, CosignatureError> {
+        match self {
+            AnyCosignatureVerifier::Ed25519(v) => v.verify_cosigned_note(note),
+            #[cfg(feature = "ml-dsa")]
+            AnyCosignatureVerifier::MlDsa44(v) => v.verify_cosigned_note(note),
+        }
+    }
+}
+
+/// The signature type byte of a vkey `<name>+<hex id>+<base64(type ‖ key)>`, if it
+/// has that shape.
+#[cfg(feature = "ml-dsa")]
+fn vkey_type(vkey: &str) -> Option<u8> {
+    let b64 = vkey.trim().splitn(3, '+').nth(2)?;
+    BASE64.decode(b64).ok()?.first().copied()
+}
+
 /// Checks that at least `k` distinct cosigners of `verifiers` cosigned `note`. Lines by
-/// unknown keys are ignored; a line by a known key that fails is an error. Returns the
-/// names of the cosigners whose cosignature verified.
-pub fn verify_quorum(
+/// unknown keys are ignored; a line by a known key that fails is an error. Cosigners
+/// are counted by name: one witness configured with both an Ed25519 and an ML-DSA-44
+/// key (or listed twice) counts once. Returns the names of the cosigners whose
+/// cosignature verified.
+pub fn verify_quorum<V: VerifyCosignature>(
     note: &Note,
-    verifiers: &[CosignatureVerifier],
+    verifiers: &[V],
     k: usize,
 ) -> Result<Vec<String>, CosignatureError> {
-    let mut ok: Vec<&CosignatureVerifier> = Vec::new();
+    let mut ok: Vec<String> = Vec::new();
     for v in verifiers {
-        match v.verify_note(note) {
-            // The same cosigner listed twice counts once.
-            Ok(_) if !ok.iter().any(|o| o.name == v.name && o.key == v.key) => ok.push(v),
+        match v.verify_cosigned_note(note) {
+            Ok(_) if !ok.iter().any(|o| o == v.cosigner_name()) => ok.push(v.cosigner_name().to_string()),
             Ok(_) | Err(CosignatureError::Missing(_)) => {}
             Err(e) => return Err(e),
         }
@@ -186,7 +261,7 @@ pub fn verify_quorum(
     if ok.len() < k {
         return Err(CosignatureError::NotEnough { got: ok.len(), want: k });
     }
-    Ok(ok.iter().map(|v| v.name.clone()).collect())
+    Ok(ok)
 }
 
 /// An Ed25519 `cosignature/v1` cosigner (witness key): name plus private key.
@@ -271,6 +346,279 @@ impl Cosigner {
         raw.extend_from_slice(&timestamp.to_be_bytes());
         raw.extend_from_slice(&sig.to_bytes());
         Ok(format!("\u{2014} {} {}\n", self.name, BASE64.encode(raw)))
+    }
+}
+
+/// Signature type byte of ML-DSA-44 `subtree/v1` keys (key ID derivation and vkeys).
+pub const ALG_ML_DSA_44: u8 = 0x06;
+/// The 12-byte label that starts the ML-DSA-44 signed message.
+pub const SUBTREE_V1_LABEL: &[u8; 12] = b"subtree/v1\n\0";
+/// Length of an ML-DSA-44 public key.
+pub const ML_DSA_44_PUBLIC_KEY_LEN: usize = 1312;
+/// Length of an ML-DSA-44 signature.
+pub const ML_DSA_44_SIGNATURE_LEN: usize = 2420;
+/// Length of the decoded ML-DSA-44 signature field: key ID, timestamp, signature.
+pub const ML_DSA_44_COSIGNATURE_LEN: usize = 4 + 8 + ML_DSA_44_SIGNATURE_LEN;
+
+/// The `cosigned_message` an ML-DSA-44 cosignature signs (C2SP tlog-cosignature):
+///
+/// ```text
+/// "subtree/v1\n\0" ‖ u8 len ‖ cosigner name ‖ u64 timestamp ‖ u8 len ‖ log origin
+///                  ‖ u64 start ‖ u64 end ‖ 32-byte root hash
+/// ```
+///
+/// integers big-endian. For a checkpoint `start` is 0 and `end` its size; a non-zero
+/// `start` requires a zero `timestamp`. Unlike `cosignature/v1` it commits to the
+/// cosigner name and not to checkpoint extension lines.
+pub fn subtree_message(
+    cosigner_name: &str,
+    timestamp: u64,
+    log_origin: &str,
+    start: u64,
+    end: u64,
+    hash: &crate::Hash,
+) -> Result<Vec<u8>, CosignatureError> {
+    let short = |s: &str| !s.is_empty() && s.len() < 256;
+    if !short(cosigner_name) {
+        return Err(CosignatureError::InvalidKeyName(cosigner_name.to_string()));
+    }
+    if !short(log_origin) {
+        return Err(CosignatureError::MalformedBody("log origin must be 1 to 255 bytes"));
+    }
+    if timestamp > i64::MAX as u64 {
+        return Err(CosignatureError::TimestampOutOfRange(timestamp));
+    }
+    if start != 0 && timestamp != 0 {
+        return Err(CosignatureError::MalformedBody("a subtree with a non-zero start must have timestamp 0"));
+    }
+    if start > end {
+        return Err(CosignatureError::MalformedBody("subtree start is beyond its end"));
+    }
+    let mut m = Vec::with_capacity(12 + 2 + cosigner_name.len() + log_origin.len() + 24 + 32);
+    m.extend_from_slice(SUBTREE_V1_LABEL);
+    m.push(cosigner_name.len() as u8);
+    m.extend_from_slice(cosigner_name.as_bytes());
+    m.extend_from_slice(&timestamp.to_be_bytes());
+    m.push(log_origin.len() as u8);
+    m.extend_from_slice(log_origin.as_bytes());
+    m.extend_from_slice(&start.to_be_bytes());
+    m.extend_from_slice(&end.to_be_bytes());
+    m.extend_from_slice(&hash.0);
+    Ok(m)
+}
+
+/// The [`subtree_message`] for a whole checkpoint `body` (start 0, end its tree size,
+/// hash its root); extension lines are not part of it.
+pub fn checkpoint_subtree_message(name: &str, timestamp: u64, body: &str) -> Result<Vec<u8>, CosignatureError> {
+    let cp = crate::checkpoint::Checkpoint::parse_body(body)
+        .map_err(|_| CosignatureError::MalformedBody("not a checkpoint"))?;
+    subtree_message(name, timestamp, &cp.origin, 0, cp.tree_size, &cp.root_hash)
+}
+
+#[cfg(feature = "ml-dsa")]
+pub use ml_dsa_impl::{MlDsaCosigner, MlDsaVerifier};
+
+#[cfg(feature = "ml-dsa")]
+mod ml_dsa_impl {
+    use ml_dsa::signature::{Keypair as _, Signer as _, Verifier as _};
+    use ml_dsa::{EncodedVerifyingKey, MlDsa44, Signature, SigningKey, VerifyingKey};
+
+    use super::*;
+
+    /// Verifier of ML-DSA-44 `subtree/v1` cosignatures (type 0x06) by one cosigner.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct MlDsaVerifier {
+        name: String,
+        key_id: [u8; 4],
+        key: Vec<u8>,
+    }
+
+    impl MlDsaVerifier {
+        /// Builds a verifier for the 1312-byte ML-DSA-44 public key of cosigner `name`.
+        pub fn new(name: &str, public_key: &[u8]) -> Result<MlDsaVerifier, CosignatureError> {
+            check_key_name(name).map_err(|_| CosignatureError::InvalidKeyName(name.to_string()))?;
+            if name.len() > 255 {
+                return Err(CosignatureError::InvalidKeyName(name.to_string()));
+            }
+            if public_key.len() != ML_DSA_44_PUBLIC_KEY_LEN {
+                return Err(CosignatureError::MalformedKey("an ML-DSA-44 public key is 1312 bytes"));
+            }
+            Ok(MlDsaVerifier {
+                name: name.to_string(),
+                key_id: key_id(name, ALG_ML_DSA_44, public_key),
+                key: public_key.to_vec(),
+            })
+        }
+
+        /// Parses a vkey `<name>+<hex key id>+<base64(0x06 ‖ 1312-byte key)>`; the key
+        /// ID must match the one derived from name and key.
+        pub fn parse(vkey: &str) -> Result<MlDsaVerifier, CosignatureError> {
+            let vkey = vkey.trim();
+            let (name, rest) = vkey.split_once('+').ok_or(CosignatureError::MalformedKey("missing '+'"))?;
+            let (hex_id, b64) = rest.split_once('+').ok_or(CosignatureError::MalformedKey("missing second '+'"))?;
+            let id = parse_hex_id(hex_id)?;
+            let raw = BASE64.decode(b64).map_err(|_| CosignatureError::MalformedKey("key is not base64"))?;
+            if raw.first() != Some(&ALG_ML_DSA_44) {
+                return Err(CosignatureError::MalformedKey("not an ML-DSA-44 cosigner key (type 0x06)"));
+            }
+            let v = MlDsaVerifier::new(name, &raw[1..])?;
+            if v.key_id != id {
+                return Err(CosignatureError::MalformedKey("key id does not match name and key"));
+            }
+            Ok(v)
+        }
+
+        /// The vkey string `<name>+<hex key id>+<base64(0x06 ‖ key)>`.
+        pub fn to_vkey(&self) -> String {
+            let mut raw = Vec::with_capacity(1 + self.key.len());
+            raw.push(ALG_ML_DSA_44);
+            raw.extend_from_slice(&self.key);
+            format!("{}+{}+{}", self.name, hex_id(&self.key_id), BASE64.encode(raw))
+        }
+
+        /// Cosigner name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// Key ID: `SHA-256(name ‖ "\n" ‖ 0x06 ‖ public key)[:4]`.
+        pub fn key_id(&self) -> [u8; 4] {
+            self.key_id
+        }
+
+        /// The 1312-byte public key.
+        pub fn public_key(&self) -> &[u8] {
+            &self.key
+        }
+
+        /// Whether `sig` is a signature line by this cosigner (same name and key ID).
+        pub fn matches(&self, sig: &NoteSignature) -> bool {
+            sig.name == self.name && sig.key_id == self.key_id
+        }
+
+        /// Checks one signature field (without the key ID: timestamp ‖ signature)
+        /// over the checkpoint `body`. Returns the timestamp if it verifies.
+        pub fn verify_signature(&self, body: &str, signature: &[u8]) -> Option<u64> {
+            if signature.len() != ML_DSA_44_COSIGNATURE_LEN - 4 {
+                return None;
+            }
+            let timestamp = u64::from_be_bytes(signature[..8].try_into().ok()?);
+            let msg = checkpoint_subtree_message(&self.name, timestamp, body).ok()?;
+            let enc = EncodedVerifyingKey::<MlDsa44>::try_from(self.key.as_slice()).ok()?;
+            let key = VerifyingKey::<MlDsa44>::decode(&enc);
+            let sig = Signature::<MlDsa44>::try_from(&signature[8..]).ok()?;
+            key.verify(&msg, &sig).ok()?;
+            Some(timestamp)
+        }
+
+        /// Finds this cosigner's lines on `note` and verifies them; see
+        /// [`CosignatureVerifier::verify_note`].
+        pub fn verify_note(&self, note: &Note) -> Result<u64, CosignatureError> {
+            let mut newest = None;
+            for sig in note.signatures.iter().filter(|s| self.matches(s)) {
+                let t = self
+                    .verify_signature(&note.text, &sig.signature)
+                    .ok_or_else(|| CosignatureError::Invalid(format!("{}+{}", self.name, hex_id(&self.key_id))))?;
+                newest = newest.max(Some(t));
+            }
+            newest.ok_or_else(|| CosignatureError::Missing(self.name.clone()))
+        }
+    }
+
+    impl VerifyCosignature for MlDsaVerifier {
+        fn cosigner_name(&self) -> &str {
+            &self.name
+        }
+
+        fn verify_cosigned_note(&self, note: &Note) -> Result<u64, CosignatureError> {
+            self.verify_note(note)
+        }
+    }
+
+    /// An ML-DSA-44 `subtree/v1` cosigner: name plus 32-byte FIPS 204 seed. Signs
+    /// with the deterministic variant and an empty context string.
+    #[derive(Clone)]
+    pub struct MlDsaCosigner {
+        name: String,
+        seed: [u8; 32],
+        key: SigningKey<MlDsa44>,
+        verifier: MlDsaVerifier,
+    }
+
+    impl std::fmt::Debug for MlDsaCosigner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // The private key is never printed.
+            f.debug_struct("MlDsaCosigner")
+                .field("name", &self.name)
+                .field("key_id", &hex_id(&self.verifier.key_id))
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl MlDsaCosigner {
+        /// Builds a cosigner from a 32-byte ML-DSA key generation seed (ξ).
+        pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<MlDsaCosigner, CosignatureError> {
+            let key = SigningKey::<MlDsa44>::from_seed(&(*seed).into());
+            let public = key.verifying_key().encode();
+            let verifier = MlDsaVerifier::new(name, public.as_slice())?;
+            Ok(MlDsaCosigner { name: name.to_string(), seed: *seed, key, verifier })
+        }
+
+        /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x06 ‖ 32-byte seed)>` (signed-note
+        /// private key syntax with the ML-DSA-44 type byte; stele's own convention).
+        pub fn parse(skey: &str) -> Result<MlDsaCosigner, CosignatureError> {
+            let rest = skey
+                .trim()
+                .strip_prefix("PRIVATE+KEY+")
+                .ok_or(CosignatureError::MalformedKey("missing PRIVATE+KEY+ prefix"))?;
+            let mut parts = rest.splitn(3, '+');
+            let (Some(name), Some(hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(CosignatureError::MalformedKey("expected name+id+key"));
+            };
+            let id = parse_hex_id(hex)?;
+            let raw = BASE64.decode(b64).map_err(|_| CosignatureError::MalformedKey("key is not base64"))?;
+            if raw.len() != 33 || raw[0] != ALG_ML_DSA_44 {
+                return Err(CosignatureError::MalformedKey("not an ML-DSA-44 private key (type 0x06, 32-byte seed)"));
+            }
+            let seed: [u8; 32] = raw[1..].try_into().map_err(|_| CosignatureError::MalformedKey("length"))?;
+            let c = MlDsaCosigner::from_seed(name, &seed)?;
+            if c.verifier.key_id != id {
+                return Err(CosignatureError::MalformedKey("key id does not match name and key"));
+            }
+            Ok(c)
+        }
+
+        /// The private key string (keep it secret).
+        pub fn to_private_key_string(&self) -> String {
+            let mut raw = Vec::with_capacity(33);
+            raw.push(ALG_ML_DSA_44);
+            raw.extend_from_slice(&self.seed);
+            format!("PRIVATE+KEY+{}+{}+{}", self.name, hex_id(&self.verifier.key_id), BASE64.encode(raw))
+        }
+
+        /// The matching verifier.
+        pub fn verifier(&self) -> MlDsaVerifier {
+            self.verifier.clone()
+        }
+
+        /// Cosigner name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// Cosigns the checkpoint `body` at `timestamp` (POSIX seconds; 0 means no
+        /// statement about being the largest tree seen) and returns the signature line
+        /// `— <name> base64(key id ‖ timestamp ‖ 2420-byte signature)\n`.
+        pub fn cosign(&self, body: &str, timestamp: u64) -> Result<String, CosignatureError> {
+            check_text(body).map_err(|_| CosignatureError::MalformedBody("not valid note text"))?;
+            let msg = checkpoint_subtree_message(&self.name, timestamp, body)?;
+            let sig = self.key.try_sign(&msg).map_err(|_| CosignatureError::MalformedBody("ML-DSA signing failed"))?;
+            let mut raw = Vec::with_capacity(ML_DSA_44_COSIGNATURE_LEN);
+            raw.extend_from_slice(&self.verifier.key_id);
+            raw.extend_from_slice(&timestamp.to_be_bytes());
+            raw.extend_from_slice(sig.encode().as_slice());
+            Ok(format!("\u{2014} {} {}\n", self.name, BASE64.encode(raw)))
+        }
     }
 }
 

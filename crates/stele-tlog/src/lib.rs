@@ -35,5 +35,6 @@ pub mod leaf;
 pub mod merkle;
 pub mod note;
 pub mod tile;
+pub mod tlog_proof;
 
 pub use hash::Hash;

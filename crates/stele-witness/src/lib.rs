@@ -2,14 +2,16 @@
 //!
 //! A [C2SP tlog-witness](https://c2sp.org/tlog-witness): it knows a set of logs by
 //! their verifier keys and cosigns (C2SP tlog-cosignature, Ed25519 `cosignature/v1`)
-//! a checkpoint of one of them only if the log's signature verifies and the
+//! a checkpoint of one of them — and, if configured with [`Witness::with_ml_dsa`],
+//! also with an ML-DSA-44 `subtree/v1` key (type 0x06) — only if the log's signature verifies and the
 //! checkpoint is consistent with the last one it cosigned for that origin.
 //!
 //! - [`Witness::add_checkpoint`] is the protocol logic, HTTP-free: parse the request
 //!   body, check, persist, cosign.
 //! - [`router`] / [`serve`] expose it as `POST /add-checkpoint` with the status codes
 //!   of the spec (200, 400, 403, 404, 409 with `text/x.tlog.size`, 422).
-//! - [`load_or_create_key`] keeps the witness key in a 0600 file.
+//! - [`load_or_create_key`] / [`load_or_create_ml_dsa_key`] keep the witness keys in
+//!   0600 files.
 //!
 //! State is one file per log in the state directory, named by the hex SHA-256 of the
 //! origin, holding the latest cosigned checkpoint note (the log's note plus this
@@ -28,7 +30,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use stele_tlog::Hash;
 use stele_tlog::checkpoint::Checkpoint;
-use stele_tlog::cosignature::{CosignatureError, Cosigner};
+use stele_tlog::cosignature::{CosignatureError, Cosigner, MlDsaCosigner};
 use stele_tlog::merkle::verify_consistency;
 use stele_tlog::note::{Note, NoteVerifier};
 
@@ -165,6 +167,7 @@ pub struct WitnessedCheckpoint {
 #[derive(Debug)]
 pub struct Witness {
     cosigner: Cosigner,
+    ml_dsa: Option<MlDsaCosigner>,
     logs: HashMap<String, Vec<NoteVerifier>>,
     state_dir: PathBuf,
     // Serializes check-then-persist (the rollback race in the spec) and caches state.
@@ -211,6 +214,7 @@ impl Witness {
         }
         Ok(Witness {
             cosigner,
+            ml_dsa: None,
             logs: by_origin,
             state_dir: state_dir.to_path_buf(),
             state: Mutex::new(state),
@@ -224,9 +228,22 @@ impl Witness {
         self
     }
 
+    /// Also cosigns with the ML-DSA-44 key `key` (C2SP tlog-cosignature type 0x06):
+    /// every cosignature response then carries the Ed25519 line followed by the
+    /// ML-DSA-44 line. The key should have the same name as the Ed25519 one.
+    pub fn with_ml_dsa(mut self, key: MlDsaCosigner) -> Witness {
+        self.ml_dsa = Some(key);
+        self
+    }
+
     /// The witness's cosigner key.
     pub fn cosigner(&self) -> &Cosigner {
         &self.cosigner
+    }
+
+    /// The witness's ML-DSA-44 cosigner key, if it has one.
+    pub fn ml_dsa_cosigner(&self) -> Option<&MlDsaCosigner> {
+        self.ml_dsa.as_ref()
     }
 
     /// The latest cosigned checkpoint for `origin`, if any.
@@ -278,7 +295,11 @@ impl Witness {
                 .map_err(|e| AddError::BadProof(e.to_string()))?;
             }
         }
-        let line = self.cosigner.cosign(&note.text, (self.clock)()).map_err(|e| AddError::Internal(e.to_string()))?;
+        let now = (self.clock)();
+        let mut line = self.cosigner.cosign(&note.text, now).map_err(|e| AddError::Internal(e.to_string()))?;
+        if let Some(k) = &self.ml_dsa {
+            line.push_str(&k.cosign(&note.text, now).map_err(|e| AddError::Internal(e.to_string()))?);
+        }
         // Stored: the checkpoint text, the log's verified signatures and our cosignature.
         let mut stored = note.text.clone();
         stored.push('\n');
@@ -316,17 +337,48 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WitnessError> {
 /// creates a new random key named `name` there (mode 0600, written crash-safely).
 /// An existing key whose name differs from `name` is an error.
 pub fn load_or_create_key(path: &Path, name: Option<&str>) -> Result<Cosigner, WitnessError> {
+    load_or_create(
+        path,
+        name,
+        Cosigner::parse,
+        Cosigner::from_seed,
+        |c| c.name().to_string(),
+        |c| c.to_private_key_string(),
+    )
+}
+
+/// Like [`load_or_create_key`] for the witness's ML-DSA-44 key (`PRIVATE+KEY+<name>+
+/// <id>+base64(0x06 ‖ 32-byte seed)`), kept in its own 0600 file.
+pub fn load_or_create_ml_dsa_key(path: &Path, name: Option<&str>) -> Result<MlDsaCosigner, WitnessError> {
+    load_or_create(
+        path,
+        name,
+        MlDsaCosigner::parse,
+        MlDsaCosigner::from_seed,
+        |c| c.name().to_string(),
+        |c| c.to_private_key_string(),
+    )
+}
+
+fn load_or_create<K>(
+    path: &Path,
+    name: Option<&str>,
+    parse: fn(&str) -> Result<K, CosignatureError>,
+    from_seed: fn(&str, &[u8; 32]) -> Result<K, CosignatureError>,
+    key_name: fn(&K) -> String,
+    private: fn(&K) -> String,
+) -> Result<K, WitnessError> {
     match std::fs::read_to_string(path) {
         Ok(s) => {
             check_private_mode(path)?;
-            let c = Cosigner::parse(&s)?;
+            let c = parse(&s)?;
             if let Some(n) = name
-                && n != c.name()
+                && n != key_name(&c)
             {
                 return Err(WitnessError::Config(format!(
                     "{}: key is named {:?}, not {n:?}",
                     path.display(),
-                    c.name()
+                    key_name(&c)
                 )));
             }
             Ok(c)
@@ -337,7 +389,7 @@ pub fn load_or_create_key(path: &Path, name: Option<&str>) -> Result<Cosigner, W
             })?;
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| WitnessError::Config(format!("no randomness: {e}")))?;
-            let c = Cosigner::from_seed(name, &seed)?;
+            let c = from_seed(name, &seed)?;
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
             #[cfg(unix)]
@@ -346,7 +398,7 @@ pub fn load_or_create_key(path: &Path, name: Option<&str>) -> Result<Cosigner, W
                 opts.mode(0o600);
             }
             let mut f = opts.open(path).map_err(io_err(path))?;
-            f.write_all(format!("{}\n", c.to_private_key_string()).as_bytes()).map_err(io_err(path))?;
+            f.write_all(format!("{}\n", private(&c)).as_bytes()).map_err(io_err(path))?;
             f.sync_all().map_err(io_err(path))?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;

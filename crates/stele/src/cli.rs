@@ -105,6 +105,8 @@ pub(crate) enum Command {
         /// is trusted, never the one the bundle carries.
         #[arg(long, value_name = "VKEY")]
         key: String,
+        #[command(flatten)]
+        quorum: QuorumArgs,
     },
     /// Rebuild the query index from the log.
     Reindex {
@@ -124,6 +126,15 @@ pub(crate) enum Command {
         /// Seconds between checkpoints (a checkpoint is signed only if the log grew).
         #[arg(long, value_name = "SECONDS")]
         checkpoint_interval: Option<f64>,
+        /// A C2SP tlog-witness to submit each checkpoint to, as `URL=VKEY` (its
+        /// submission prefix and cosignature verifier key). Repeatable; replaces the
+        /// config file's `[[witness]]` tables.
+        #[arg(long = "witness", value_name = "URL=VKEY")]
+        witnesses: Vec<String>,
+        /// Cosignatures a checkpoint needs before `GET /checkpoint` serves the cosigned
+        /// note (default 0, or `witnesses_required` in the config file).
+        #[arg(long, value_name = "K")]
+        witnesses_required: Option<usize>,
     },
     /// Watch a C2SP tlog-tiles log: verify its checkpoints, tiles and consistency.
     Monitor {
@@ -154,6 +165,19 @@ pub(crate) enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
         interval: f64,
     },
+}
+
+/// k-of-n witnessing for verifiers (`monitor`, `verify-bundle`).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct QuorumArgs {
+    /// A trusted witness's cosignature verifier key (C2SP `cosignature/v1` vkey), or a
+    /// file holding one. Repeat for each witness.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub(crate) witnesses: Vec<String>,
+    /// The checkpoint must carry valid cosignatures from at least K distinct --witness
+    /// keys, else exit 1 (at most the number of --witness).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub(crate) witnesses_required: usize,
 }
 
 /// Input framing of `import`.

@@ -19,7 +19,7 @@ use stele_tlog::hash::Hash;
 use stele_tlog::note::NoteVerifier;
 
 use crate::Failure;
-use crate::cli::{DataArg, QueryArgs};
+use crate::cli::{DataArg, QueryArgs, QuorumArgs};
 use crate::cmd_query::{build_query, fields_of};
 use crate::config::Config;
 
@@ -266,8 +266,9 @@ fn decode_entry(e: EntryJson) -> Result<EntryLine, String> {
     Ok(EntryLine { index: e.index, leaf, payload, proof })
 }
 
-pub(crate) fn verify_bundle(path: &Path, key: &str) -> anyhow::Result<()> {
+pub(crate) fn verify_bundle(path: &Path, key: &str, quorum: &QuorumArgs) -> anyhow::Result<()> {
     let trusted = load_key(key)?;
+    let quorum = quorum.load()?;
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = BufReader::with_capacity(1 << 16, file);
     let mut line = Vec::new();
@@ -286,6 +287,8 @@ pub(crate) fn verify_bundle(path: &Path, key: &str) -> anyhow::Result<()> {
         checkpoint: h.checkpoint,
     };
     let mut v = BundleVerifier::new(&line, &header, &trusted).map_err(|e| bad(1, format!("header: {e}")))?;
+    // k-of-n witnessing: the (log-signed) checkpoint must also be cosigned.
+    quorum.check(header.checkpoint.as_bytes(), "the bundle's checkpoint").map_err(|e| bad(1, e.to_string()))?;
     if header.vkey != trusted.to_vkey() {
         eprintln!("stele: note: the bundle names key {:?}; it was checked with the given key instead", header.vkey);
     }

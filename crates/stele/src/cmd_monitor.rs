@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use stele_monitor::{MonitorError, Options, State, check_once, open_source};
+use stele_monitor::{MonitorError, Options, State, WitnessQuorum, check_once_with_witnesses, open_source};
+use stele_tlog::cosignature::CosignatureVerifier;
 use stele_tlog::note::NoteVerifier;
 
 use crate::Failure;
+use crate::cli::QuorumArgs;
 
 /// Arguments of `stele monitor`.
 #[derive(Args, Debug, Clone)]
@@ -31,6 +33,35 @@ pub(crate) struct MonitorArgs {
     /// Also fetch the new entry bundles and check each entry against its leaf hash.
     #[arg(long)]
     entries: bool,
+    #[command(flatten)]
+    quorum: QuorumArgs,
+}
+
+impl QuorumArgs {
+    /// The witnesses' keys (each a vkey or a file holding one) and the number required.
+    pub(crate) fn load(&self) -> anyhow::Result<WitnessQuorum> {
+        if self.witnesses_required > self.witnesses.len() {
+            return Err(Failure::usage(format!(
+                "--witnesses-required {} is more than the {} --witness keys given",
+                self.witnesses_required,
+                self.witnesses.len()
+            )));
+        }
+        let witnesses = self
+            .witnesses
+            .iter()
+            .map(|w| {
+                if let Ok(v) = CosignatureVerifier::parse(w) {
+                    return Ok(v);
+                }
+                let text = std::fs::read_to_string(w).map_err(|e| {
+                    Failure::usage(format!("--witness {w:?}: neither a cosignature vkey nor a readable file ({e})"))
+                })?;
+                CosignatureVerifier::parse(&text).map_err(|e| Failure::usage(format!("--witness file {w}: {e}")))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(WitnessQuorum { witnesses, required: self.witnesses_required })
+    }
 }
 
 fn load_key(key: &str) -> anyhow::Result<NoteVerifier> {
@@ -48,6 +79,7 @@ fn failure(e: MonitorError) -> anyhow::Error {
 
 pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let verifier = load_key(&args.key)?;
+    let quorum = args.quorum.load()?;
     let interval = match args.interval {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
@@ -60,13 +92,14 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
     }
     let options = Options { entries: args.entries };
     let Some(interval) = interval else {
-        let outcome = check_once(source.as_ref(), &verifier, &state, &options).map_err(failure)?;
+        let outcome =
+            check_once_with_witnesses(source.as_ref(), &verifier, &quorum, &state, &options).map_err(failure)?;
         println!("{outcome}");
         return Ok(());
     };
     let mut alarms_total: u64 = 0;
     loop {
-        match check_once(source.as_ref(), &verifier, &state, &options) {
+        match check_once_with_witnesses(source.as_ref(), &verifier, &quorum, &state, &options) {
             Ok(outcome) => println!("{outcome}"),
             Err(e) if e.is_detection() => {
                 alarms_total += 1;

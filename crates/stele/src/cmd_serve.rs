@@ -17,8 +17,10 @@ pub(crate) fn run(
     listen: Option<SocketAddr>,
     origin: Option<String>,
     checkpoint_interval: Option<f64>,
+    (witness_flags, witnesses_required): (&[String], Option<usize>),
 ) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
+    let (witnesses, witnesses_required) = config.witnesses(witness_flags, witnesses_required)?;
     if !dir.join(stele_store::layout::META).exists() {
         match origin.or_else(|| config.origin.clone()) {
             Some(o) => {
@@ -73,6 +75,8 @@ pub(crate) fn run(
         server.verify_max_bytes_per_sec = (mb * 1e6).max(1.0) as u64;
     }
     server.verify_webhook = config.verify_webhook.clone();
+    server.witnesses = witnesses;
+    server.witnesses_required = witnesses_required;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use stele_tlog::note::NoteVerifier;
-use stele_witness::{Witness, load_or_create_key};
+use stele_witness::{Witness, load_or_create_key, load_or_create_ml_dsa_key};
 
 use crate::Failure;
 
@@ -29,6 +29,10 @@ pub(crate) struct WitnessArgs {
     /// Directory keeping the latest cosigned checkpoint of each log.
     #[arg(long, value_name = "DIR")]
     state: PathBuf,
+    /// Also cosign with ML-DSA-44 (C2SP tlog-cosignature type 0x06), with the key in this
+    /// file (created, mode 0600, with --name if it does not exist yet).
+    #[arg(long = "ml-dsa", value_name = "FILE")]
+    ml_dsa: Option<PathBuf>,
 }
 
 fn load_log_key(key: &str) -> anyhow::Result<NoteVerifier> {
@@ -54,7 +58,13 @@ pub(crate) fn run(args: WitnessArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let witness = Arc::new(Witness::open(cosigner, logs, &args.state)?);
+    let mut witness = Witness::open(cosigner, logs, &args.state)?;
+    if let Some(path) = &args.ml_dsa {
+        let key = load_or_create_ml_dsa_key(path, args.name.as_deref())?;
+        println!("{}", key.verifier().to_vkey());
+        witness = witness.with_ml_dsa(key);
+    }
+    let witness = Arc::new(witness);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;

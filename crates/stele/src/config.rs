@@ -39,6 +39,42 @@ pub(crate) struct Config {
     pub(crate) verify_webhook: Option<String>,
     /// JSON pointers of the normalized fields of generic JSON events.
     pub(crate) fields: Option<Fields>,
+    /// `[[witness]]`: C2SP tlog-witnesses `serve` submits each checkpoint to.
+    pub(crate) witness: Option<Vec<WitnessEntry>>,
+    /// Cosignatures a checkpoint needs before `serve` publishes the cosigned note
+    /// (default 0; at most the number of witnesses).
+    pub(crate) witnesses_required: Option<usize>,
+}
+
+/// One `[[witness]]` table: where to submit checkpoints and the witness's key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WitnessEntry {
+    /// Submission prefix, `http://host:port[/prefix]`.
+    pub(crate) url: String,
+    /// The witness's cosignature verifier key.
+    pub(crate) vkey: String,
+}
+
+impl WitnessEntry {
+    /// Parses the `serve --witness URL=VKEY` form. The vkey never contains `=` before
+    /// its base64 padding, so the split is at the first `=` whose right side parses
+    /// as a cosignature vkey, else at the first `=`.
+    pub(crate) fn parse_flag(s: &str) -> anyhow::Result<WitnessEntry> {
+        let split = |i: usize| WitnessEntry { url: s[..i].trim().to_string(), vkey: s[i + 1..].trim().to_string() };
+        let mut candidates = s.match_indices('=').map(|(i, _)| i);
+        let first =
+            candidates.next().ok_or_else(|| crate::Failure::usage(format!("--witness {s:?}: expected URL=VKEY")))?;
+        let entry = std::iter::once(first)
+            .chain(candidates)
+            .map(split)
+            .find(|e| stele_tlog::cosignature::CosignatureVerifier::parse(&e.vkey).is_ok())
+            .unwrap_or_else(|| split(first));
+        if entry.url.is_empty() || entry.vkey.is_empty() {
+            return Err(crate::Failure::usage(format!("--witness {s:?}: expected URL=VKEY")));
+        }
+        Ok(entry)
+    }
 }
 
 /// `[fields]`: lists of RFC 6901 JSON pointers tried in order.
@@ -83,6 +119,32 @@ impl Config {
         o
     }
 
+    /// The witnesses and the number of cosignatures required: `--witness` flags (when
+    /// any) replace the `[[witness]]` tables, `--witnesses-required` the file's value.
+    pub(crate) fn witnesses(
+        &self,
+        flags: &[String],
+        required: Option<usize>,
+    ) -> anyhow::Result<(Vec<stele_server::witness_client::WitnessConfig>, usize)> {
+        let entries = if flags.is_empty() {
+            self.witness.clone().unwrap_or_default()
+        } else {
+            flags.iter().map(|f| WitnessEntry::parse_flag(f)).collect::<anyhow::Result<Vec<_>>>()?
+        };
+        let required = required.or(self.witnesses_required).unwrap_or(0);
+        if required > entries.len() {
+            return Err(crate::Failure::usage(format!(
+                "witnesses_required is {required} but only {} witnesses are configured",
+                entries.len()
+            )));
+        }
+        let configs = entries
+            .into_iter()
+            .map(|e| stele_server::witness_client::WitnessConfig { vkey: e.vkey, url: e.url })
+            .collect();
+        Ok((configs, required))
+    }
+
     /// Field pointers: defaults, with lists from `[fields]` replacing them.
     pub(crate) fn field_pointers(&self) -> stele_formats::FieldPointers {
         let mut p = stele_formats::FieldPointers::default();
@@ -104,5 +166,50 @@ impl Config {
             }
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VKEY: &str = "w1.example+0123abcd+BAAA";
+
+    fn vkey() -> String {
+        stele_tlog::cosignature::Cosigner::from_seed("w1.example", &[1; 32]).unwrap().verifier().to_vkey()
+    }
+
+    #[test]
+    fn witness_tables_in_toml() {
+        let text = format!(
+            "witnesses_required = 1\n[[witness]]\nurl = \"http://127.0.0.1:7380\"\nvkey = \"{}\"\n\n[[witness]]\nurl = \"http://w2:7380/p\"\nvkey = \"{VKEY}\"\n",
+            vkey()
+        );
+        let c: Config = toml::from_str(&text).unwrap();
+        let (w, k) = c.witnesses(&[], None).unwrap();
+        assert_eq!(k, 1);
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].url.as_str(), w[0].vkey.clone()), ("http://127.0.0.1:7380", vkey()));
+        assert_eq!((w[1].url.as_str(), w[1].vkey.as_str()), ("http://w2:7380/p", VKEY));
+        // Flags replace the tables and the count.
+        let (w, k) = c.witnesses(&[format!("http://x:1={}", vkey())], Some(0)).unwrap();
+        assert_eq!((w.len(), k, w[0].url.as_str()), (1, 0, "http://x:1"));
+        assert!(c.witnesses(&[], Some(3)).is_err());
+        assert!(toml::from_str::<Config>("[[witness]]\nurl = \"http://x\"\n").is_err(), "vkey is required");
+        assert!(toml::from_str::<Config>("[[witness]]\nurl = \"u\"\nvkey = \"v\"\nextra = 1\n").is_err());
+    }
+
+    #[test]
+    fn witness_flag_form() {
+        let v = vkey();
+        let e = WitnessEntry::parse_flag(&format!("http://127.0.0.1:7380={v}")).unwrap();
+        assert_eq!((e.url.as_str(), e.vkey.as_str()), ("http://127.0.0.1:7380", v.as_str()));
+        // An `=` inside the URL: the split is where a valid vkey follows.
+        let e = WitnessEntry::parse_flag(&format!("http://w/add?x=1={v}")).unwrap();
+        assert_eq!((e.url.as_str(), e.vkey.as_str()), ("http://w/add?x=1", v.as_str()));
+        for bad in ["http://no-vkey", "=vkey", "http://x="] {
+            assert!(WitnessEntry::parse_flag(bad).is_err(), "{bad}");
+        }
+        assert!(Config::default().witnesses(&[format!("http://a={v}")], Some(2)).is_err());
     }
 }

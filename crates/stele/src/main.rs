@@ -95,9 +95,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Get { data, index } => cmd_read::get(&config, data, index),
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
-        VerifyBundle { file, key } => cmd_export::verify_bundle(&file, &key),
-        Serve { data, listen, origin, checkpoint_interval } => {
-            cmd_serve::run(&config, data, listen, origin, checkpoint_interval)
+        VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
+        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required } => {
+            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, (&witnesses, witnesses_required))
         }
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),

@@ -7,6 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{Rng, count_lines, import, init, stele, stele_at, stele_os};
+use stele_tlog::bundle::{BundleDigest, trailer_line};
+use stele_tlog::cosignature::Cosigner;
+use stele_tlog::note::Note;
 
 /// A JSON-lines file of `n` generic events with varied fields and times.
 fn write_events(dir: &Path, n: usize) -> PathBuf {
@@ -205,4 +208,88 @@ fn kubernetes_audit_sample() {
         q.expect_code(0, "query");
         assert_eq!(verified_count(&out, &vkey), count_lines(&q.stdout), "filter {f:?}");
     }
+}
+
+/// Rewrites `plain` into `out` with cosignature lines by `witnesses` added to the
+/// header's checkpoint (the `tamper`-th one with a changed signature) and the trailer
+/// recomputed, as an exporter whose log is witnessed would write it.
+fn cosigned_bundle(plain: &Path, out: &Path, witnesses: &[&Cosigner], tamper: Option<usize>) {
+    let text = std::fs::read_to_string(plain).expect("bundle");
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let header: serde_json::Value = serde_json::from_str(lines[0]).expect("header");
+    let note = header["checkpoint"].as_str().expect("checkpoint").to_string();
+    let body = Note::parse(note.as_bytes()).expect("note").text;
+    let mut cosigned = note.clone();
+    for (i, w) in witnesses.iter().enumerate() {
+        let mut line = w.cosign(&body, 1_700_000_000).expect("cosign");
+        if tamper == Some(i) {
+            let at = line.len() - 10;
+            let c = if &line[at..=at] == "A" { "B" } else { "A" };
+            line.replace_range(at..=at, c);
+        }
+        cosigned.push_str(&line);
+    }
+    let json = |s: &str| serde_json::to_string(s).expect("string");
+    let mut new = lines[0].replace(&json(&note), &json(&cosigned));
+    for l in &lines[1..lines.len() - 1] {
+        new.push_str(l);
+    }
+    let mut digest = BundleDigest::new();
+    digest.update(new.as_bytes());
+    new.push_str(&trailer_line(lines.len() as u64 - 2, &digest.finish()));
+    std::fs::write(out, new).expect("writing");
+}
+
+#[test]
+fn witness_quorum() {
+    let (tmp, data, vkey) = log_with_events(30);
+    let plain = tmp.path().join("plain.bundle");
+    export(&data, &[], &plain);
+    let ws: Vec<Cosigner> =
+        (1..=3u8).map(|i| Cosigner::from_seed(&format!("w{i}.example"), &[i; 32]).expect("cosigner")).collect();
+    let stranger = Cosigner::from_seed("stranger.example", &[9; 32]).expect("cosigner");
+    // The third witness's key comes from a file.
+    let w3_file = tmp.path().join("w3.vkey");
+    std::fs::write(&w3_file, format!("{}\n", ws[2].verifier().to_vkey())).expect("writing");
+    let run = |bundle: &Path, k: usize| {
+        let v1 = ws[0].verifier().to_vkey();
+        let v2 = ws[1].verifier().to_vkey();
+        let k = k.to_string();
+        stele_os(&[
+            "verify-bundle".as_ref(),
+            bundle.as_os_str(),
+            "--key".as_ref(),
+            vkey.as_os_str(),
+            "--witness".as_ref(),
+            v1.as_ref(),
+            "--witness".as_ref(),
+            v2.as_ref(),
+            "--witness".as_ref(),
+            w3_file.as_os_str(),
+            "--witnesses-required".as_ref(),
+            k.as_ref(),
+        ])
+    };
+
+    let good = tmp.path().join("cosigned.bundle");
+    cosigned_bundle(&plain, &good, &[&ws[0], &stranger, &ws[1]], None);
+    verified_count(&good, &vkey);
+    for k in [0, 1, 2] {
+        run(&good, k).expect_code(0, &format!("2 cosignatures, {k} required"));
+    }
+    let r = run(&good, 3);
+    r.expect_code(1, "2 cosignatures, 3 required");
+    assert!(r.stderr.contains("from 2 of"), "{r}");
+    run(&good, 4).expect_code(2, "more required than witnesses given");
+    let r = run(&plain, 1);
+    r.expect_code(1, "no cosignatures");
+    assert!(r.stderr.contains("from 0 of"), "{r}");
+
+    // A tampered cosignature does not count.
+    let tampered = tmp.path().join("tampered.bundle");
+    cosigned_bundle(&plain, &tampered, &[&ws[0], &ws[1]], Some(1));
+    run(&tampered, 1).expect_code(0, "one valid cosignature");
+    let r = run(&tampered, 2);
+    r.expect_code(1, "one valid, one tampered cosignature");
+    assert!(r.stderr.contains("from 1 of"), "{r}");
 }

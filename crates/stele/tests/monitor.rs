@@ -113,3 +113,51 @@ fn monitor_cli_interval_keeps_running_after_a_detection() {
     assert!(stderr.matches("ALARM: ROLLBACK").count() >= 2, "{stderr}");
     assert!(stderr.contains("stele_monitor_alarms_total 2"), "{stderr}");
 }
+
+fn stele(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_stele")).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn monitor_cli_requires_k_of_n_witness_cosignatures() {
+    use stele_tlog::cosignature::Cosigner;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (data_s, out) = (data.to_str().unwrap(), tmp.path().join("pub"));
+    stele(&["init", "--data", data_s, "--origin", "witnessed.example/log"]);
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, (0..20).map(|i| format!("{{\"actor\":\"a{i}\"}}\n")).collect::<String>()).unwrap();
+    stele(&["import", "--data", data_s, events.to_str().unwrap()]);
+    stele(&["publish", "--data", data_s, "--out", out.to_str().unwrap()]);
+
+    // Two of three given witnesses cosign the published checkpoint.
+    let ws: Vec<Cosigner> =
+        (1..=3u8).map(|i| Cosigner::from_seed(&format!("w{i}.example"), &[i; 32]).unwrap()).collect();
+    let note = std::fs::read_to_string(out.join("checkpoint")).unwrap();
+    let body = stele_tlog::note::Note::parse(note.as_bytes()).unwrap().text;
+    let mut cosigned = note.clone();
+    for w in &ws[..2] {
+        cosigned.push_str(&w.cosign(&body, 1_700_000_000).unwrap());
+    }
+    std::fs::write(out.join("checkpoint"), cosigned).unwrap();
+
+    let key = data.join("keys/verifier.vkey");
+    let vkeys: Vec<String> = ws.iter().map(|w| w.verifier().to_vkey()).collect();
+    let run = |k: usize, state: &str| {
+        let state = tmp.path().join(state);
+        let k = k.to_string();
+        let mut args = vec!["--url", out.to_str().unwrap(), "--key", key.to_str().unwrap()];
+        args.extend(["--state", state.to_str().unwrap(), "--witnesses-required", &k]);
+        for v in &vkeys {
+            args.extend(["--witness", v.as_str()]);
+        }
+        monitor(&args)
+    };
+    expect(&run(1, "s1"), 0, "first use");
+    expect(&run(2, "s2"), 0, "first use");
+    expect(&run(2, "s2"), 0, "unchanged");
+    expect(&run(3, "s3"), 1, "valid cosignatures from 2 of the given witnesses, 3 required");
+    expect(&run(4, "s4"), 2, "--witnesses-required 4 is more than the 3 --witness keys given");
+}
