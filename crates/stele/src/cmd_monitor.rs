@@ -1,6 +1,8 @@
 //! `stele monitor`: watch a C2SP tlog-tiles log with nothing but its verifier key.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -33,6 +35,10 @@ pub(crate) struct MonitorArgs {
     /// Also fetch the new entry bundles and check each entry against its leaf hash.
     #[arg(long)]
     entries: bool,
+    /// With --interval, serve Prometheus metrics on this address (`GET /metrics`):
+    /// checks, alarms and errors so far, and the time of the last good check.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     quorum: QuorumArgs,
 }
@@ -97,16 +103,75 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
         println!("{outcome}");
         return Ok(());
     };
-    let mut alarms_total: u64 = 0;
+    let counters = Arc::new(Counters::default());
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, counters.clone())?;
+    }
     loop {
+        counters.checks.fetch_add(1, Ordering::Relaxed);
         match check_once_with_witnesses(source.as_ref(), &verifier, &quorum, &state, &options) {
-            Ok(outcome) => println!("{outcome}"),
-            Err(e) if e.is_detection() => {
-                alarms_total += 1;
-                eprintln!("stele: ALARM: {e} (stele_monitor_alarms_total {alarms_total})");
+            Ok(outcome) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                counters.last_success.store(now, Ordering::Relaxed);
+                println!("{outcome}");
             }
-            Err(e) => eprintln!("stele: monitor: {e}"),
+            Err(e) if e.is_detection() => {
+                let n = counters.alarms.fetch_add(1, Ordering::Relaxed) + 1;
+                eprintln!("stele: ALARM: {e} (stele_monitor_alarms_total {n})");
+            }
+            Err(e) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("stele: monitor: {e}");
+            }
         }
         std::thread::sleep(interval);
     }
+}
+
+/// What the monitor exposes on `/metrics`.
+#[derive(Default)]
+struct Counters {
+    checks: AtomicU64,
+    alarms: AtomicU64,
+    errors: AtomicU64,
+    last_success: AtomicU64,
+}
+
+impl Counters {
+    fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# HELP stele_monitor_checks_total Checks started.\n# TYPE stele_monitor_checks_total counter\nstele_monitor_checks_total {}\n\
+             # HELP stele_monitor_alarms_total Detections: rollback, fork, bad signature, tiles or entries that do not hash to the root, missing witnesses.\n# TYPE stele_monitor_alarms_total counter\nstele_monitor_alarms_total {}\n\
+             # HELP stele_monitor_errors_total Checks that could not complete (network, usage).\n# TYPE stele_monitor_errors_total counter\nstele_monitor_errors_total {}\n\
+             # HELP stele_monitor_last_success_timestamp_seconds Unix time of the last check that passed.\n# TYPE stele_monitor_last_success_timestamp_seconds gauge\nstele_monitor_last_success_timestamp_seconds {}\n",
+            g(&self.checks),
+            g(&self.alarms),
+            g(&self.errors),
+            g(&self.last_success)
+        )
+    }
+}
+
+/// Serves `GET /metrics` (any path, in fact) on a plain thread with a minimal HTTP/1.1
+/// responder: one short response per connection, bounded request read.
+fn serve_metrics(addr: std::net::SocketAddr, counters: Arc<Counters>) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| Failure::usage(format!("--metrics {addr}: {e}")))?;
+    eprintln!("stele: monitor metrics on http://{}/metrics", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = counters.render();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(())
 }

@@ -98,15 +98,32 @@ fn monitor_cli_interval_keeps_running_after_a_detection() {
     let state = tmp.path().join("state");
     std::fs::copy(log.join("checkpoint.15"), &state).unwrap();
     std::fs::copy(log.join("checkpoint.5"), log.join("checkpoint")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_stele"))
         .args(["monitor", "--url", log.to_str().unwrap(), "--key", VKEY, "--state", state.to_str().unwrap()])
-        .args(["--interval", "0.1"])
+        .args(["--interval", "0.1", "--metrics", &metrics])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert!(child.try_wait().unwrap().is_none(), "monitor --interval exited on a detection");
+    // The alarms are exposed as a Prometheus counter.
+    let scraped = {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let alarms: u64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("stele_monitor_alarms_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no alarm counter in {scraped}"));
+    assert!(alarms >= 2, "{scraped}");
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
