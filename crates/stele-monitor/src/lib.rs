@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 use stele_tlog::Hash;
 use stele_tlog::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
-use stele_tlog::cosignature::{CosignatureVerifier, verify_quorum};
+use stele_tlog::cosignature::{AnyCosignatureVerifier, VerifyCosignature, verify_quorum};
 use stele_tlog::hash::leaf_hash;
 use stele_tlog::merkle::{consistency_proof, verify_consistency};
 use stele_tlog::note::{Note, NoteVerifier};
@@ -277,8 +277,8 @@ pub struct Options {
 /// witnesses, 0 required) accepts every checkpoint the log signed.
 #[derive(Clone, Debug, Default)]
 pub struct WitnessQuorum {
-    /// The trusted witnesses' verifier keys.
-    pub witnesses: Vec<CosignatureVerifier>,
+    /// The trusted witnesses' verifier keys (Ed25519 `cosignature/v1` or ML-DSA-44).
+    pub witnesses: Vec<AnyCosignatureVerifier>,
     /// Distinct witnesses that must have cosigned.
     pub required: usize,
 }
@@ -288,10 +288,12 @@ impl WitnessQuorum {
     /// lines by other keys are ignored; a cosignature that does not verify does not
     /// count (nor does it count against the others).
     pub fn count(&self, note: &Note) -> usize {
-        let mut valid: Vec<&CosignatureVerifier> = Vec::new();
+        // Distinct witnesses by name: one witness with an Ed25519 and an ML-DSA key
+        // counts once.
+        let mut valid: Vec<&str> = Vec::new();
         for w in &self.witnesses {
-            if !valid.contains(&w) && verify_quorum(note, std::slice::from_ref(w), 1).is_ok() {
-                valid.push(w);
+            if !valid.contains(&w.cosigner_name()) && verify_quorum(note, std::slice::from_ref(w), 1).is_ok() {
+                valid.push(w.cosigner_name());
             }
         }
         valid.len()

@@ -55,7 +55,10 @@ fn k_of_n_cosignatures() {
     let src = DirSource::new(&log);
     let opts = Options { entries: false };
     let quorum = |k: usize| WitnessQuorum {
-        witnesses: vec![w1.verifier(), w2.verifier(), w3.verifier(), w1.verifier()],
+        witnesses: [w1.verifier(), w2.verifier(), w3.verifier(), w1.verifier()]
+            .into_iter()
+            .map(stele_tlog::cosignature::AnyCosignatureVerifier::Ed25519)
+            .collect(),
         required: k,
     };
     for k in [0, 1, 2] {
@@ -82,4 +85,34 @@ fn k_of_n_cosignatures() {
         check_once_with_witnesses(&src, &key, &quorum(2), &state, &opts),
         Err(MonitorError::NotEnoughCosignatures { found: 1, required: 2, .. })
     ));
+}
+
+#[test]
+fn ml_dsa_witnesses_count_toward_the_quorum() {
+    use stele_tlog::cosignature::{AnyCosignatureVerifier, MlDsaCosigner};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let signer = test_signer();
+    let key = signer.verifier();
+    publish(&log, &signer, &entries(0, 40));
+    let ed = Cosigner::from_seed("ed.example", &[1; 32]).unwrap();
+    let pq = MlDsaCosigner::from_seed("pq.example", &[2; 32]).unwrap();
+    let note = std::fs::read_to_string(log.join("checkpoint")).unwrap();
+    let body = Note::parse(note.as_bytes()).unwrap().text;
+    let cosigned =
+        format!("{note}{}{}", ed.cosign(&body, 1_700_000_000).unwrap(), pq.cosign(&body, 1_700_000_001).unwrap());
+    std::fs::write(log.join("checkpoint"), &cosigned).unwrap();
+    let quorum = |k: usize, with_pq: bool| WitnessQuorum {
+        witnesses: std::iter::once(AnyCosignatureVerifier::Ed25519(ed.verifier()))
+            .chain(with_pq.then(|| AnyCosignatureVerifier::parse(&pq.verifier().to_vkey()).unwrap()))
+            .collect(),
+        required: k,
+    };
+    let src = DirSource::new(&log);
+    let opts = Options { entries: false };
+    let state = State::new(tmp.path().join("s1"));
+    check_once_with_witnesses(&src, &key, &quorum(2, true), &state, &opts).expect("Ed25519 + ML-DSA-44 make two");
+    let state = State::new(tmp.path().join("s2"));
+    let err = check_once_with_witnesses(&src, &key, &quorum(2, false), &state, &opts).unwrap_err();
+    assert!(matches!(err, MonitorError::NotEnoughCosignatures { found: 1, required: 2, .. }), "{err}");
 }

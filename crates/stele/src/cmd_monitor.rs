@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use stele_monitor::{MonitorError, Options, State, WitnessQuorum, check_once_with_witnesses, open_source};
-use stele_tlog::cosignature::CosignatureVerifier;
+use stele_tlog::cosignature::AnyCosignatureVerifier;
 use stele_tlog::note::NoteVerifier;
 
 use crate::Failure;
@@ -57,13 +57,13 @@ impl QuorumArgs {
             .witnesses
             .iter()
             .map(|w| {
-                if let Ok(v) = CosignatureVerifier::parse(w) {
+                if let Ok(v) = AnyCosignatureVerifier::parse(w) {
                     return Ok(v);
                 }
                 let text = std::fs::read_to_string(w).map_err(|e| {
                     Failure::usage(format!("--witness {w:?}: neither a cosignature vkey nor a readable file ({e})"))
                 })?;
-                CosignatureVerifier::parse(&text).map_err(|e| Failure::usage(format!("--witness file {w}: {e}")))
+                AnyCosignatureVerifier::parse(&text).map_err(|e| Failure::usage(format!("--witness file {w}: {e}")))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(WitnessQuorum { witnesses, required: self.witnesses_required })
