@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use stele_store::LogReader;
 use stele_tlog::checkpoint::Checkpoint;
-use stele_tlog::cosignature::CosignatureVerifier;
+use stele_tlog::cosignature::{AnyCosignatureVerifier, VerifyCosignature};
 use stele_tlog::note::Note;
 use stele_witness::AddCheckpointRequest;
 use stele_witness::client::{AddResponse, ClientError, add_checkpoint};
@@ -25,7 +25,7 @@ pub const DEFAULT_WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
 /// One witness the log submits its checkpoints to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessConfig {
-    /// The witness's cosigner verifier key (`<name>+<id>+<base64(0x04 ‖ key)>`).
+    /// The witness's cosigner verifier key (`<name>+<id>+<base64(0x04 or 0x06 ‖ key)>`).
     pub vkey: String,
     /// Its submission prefix, `http://host:port[/prefix]` (plain HTTP only).
     pub url: String,
@@ -92,7 +92,7 @@ pub struct CosignedCheckpoint {
 /// The witnesses of one log and the size each last cosigned.
 #[derive(Debug)]
 pub struct Witnesses {
-    endpoints: Vec<(CosignatureVerifier, String)>,
+    endpoints: Vec<(AnyCosignatureVerifier, String)>,
     /// Last size each witness is known to have cosigned (0: unknown, learned by 409).
     sizes: Vec<u64>,
     timeout: Duration,
@@ -103,7 +103,7 @@ impl Witnesses {
     pub fn new(configs: &[WitnessConfig], timeout: Duration) -> Result<Witnesses, WitnessClientError> {
         let mut endpoints = Vec::with_capacity(configs.len());
         for c in configs {
-            let v = CosignatureVerifier::parse(&c.vkey)
+            let v = AnyCosignatureVerifier::parse(&c.vkey)
                 .map_err(|e| WitnessClientError::BadKey { vkey: c.vkey.clone(), reason: e.to_string() })?;
             if !c.url.starts_with("http://") {
                 return Err(WitnessClientError::BadKey {
@@ -160,7 +160,7 @@ impl Witnesses {
         size: u64,
     ) -> Result<String, WitnessClientError> {
         let (verifier, url) = &self.endpoints[i];
-        let name = verifier.name().to_string();
+        let name = verifier.cosigner_name().to_string();
         let mut old = self.sizes[i];
         for _ in 0..2 {
             if old > size {
@@ -177,7 +177,7 @@ impl Witnesses {
                     let mut kept = String::new();
                     for line in lines.lines() {
                         let one = format!("{body}\n{line}\n");
-                        if Note::parse(one.as_bytes()).is_ok_and(|n| verifier.verify_note(&n).is_ok()) {
+                        if Note::parse(one.as_bytes()).is_ok_and(|n| verifier.verify_cosigned_note(&n).is_ok()) {
                             kept.push_str(line);
                             kept.push('\n');
                         }

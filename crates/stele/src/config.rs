@@ -68,7 +68,7 @@ impl WitnessEntry {
         let entry = std::iter::once(first)
             .chain(candidates)
             .map(split)
-            .find(|e| stele_tlog::cosignature::CosignatureVerifier::parse(&e.vkey).is_ok())
+            .find(|e| stele_tlog::cosignature::AnyCosignatureVerifier::parse(&e.vkey).is_ok())
             .unwrap_or_else(|| split(first));
         if entry.url.is_empty() || entry.vkey.is_empty() {
             return Err(crate::Failure::usage(format!("--witness {s:?}: expected URL=VKEY")));
