@@ -39,7 +39,7 @@ use stele_tlog::merkle::{consistency_proof, verify_consistency};
 use stele_tlog::note::{Note, NoteVerifier};
 use stele_tlog::tile::{TILE_HEIGHT, TILE_WIDTH};
 
-pub use source::{DirSource, HttpSource, SourceError, TileSource, open_source};
+pub use source::{DirSource, HttpSource, SourceError, TileSource, open_source, open_source_with_ca};
 pub use state::State;
 pub use tiles::{TileTree, parse_entry_bundle};
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use stele_monitor::{MonitorError, Options, State, WitnessQuorum, check_once_with_witnesses, open_source};
+use stele_monitor::{MonitorError, Options, State, WitnessQuorum, check_once_with_witnesses, open_source_with_ca};
 use stele_tlog::cosignature::AnyCosignatureVerifier;
 use stele_tlog::note::NoteVerifier;
 
@@ -16,8 +16,8 @@ use crate::cli::QuorumArgs;
 /// Arguments of `stele monitor`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct MonitorArgs {
-    /// The log's URL prefix (`http://...`; https is not supported yet), a `file://`
-    /// URL or a directory holding a published tlog-tiles log.
+    /// The log's URL prefix (`https://...` or `http://...`), a `file://` URL or a
+    /// directory holding a published tlog-tiles log.
     #[arg(long, value_name = "URL")]
     url: String,
     /// The log's verifier key (C2SP signed-note vkey), or a file containing it.
@@ -39,6 +39,10 @@ pub(crate) struct MonitorArgs {
     /// checks, alarms and errors so far, and the time of the last good check.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Trust only the CA certificates in this PEM file for https (a private CA);
+    /// default: the Mozilla root store.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(flatten)]
     quorum: QuorumArgs,
 }
@@ -91,7 +95,12 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => return Err(Failure::usage(format!("--interval must be a positive number of seconds, not {s}"))),
     };
-    let source = open_source(&args.url, Duration::from_secs(60)).map_err(|e| Failure::usage(e.to_string()))?;
+    let ca = match &args.ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| Failure::usage(format!("--ca {}: {e}", p.display())))?),
+        None => None,
+    };
+    let source = open_source_with_ca(&args.url, Duration::from_secs(60), ca.as_deref())
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut state = State::new(args.state);
     if let Some(dir) = args.evidence {
         state = state.with_evidence_dir(dir);
