@@ -19,8 +19,8 @@
 //!
 //! Only tiles that changed since the old size are downloaded, plus the full tiles
 //! needed to authenticate them; nothing is cached between runs (full tiles could be).
-//! Logs are read through a [`TileSource`]: plain `http://`, `file://` or a directory.
-//! HTTPS is not supported yet.
+//! Logs are read through a [`TileSource`]: `https://` (rustls), `http://`, `file://`
+//! or a directory.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
