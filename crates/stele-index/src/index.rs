@@ -96,18 +96,7 @@ impl Index {
             .unwrap_or(true);
         let normalizer = Normalizer::new(pointers);
         if !writable && (stale || !backend.exists(DIR) || !backend.exists(BLOCKS)) {
-            // Nothing usable: every query scans the log (correct, only slower).
-            let empty: Arc<dyn StorageFile> = Arc::new(EmptyFile);
-            return Ok(Index {
-                reader,
-                normalizer,
-                dir_file: None,
-                blocks_file: empty,
-                dir: Arc::new(vec![]),
-                blocks_len: 0,
-                pending_first: 0,
-                pending: vec![],
-            });
+            return Ok(Index::log_only(reader, normalizer));
         }
         let dir_file = backend.open(DIR, writable).map_err(io(DIR))?;
         let blocks_file = backend.open(BLOCKS, writable).map_err(io(BLOCKS))?;
@@ -119,17 +108,7 @@ impl Index {
         }
         if fresh {
             if !writable {
-                let empty: Arc<dyn StorageFile> = Arc::new(EmptyFile);
-                return Ok(Index {
-                    reader,
-                    normalizer,
-                    dir_file: None,
-                    blocks_file: empty,
-                    dir: Arc::new(vec![]),
-                    blocks_len: 0,
-                    pending_first: 0,
-                    pending: vec![],
-                });
+                return Ok(Index::log_only(reader, normalizer));
             }
             for (f, name, kind) in [(&dir_file, DIR, Kind::IndexDirectory), (&blocks_file, BLOCKS, Kind::IndexBlocks)] {
                 f.set_len(0).map_err(io(name))?;
@@ -176,6 +155,21 @@ impl Index {
             pending_first: next,
             pending: Vec::with_capacity(BLOCK_ENTRIES),
         })
+    }
+
+    /// An index with nothing usable on disk (read-only open of a missing, stale or
+    /// damaged index): every query reads the log (correct, only slower).
+    fn log_only(reader: LogReader, normalizer: Normalizer) -> Index {
+        Index {
+            reader,
+            normalizer,
+            dir_file: None,
+            blocks_file: Arc::new(EmptyFile),
+            dir: Arc::new(vec![]),
+            blocks_len: 0,
+            pending_first: 0,
+            pending: vec![],
+        }
     }
 
     /// Removes the index files of `data_dir` (the next writable open rebuilds them).
