@@ -81,7 +81,9 @@ fn monitor_cli_usage_errors_exit_2() {
     let state = tmp.path().join("state");
     let s = state.to_str().unwrap();
     let dir = tmp.path().to_str().unwrap();
-    expect(&monitor(&["--url", "https://log.example", "--key", VKEY, "--state", s]), 2, "https is not supported");
+    expect(&monitor(&["--url", "ftp://log.example", "--key", VKEY, "--state", s]), 2, "unsupported log location");
+    // An https log that cannot be reached is a network error, never a pass.
+    expect(&monitor(&["--url", "https://log.invalid", "--key", VKEY, "--state", s]), 2, "https://log.invalid");
     expect(&monitor(&["--url", dir, "--key", "not-a-key", "--state", s]), 2, "--key");
     expect(&monitor(&["--url", dir, "--key", VKEY, "--state", s]), 2, "missing");
     expect(&monitor(&["--url", dir, "--key", VKEY, "--state", s, "--interval", "0"]), 2, "--interval");
