@@ -2,8 +2,7 @@
 //! its leaf hash (a scan of the stored level-0 hashes), checked as an outside client
 //! would against the signed checkpoint.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,33 +12,21 @@ use stele_tlog::Hash;
 use stele_tlog::checkpoint::open_checkpoint;
 use stele_tlog::merkle;
 
+mod common;
+
+use common::{b64, hashes, request};
+
 const ORIGIN: &str = "test.example/leafhash";
 
 fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-    let head = std::str::from_utf8(&raw[..end]).unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = serde_json::from_slice(&raw[end + 4..])
-        .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", String::from_utf8_lossy(&raw)));
-    (status, body)
+    let r = request(addr, "GET", path, &[], b"");
+    let body = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", r.text()));
+    (r.status, body)
 }
 
 /// Percent-encodes the base64 characters that mean something in a query string.
 fn escape(b64: &str) -> String {
     b64.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
-}
-
-fn b64(v: &Value) -> Hash {
-    Hash::from_base64(v.as_str().unwrap()).unwrap()
-}
-
-fn hashes(v: &Value) -> Vec<Hash> {
-    v.as_array().unwrap().iter().map(b64).collect()
 }
 
 #[test]

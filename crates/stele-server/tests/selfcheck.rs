@@ -2,79 +2,41 @@
 //! what was appended, records each pass in `_stele/system`, updates its metrics, and
 //! reports a payload damaged on disk.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stele_server::{RunningServer, ServerConfig};
-use stele_store::Log;
+
+mod common;
+
+use common::{TestServer, request_json};
 
 const ORIGIN: &str = "test.example/selfcheck";
 
-struct Harness {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    rt: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<RunningServer>,
+struct Harness(TestServer);
+
+impl std::ops::Deref for Harness {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.0
+    }
 }
 
 impl Harness {
     fn start(incremental: Duration, full: Duration) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        stele_store::log::init(dir.path(), ORIGIN).unwrap();
-        let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        config.checkpoint_interval = Duration::from_millis(50);
-        config.verify_incremental_interval = incremental;
-        config.verify_full_interval = full;
-        let log = Log::open(dir.path(), config.log_options.clone()).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = rt
-            .block_on(stele_server::start(config, log, async {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-        Harness { dir, addr: server.local_addr(), rt, stop: Some(stop), server: Some(server) }
+        Harness(TestServer::fresh(ORIGIN, |config| {
+            config.verify_incremental_interval = incremental;
+            config.verify_full_interval = full;
+        }))
     }
 
-    fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let server = self.server.take().unwrap();
-        self.rt.block_on(server.wait()).unwrap();
+    fn stop(self) {
+        self.0.stop();
     }
 
     fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let mut body = raw[end + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            let (mut out, mut rest) = (Vec::new(), &body[..]);
-            loop {
-                let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-                let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16).unwrap();
-                rest = &rest[nl + 2..];
-                if size == 0 {
-                    break;
-                }
-                out.extend_from_slice(&rest[..size]);
-                rest = &rest[size + 2..];
-            }
-            body = out;
-        }
-        (status, String::from_utf8(body).unwrap())
+        let r = request_json(self.addr, method, path, body);
+        (r.status, String::from_utf8(r.body).unwrap())
     }
 
     fn append(&self, events: &[String]) {

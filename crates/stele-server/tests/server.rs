@@ -1,46 +1,28 @@
 //! End-to-end tests: a server on 127.0.0.1:0 over a fresh data directory, driven by a
 //! minimal blocking HTTP/1.1 client.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::io::Write;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
-use stele_server::{RunningServer, ServerConfig};
-use stele_store::{Log, LogOptions, LogReader};
+use stele_server::ServerConfig;
+use stele_store::{LogOptions, LogReader};
 use stele_tlog::Hash;
+
+mod common;
+
+use common::{Resp, TestServer, open, request};
 
 const ORIGIN: &str = "test.example/log";
 
-struct Harness {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    rt: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<RunningServer>,
-}
+struct Harness(TestServer);
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn lines(&self) -> Vec<Value> {
-        self.text().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))).collect()
+impl std::ops::Deref for Harness {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.0
     }
 }
 
@@ -56,26 +38,12 @@ impl Harness {
     }
 
     fn start_in(dir: tempfile::TempDir, edit: impl FnOnce(&mut ServerConfig)) -> Harness {
-        let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        config.checkpoint_interval = Duration::from_millis(50);
-        edit(&mut config);
-        let log = Log::open(dir.path(), config.log_options.clone()).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = rt
-            .block_on(stele_server::start(config, log, async {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-        Harness { dir, addr: server.local_addr(), rt, stop: Some(stop), server: Some(server) }
+        Harness(TestServer::start(dir, edit))
     }
 
     /// Shuts the server down cleanly and gives the data directory back.
-    fn stop(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
-        let server = self.server.take().unwrap();
-        self.rt.block_on(server.wait()).unwrap();
-        self.dir
+    fn stop(self) -> tempfile::TempDir {
+        self.0.stop()
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -108,54 +76,6 @@ impl Harness {
         }
         panic!("no checkpoint of size {size}");
     }
-}
-
-fn open(dir: &Path, note: &str) -> stele_tlog::checkpoint::Checkpoint {
-    let verifier = stele_store::log::read_verifier(dir).unwrap();
-    stele_tlog::checkpoint::open_checkpoint(note.as_bytes(), &verifier).unwrap().checkpoint
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    // A server may answer (e.g. 413) before reading the whole body and close.
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Resp {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-    let head = std::str::from_utf8(&raw[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.map(|l| l.split_once(':').unwrap()).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    let mut body = raw[end + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16).unwrap();
-            rest = &rest[nl + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body = out;
-    }
-    Resp { status, headers, body }
 }
 
 fn indexes(r: &Resp) -> Vec<u64> {

@@ -2,115 +2,57 @@
 //! checkpoint receipts, each checked with stele-tlog's verifier against signed
 //! checkpoints, as an outside client would.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use stele_server::{RunningServer, ServerConfig};
+use stele_server::ServerConfig;
 use stele_store::{Log, LogOptions, NewEntry};
 use stele_tlog::Hash;
-use stele_tlog::checkpoint::{Checkpoint, open_checkpoint};
 use stele_tlog::hash::leaf_hash;
 use stele_tlog::merkle::{self, HashReader, MemoryTree};
 use stele_tlog::tile::{TILE_HEIGHT, TileId, reduce_perfect, tiles_at_level};
 
+mod common;
+
+use common::{Resp, TestServer, b64, hashes, open, request_json};
+
 const ORIGIN: &str = "test.example/tiles";
 
-struct Server {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    rt: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<RunningServer>,
-}
+struct Server(TestServer);
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+impl std::ops::Deref for Server {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.0
     }
 }
 
 impl Server {
     fn start(dir: tempfile::TempDir, edit: impl FnOnce(&mut ServerConfig)) -> Server {
-        let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        config.checkpoint_interval = Duration::from_millis(50);
-        edit(&mut config);
-        let log = Log::open(dir.path(), config.log_options.clone()).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = rt
-            .block_on(stele_server::start(config, log, async {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-        Server { dir, addr: server.local_addr(), rt, stop: Some(stop), server: Some(server) }
+        Server(TestServer::start(dir, edit))
     }
 
     fn fresh(edit: impl FnOnce(&mut ServerConfig)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        stele_store::log::init(dir.path(), ORIGIN).unwrap();
-        Server::start(dir, edit)
+        Server(TestServer::fresh(ORIGIN, edit))
     }
 
     fn get(&self, path: &str) -> Resp {
         request(self.addr, "GET", path, b"")
     }
 
-    fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.rt.block_on(self.server.take().unwrap().wait()).unwrap();
+    fn stop(self) {
+        self.0.stop();
     }
 }
 
 fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-    let head = std::str::from_utf8(&raw[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.map(|l| l.split_once(':').unwrap()).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let r = request_json(addr, method, path, body);
     assert!(
-        !headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")),
+        !r.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")),
         "these routes answer with a length"
     );
-    Resp { status, headers, body: raw[end + 4..].to_vec() }
-}
-
-fn open(dir: &Path, note: &str) -> Checkpoint {
-    let verifier = stele_store::log::read_verifier(dir).unwrap();
-    open_checkpoint(note.as_bytes(), &verifier).unwrap().checkpoint
-}
-
-fn b64(v: &Value) -> Hash {
-    Hash::from_base64(v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))).expect("base64 of 32 bytes")
-}
-
-fn hashes(v: &Value) -> Vec<Hash> {
-    v.as_array().unwrap().iter().map(b64).collect()
+    r
 }
 
 /// Appends `count` small events in batches of at most 20 000.
