@@ -23,6 +23,14 @@ pub struct Normalized {
     pub resource: Option<String>,
     /// `"success"`, `"failure"`, or another lowercased outcome word.
     pub outcome: Option<String>,
+    /// The network address the action came from (an IP address, as text).
+    pub source_ip: Option<String>,
+    /// The producer's identifier of the request or event (audit ID, request ID,
+    /// event ID), for correlating with the producer's own records.
+    pub request_id: Option<String>,
+    /// The system that produced the event (`kube-apiserver`, a syslog app name, an
+    /// OpenTelemetry `service.name`, `cloudtrail:s3.amazonaws.com`...).
+    pub producer: Option<String>,
 }
 
 /// Where to find the normalized fields in a generic JSON event.
@@ -262,6 +270,9 @@ pub(crate) fn fields(caps: &Captures<'_>, format: EventFormat) -> Normalized {
 
 /// [`fields`] written over `out`, reusing the allocations of its strings.
 pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, out: &mut Normalized) {
+    out.source_ip = None;
+    out.request_id = None;
+    out.producer = None;
     match format {
         EventFormat::KubernetesAudit => k8s_fields(caps, out),
         EventFormat::Json => generic_fields(caps, out),

@@ -251,6 +251,7 @@ pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<Vec<Row>> {
                 action: lookup(f[1])?,
                 resource: lookup(f[2])?,
                 outcome: lookup(f[3])?,
+                ..Normalized::default()
             },
         });
     }
