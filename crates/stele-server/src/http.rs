@@ -25,9 +25,10 @@ use stele_formats::{BodyError, EventFormat, Normalizer, split_body};
 use stele_index::Query;
 use stele_store::{LogReader, StoreError};
 use stele_tlog::Hash;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::sequencer::{AppendRequest, CommitError, Committed, Msg, PreparedEvent, Shared};
+use crate::sequencer::{Committed, Msg, PreparedEvent, Shared};
+use crate::submit::SubmitError;
 
 /// Bodies (compressed or not) above this size are decompressed and parsed on the
 /// blocking pool, so that one large request does not stall other connections.
@@ -86,14 +87,14 @@ pub(crate) fn router(app: AppState) -> Router {
 // ---------------------------------------------------------------------------------
 // Responses
 
-fn response(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn response(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
-fn json(status: StatusCode, body: impl Into<Body>) -> Response {
+pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response {
     response(status, "application/json", body)
 }
 
@@ -115,7 +116,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `{"error": message, ...extra}`.
-fn error_with(status: StatusCode, message: impl Display, extra: serde_json::Value) -> ApiError {
+pub(crate) fn error_with(status: StatusCode, message: impl Display, extra: serde_json::Value) -> ApiError {
     let mut v = serde_json::json!({ "error": message.to_string() });
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
@@ -123,12 +124,12 @@ fn error_with(status: StatusCode, message: impl Display, extra: serde_json::Valu
     ApiError { status, body: v.to_string(), retry_after: false }
 }
 
-fn error(status: StatusCode, message: impl Display) -> ApiError {
+pub(crate) fn error(status: StatusCode, message: impl Display) -> ApiError {
     error_with(status, message, serde_json::Value::Null)
 }
 
 /// 503 with `Retry-After: 1`: the queue is full, which passes quickly.
-fn overloaded(message: impl Display) -> ApiError {
+pub(crate) fn overloaded(message: impl Display) -> ApiError {
     let mut e = error_with(StatusCode::SERVICE_UNAVAILABLE, message, serde_json::json!({ "retry_after_seconds": 1 }));
     e.retry_after = true;
     e
@@ -258,7 +259,7 @@ async fn post_events(State(app): State<AppState>, uri: Uri, headers: HeaderMap, 
 }
 
 /// Runs a CPU-heavy step on the blocking pool when its input is large.
-async fn maybe_blocking<T: Send + 'static>(
+pub(crate) async fn maybe_blocking<T: Send + 'static>(
     len: usize,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -269,78 +270,56 @@ async fn maybe_blocking<T: Send + 'static>(
 }
 
 async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    if let Some(reason) = app.shared.poisoned() {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, StoreError::Poisoned(reason)));
+    if let Some(e) = app.refuse_early() {
+        return Err(submit_error(e));
     }
     let stream = stream_name(uri, headers, &app.default_stream)?;
     let wait_checkpoint = wait_param(uri)?;
     check_content_type(headers)?;
-    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(e) if e == "identity" || e.is_empty() => false,
-        Some(e) if e == "gzip" || e == "x-gzip" => true,
-        Some(e) => {
-            return Err(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Encoding {e:?} is not supported; send gzip or an uncompressed body"),
-            ));
-        }
-    };
+    let gzip = content_encoding_gzip(headers)?;
     let limits = &app.limits;
-    if let Some(len) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-        && len > limits.max_body_bytes as u64
-    {
-        return Err(body_too_large(limits.max_body_bytes));
-    }
-    // Refuse early, before reading the body, when the queue is already full.
-    if app.shared.queued_events.load(Ordering::Acquire) >= limits.queue_depth {
-        return Err(overloaded(format!(
-            "server overloaded: {} events are waiting to be committed; retry later",
-            limits.queue_depth
-        )));
-    }
+    check_content_length(headers, limits.max_body_bytes)?;
     let raw = read_body(body, limits.max_body_bytes, limits.body_timeout).await?;
     let max_body = limits.max_body_bytes;
     let body = if gzip { maybe_blocking(raw.len(), move || gunzip(&raw, max_body)).await? } else { raw };
     let (max_entry, max_batch) = (limits.max_entry_bytes, limits.max_batch_events);
     let (normalizer, b) = (app.normalizer.clone(), body.clone());
     let events = maybe_blocking(body.len(), move || prepare(&b, &normalizer, max_entry, max_batch)).await?;
+    match app.submit(stream, body, events).await {
+        Ok(c) if wait_checkpoint => receipt(app, c).await,
+        Ok(c) => Ok(json(StatusCode::OK, committed_json(&c))),
+        Err(e) => Err(submit_error(e)),
+    }
+}
 
-    // Reserve room in the queue; the sequencer gives it back after the commit.
-    let (n, bytes) = (events.len(), body.len());
-    let before_events = app.shared.queued_events.fetch_add(n, Ordering::AcqRel);
-    let before_bytes = app.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-    app.shared.metrics.queued_events.inc_by(n as i64);
-    if before_events + n > limits.queue_depth || before_bytes + bytes > limits.queue_bytes {
-        app.shared.release(n, bytes);
-        return Err(overloaded(format!(
-            "server overloaded: {before_events} events ({before_bytes} bytes) are waiting to be committed and this request's {n} would pass the queue limit of {} events ({} bytes); retry later",
-            limits.queue_depth, limits.queue_bytes
-        )));
+/// The HTTP answer for a failed submission.
+pub(crate) fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Overloaded(m) => overloaded(m),
+        SubmitError::Unavailable(m) | SubmitError::Unknown(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+        SubmitError::Rejected(m) => error(StatusCode::BAD_REQUEST, m),
+        SubmitError::Failed(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
-    let (reply, wait) = oneshot::channel();
-    if let Err(std::sync::mpsc::SendError(msg)) =
-        app.tx.send(Msg::Append(AppendRequest { stream, body, events, reply }))
-    {
-        if let Msg::Append(r) = msg {
-            app.shared.release(r.events.len(), r.body.len());
-        }
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; nothing was appended"));
-    }
-    match wait.await {
-        Ok(Ok(c)) if wait_checkpoint => receipt(app, c).await,
-        Ok(Ok(c)) => Ok(json(StatusCode::OK, committed_json(&c))),
-        Ok(Err(CommitError::Unavailable(m))) => Err(error(StatusCode::SERVICE_UNAVAILABLE, m)),
-        Ok(Err(CommitError::Rejected(m))) => Err(error(StatusCode::BAD_REQUEST, m)),
-        Ok(Err(CommitError::Failed(m))) => {
-            Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("append failed, nothing was appended: {m}")))
-        }
-        Err(_) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the sequencer stopped before answering; the events may or may not have been appended (look them up with /v1/query)",
+}
+
+/// Whether the body is gzip (`Content-Encoding: gzip`); 415 for any other coding.
+pub(crate) fn content_encoding_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(e) if e == "identity" || e.is_empty() => Ok(false),
+        Some(e) if e == "gzip" || e == "x-gzip" => Ok(true),
+        Some(e) => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {e:?} is not supported; send gzip or an uncompressed body"),
         )),
+    }
+}
+
+/// 413 before reading when `Content-Length` already says the body is too large.
+pub(crate) fn check_content_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    match headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        Some(len) if len > limit as u64 => Err(body_too_large(limit)),
+        _ => Ok(()),
     }
 }
 
@@ -357,7 +336,7 @@ fn committed_json(c: &Committed) -> String {
     s
 }
 
-fn body_too_large(limit: usize) -> ApiError {
+pub(crate) fn body_too_large(limit: usize) -> ApiError {
     error_with(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body exceeds the limit of {limit} bytes; split it into several requests"),
@@ -442,7 +421,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body, failing with 413 past `limit` and 408 past `timeout`.
-async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     use futures_core::Stream as _;
     let mut stream = body.into_data_stream();
     let read = async {
@@ -483,7 +462,7 @@ async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes,
 }
 
 /// Decompresses a gzip body (several members allowed), at most `limit` bytes out.
-fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
     let mut d = flate2::read::MultiGzDecoder::new(data).take(limit as u64 + 1);
     d.read_to_end(&mut out)

@@ -75,6 +75,7 @@ mod nodes;
 pub mod proofs;
 mod selfcheck;
 mod sequencer;
+mod submit;
 pub mod witness_client;
 
 use std::future::Future;
