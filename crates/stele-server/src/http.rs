@@ -285,10 +285,18 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
     let (max_entry, max_batch) = (limits.max_entry_bytes, limits.max_batch_events);
     let (normalizer, b) = (app.normalizer.clone(), body.clone());
     let events = maybe_blocking(body.len(), move || prepare(&b, &normalizer, max_entry, max_batch)).await?;
-    match app.submit(stream, body, events).await {
-        Ok(c) if wait_checkpoint => receipt(app, c).await,
-        Ok(c) => Ok(json(StatusCode::OK, committed_json(&c))),
-        Err(e) => Err(submit_error(e)),
+    let n = events.len();
+    let submitted = app.submit(stream, body, events).await;
+    let metrics = &app.shared.metrics;
+    match submitted {
+        Ok(c) => {
+            metrics.count_ingest("http-json", "accepted", n);
+            if wait_checkpoint { receipt(app, c).await } else { Ok(json(StatusCode::OK, committed_json(&c))) }
+        }
+        Err(e) => {
+            metrics.count_ingest("http-json", "rejected", n);
+            Err(submit_error(e))
+        }
     }
 }
 

@@ -37,7 +37,15 @@ pub(crate) struct Metrics {
     pub(crate) verify_pass_duration: Family<KindLabels, Gauge<f64, AtomicU64>>,
     /// Self-verification passes that found a problem or could not read the log.
     pub(crate) verify_failures: Counter,
+    /// Events per ingest protocol and result.
+    pub(crate) ingest_events: Family<IngestLabels, Counter>,
 }
+
+/// Labels of `stele_ingest_events_total`: `protocol` (`http-json`, `k8s-webhook`,
+/// `otlp-http`, `otlp-grpc`, `syslog-udp`, `syslog-tcp`, `syslog-tls`) and `result`
+/// (`accepted`: durable; `rejected`: refused as invalid, the sender was told;
+/// `dropped`: lost without the sender being told, e.g. a UDP datagram while overloaded).
+pub(crate) type IngestLabels = [(&'static str, &'static str); 2];
 
 /// Labels of `stele_verify_pass_duration_seconds`: `kind` is `incremental` or `full`.
 pub(crate) type KindLabels = [(&'static str, &'static str); 1];
@@ -110,8 +118,15 @@ impl Metrics {
             "Self-verification passes that found damage or could not read the log",
             verify_failures.clone(),
         );
+        let ingest_events = Family::<IngestLabels, Counter>::default();
+        registry.register(
+            "stele_ingest_events",
+            "Events received, by ingest protocol and result (accepted = durable, rejected = refused as invalid with an answer to the sender, dropped = lost without one)",
+            ingest_events.clone(),
+        );
         Metrics {
             registry,
+            ingest_events,
             verify_last_size,
             verify_last_success,
             verify_pass_duration,
@@ -127,6 +142,11 @@ impl Metrics {
             queued_events,
             query_index_mismatches,
         }
+    }
+
+    /// Counts `n` events of `protocol` with `result` (see [`IngestLabels`]).
+    pub(crate) fn count_ingest(&self, protocol: &'static str, result: &'static str, n: usize) {
+        self.ingest_events.get_or_create(&[("protocol", protocol), ("result", result)]).inc_by(n as u64);
     }
 
     pub(crate) fn observe(h: &Histogram, d: Duration) {
