@@ -72,6 +72,11 @@ pub use normalize::{
 };
 pub use reader::{Batch, EventReader, RawEvent};
 
+/// Version of the normalization rules (which field of which format becomes which
+/// [`Normalized`] field). Derived data built from normalized fields (the query index)
+/// records it and is rebuilt when it changes. Raise it with every change to a mapping.
+pub const NORMALIZATION_VERSION: u32 = 2;
+
 /// The format of a stored event, recorded in its on-disk leaf as one byte
 /// ([`EventFormat::code`]).
 ///

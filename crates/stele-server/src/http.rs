@@ -660,6 +660,9 @@ fn parse_query(uri: &Uri) -> Result<(Query, u64), ApiError> {
             "action" => q.action = Some(v),
             "resource" => q.resource = Some(v),
             "outcome" => q.outcome = Some(v),
+            "source_ip" => q.source_ip = Some(v),
+            "request_id" => q.request_id = Some(v),
+            "producer" => q.producer = Some(v),
             "stream" => q.stream = Some(v),
             "limit" => {
                 limit = v.parse().map_err(|_| {
@@ -676,7 +679,7 @@ fn parse_query(uri: &Uri) -> Result<(Query, u64), ApiError> {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "unknown query parameter {other:?}: use since, until, by, actor, action, resource, outcome, stream, limit"
+                        "unknown query parameter {other:?}: use since, until, by, actor, action, resource, outcome, source_ip, request_id, producer, stream, limit"
                     ),
                 ));
             }
@@ -824,6 +827,9 @@ fn hit_line(
         "action": fields.action,
         "resource": fields.resource,
         "outcome": fields.outcome,
+        "source_ip": fields.source_ip,
+        "request_id": fields.request_id,
+        "producer": fields.producer,
     });
     s.push_str(&shown.to_string());
     s.push(',');
