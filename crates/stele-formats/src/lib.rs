@@ -61,6 +61,7 @@ mod json_serde;
 mod normalize;
 mod reader;
 mod scan;
+mod webhook;
 
 use std::fmt;
 use std::str::FromStr;
@@ -71,6 +72,7 @@ pub use normalize::{
     FieldPointers, Normalized, Normalizer, k8s_resource_path, matches, normalize_outcome, parse_event, parse_time,
 };
 pub use reader::{Batch, EventReader, RawEvent};
+pub use webhook::{k8s_dedup_key, split_event_list};
 
 /// Version of the normalization rules (which field of which format becomes which
 /// [`Normalized`] field). Derived data built from normalized fields (the query index)

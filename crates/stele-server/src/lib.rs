@@ -67,8 +67,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod dedup;
+pub use dedup::DedupConfig;
 mod error;
 mod http;
+mod k8s_webhook;
 mod listener;
 mod metrics;
 mod nodes;
@@ -177,6 +180,9 @@ pub struct ServerConfig {
     /// Cosignatures a checkpoint needs before `GET /checkpoint` serves the cosigned
     /// note; with fewer, the log-signed note is served and a warning logged.
     pub witnesses_required: usize,
+    /// How long, and how many, idempotency keys and Kubernetes audit event keys are
+    /// remembered to recognise retries.
+    pub dedup: DedupConfig,
 }
 
 impl ServerConfig {
@@ -202,6 +208,7 @@ impl ServerConfig {
             verify_webhook: None,
             witnesses: Vec::new(),
             witnesses_required: 0,
+            dedup: DedupConfig::default(),
         }
     }
 
@@ -290,13 +297,15 @@ pub async fn start(
     let reader = log.reader();
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
     let index_reader = reader.clone();
-    let index = tokio::task::spawn_blocking(move || -> Result<Index, ServerError> {
-        let mut index = Index::open(&dir, index_reader, &pointers, true)?;
+    let dedup_config = config.dedup.clone();
+    let (index, dedup_tables) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+        let mut index = Index::open(&dir, index_reader.clone(), &pointers, true)?;
         let added = index.catch_up()?;
         if added > 0 {
             tracing::info!(entries = added, "indexed entries the query index was missing");
         }
-        Ok(index)
+        let tables = dedup::load(&dedup_config, &index, &index_reader)?;
+        Ok((index, tables))
     })
     .await
     .map_err(|e| ServerError::Sequencer(format!("index task: {e}")))??;
@@ -325,7 +334,7 @@ pub async fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
-    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval);
+    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables);
     let thread = std::thread::Builder::new()
         .name("stele-sequencer".into())
         .spawn(move || sequencer.run())

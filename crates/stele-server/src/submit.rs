@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use axum::body::Bytes;
 use tokio::sync::oneshot;
 
+use crate::dedup::Dedup;
 use crate::http::App;
 use crate::sequencer::{AppendRequest, CommitError, Committed, Msg, PreparedEvent};
 
@@ -29,6 +30,8 @@ pub(crate) enum SubmitError {
     Failed(String),
     /// The sequencer stopped before answering: the events may or may not be in the log.
     Unknown(String),
+    /// An idempotency key reused with a different body (409). Nothing was appended.
+    Conflict(String),
 }
 
 impl std::fmt::Display for SubmitError {
@@ -38,7 +41,8 @@ impl std::fmt::Display for SubmitError {
             | SubmitError::Unavailable(m)
             | SubmitError::Rejected(m)
             | SubmitError::Failed(m)
-            | SubmitError::Unknown(m) => f.write_str(m),
+            | SubmitError::Unknown(m)
+            | SubmitError::Conflict(m) => f.write_str(m),
         }
     }
 }
@@ -61,17 +65,30 @@ impl App {
     /// Appends `events` (ranges of `body`) to `stream` as one atomic unit and waits
     /// for the commit. Fails fast with [`SubmitError::Overloaded`] when the queue
     /// cannot take them.
+    #[allow(dead_code, reason = "the entry point of protocols without retries to recognise")]
     pub(crate) async fn submit(
         &self,
         stream: String,
         body: Bytes,
         events: Vec<PreparedEvent>,
     ) -> Result<Committed, SubmitError> {
+        self.submit_dedup(stream, body, events, Dedup::None).await
+    }
+
+    /// [`App::submit`] with retries recognised as `dedup` says: a retry is answered
+    /// with the earlier entries' indexes (`Committed::duplicate`) and appends nothing.
+    pub(crate) async fn submit_dedup(
+        &self,
+        stream: String,
+        body: Bytes,
+        events: Vec<PreparedEvent>,
+        dedup: Dedup,
+    ) -> Result<Committed, SubmitError> {
         if let Some(reason) = self.shared.poisoned() {
             return Err(SubmitError::Unavailable(stele_store::StoreError::Poisoned(reason).to_string()));
         }
         self.reserve(events.len(), body.len())?;
-        self.send(stream, body, events).await
+        self.send(stream, body, events, dedup).await
     }
 
     fn reserve(&self, n: usize, bytes: usize) -> Result<(), SubmitError> {
@@ -90,10 +107,16 @@ impl App {
     }
 
     /// Sends a reserved request to the sequencer and waits for its answer.
-    async fn send(&self, stream: String, body: Bytes, events: Vec<PreparedEvent>) -> Result<Committed, SubmitError> {
+    async fn send(
+        &self,
+        stream: String,
+        body: Bytes,
+        events: Vec<PreparedEvent>,
+        dedup: Dedup,
+    ) -> Result<Committed, SubmitError> {
         let (reply, wait) = oneshot::channel();
         if let Err(std::sync::mpsc::SendError(msg)) =
-            self.tx.send(Msg::Append(AppendRequest { stream, body, events, reply }))
+            self.tx.send(Msg::Append(AppendRequest { stream, body, events, dedup, reply }))
         {
             if let Msg::Append(r) = msg {
                 self.shared.release(r.events.len(), r.body.len());
@@ -104,6 +127,7 @@ impl App {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(CommitError::Unavailable(m))) => Err(SubmitError::Unavailable(m)),
             Ok(Err(CommitError::Rejected(m))) => Err(SubmitError::Rejected(m)),
+            Ok(Err(CommitError::Conflict(m))) => Err(SubmitError::Conflict(m)),
             Ok(Err(CommitError::Failed(m))) => Err(SubmitError::Failed(format!("append failed, nothing was appended: {m}"))),
             Err(_) => Err(SubmitError::Unknown(
                 "the sequencer stopped before answering; the events may or may not have been appended (look them up with /v1/query)".into(),

@@ -16,7 +16,7 @@ pub(crate) struct Config {
     pub(crate) origin: Option<String>,
     /// HTTP listen address.
     pub(crate) listen: Option<SocketAddr>,
-    /// Largest event in bytes (default 1 MiB).
+    /// Largest event in bytes (default 8 MiB).
     pub(crate) max_entry_bytes: Option<usize>,
     /// Largest HTTP request body in bytes (default 64 MiB).
     pub(crate) max_body_bytes: Option<usize>,
