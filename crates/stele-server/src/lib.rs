@@ -78,6 +78,8 @@ mod nodes;
 pub mod proofs;
 mod selfcheck;
 mod sequencer;
+mod silence;
+pub use silence::ExpectedSource;
 mod submit;
 pub mod witness_client;
 
@@ -183,6 +185,9 @@ pub struct ServerConfig {
     /// How long, and how many, idempotency keys and Kubernetes audit event keys are
     /// remembered to recognise retries.
     pub dedup: DedupConfig,
+    /// Sources expected to send regularly; a longer silence is reported in
+    /// `/metrics` and recorded in `_stele/gaps` (see [`ExpectedSource`]).
+    pub expected_sources: Vec<ExpectedSource>,
 }
 
 impl ServerConfig {
@@ -209,6 +214,7 @@ impl ServerConfig {
             witnesses: Vec::new(),
             witnesses_required: 0,
             dedup: DedupConfig::default(),
+            expected_sources: Vec::new(),
         }
     }
 
@@ -251,6 +257,13 @@ impl ServerConfig {
         }
         if let Some(url) = &self.verify_webhook {
             selfcheck::check_webhook(url).map_err(ServerError::Config)?;
+        }
+        for s in &self.expected_sources {
+            stele_store::streams::check_stream_name(&s.stream)
+                .map_err(|e| ServerError::Config(format!("expected source: {e}")))?;
+            if s.max_silence < Duration::from_secs(1) {
+                return bad(format!("expected source {:?}: max_silence must be at least 1 s", s.stream));
+            }
         }
         if self.verify_max_bytes_per_sec == 0 {
             return bad("verify_max_bytes_per_sec must be positive".into());
@@ -323,6 +336,7 @@ pub async fn start(
         queued_bytes: AtomicUsize::new(0),
         sequencer_alive: AtomicBool::new(true),
         metrics,
+        last_seen: Default::default(),
         cosigned: Arc::default(),
     });
     if !config.witnesses.is_empty() {
@@ -356,6 +370,7 @@ pub async fn start(
         },
         default_stream: config.default_stream.clone(),
     });
+    silence::spawn(app.clone(), config.expected_sources.clone());
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections);
     tracing::info!(%local_addr, "stele server listening");

@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) queued_bytes: AtomicUsize,
     pub(crate) sequencer_alive: AtomicBool,
     pub(crate) metrics: Metrics,
+    /// Newest commit time per stream (for silent-source detection).
+    pub(crate) last_seen: crate::silence::LastSeen,
     /// The newest checkpoint with its witness cosignatures (see `witness_client`).
     pub(crate) cosigned: Arc<RwLock<Option<crate::witness_client::CosignedCheckpoint>>>,
 }
@@ -351,6 +353,17 @@ impl Sequencer {
         };
         for k in &new_keys {
             self.dedup.table(k.kind).insert(k.key, indexes[k.position], k.count, k.body, received_ns);
+        }
+        if appended.is_some() {
+            let mut last = "";
+            for (r, plan) in batch.iter().zip(&plans) {
+                let appended_any =
+                    matches!(plan, Plan::Slots(slots) if slots.iter().any(|s| matches!(s, Slot::New(_))));
+                if appended_any && r.stream != last {
+                    self.shared.last_seen.saw(&r.stream, received_ns);
+                    last = &r.stream;
+                }
+            }
         }
 
         // Reply first: acknowledged entries are already visible to queries (the index
