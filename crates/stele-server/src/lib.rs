@@ -116,6 +116,8 @@ pub const DEFAULT_QUEUE_BYTES: usize = 512 << 20;
 /// Default `max_connections`: each connection costs a task and buffers; past it new
 /// connections wait in the kernel's backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default `idle_timeout`: twice the request timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default `request_timeout`: a request body must arrive, and a query must finish its
 /// work, within 30 s, so that slow clients cannot hold connections and threads forever.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -159,6 +161,10 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// Connections held open at once.
     pub max_connections: usize,
+    /// A connection the server has written nothing to for this long is closed: idle
+    /// keep-alive connections, and clients that trickle a request too slowly to ever
+    /// get an answer (default 60 s; every request is bounded well below it).
+    pub idle_timeout: Duration,
     /// Time allowed to receive a request body, and work allowed for one query.
     pub request_timeout: Duration,
     /// Stream of events whose request names none.
@@ -204,6 +210,7 @@ impl ServerConfig {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_stream: stele_store::streams::DEFAULT_STREAM.to_string(),
             receipt_timeout: DEFAULT_RECEIPT_TIMEOUT,
@@ -254,6 +261,12 @@ impl ServerConfig {
         }
         if self.request_timeout.is_zero() || self.receipt_timeout.is_zero() {
             return bad("request_timeout and receipt_timeout must be positive".into());
+        }
+        if self.idle_timeout <= self.request_timeout.max(self.receipt_timeout) {
+            return bad(format!(
+                "idle_timeout ({:?}) must be longer than request_timeout and receipt_timeout, or requests in progress would be cut",
+                self.idle_timeout
+            ));
         }
         if let Some(url) = &self.verify_webhook {
             selfcheck::check_webhook(url).map_err(ServerError::Config)?;
@@ -372,7 +385,7 @@ pub async fn start(
     });
     silence::spawn(app.clone(), config.expected_sources.clone());
     let router = http::router(app);
-    let listener = listener::LimitedListener::new(listener, config.max_connections);
+    let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
     tracing::info!(%local_addr, "stele server listening");
     let handle = tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;

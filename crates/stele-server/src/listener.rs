@@ -1,5 +1,13 @@
-//! A TCP listener that holds at most a fixed number of connections open.
+//! A TCP listener that holds at most a fixed number of connections open, and closes
+//! connections the server has written nothing to for a while.
+//!
+//! The idle rule is "no response bytes for `idle_timeout`", not "no bytes at all": a
+//! client that trickles a request one byte at a time (slowloris) never gets an answer,
+//! so it is cut off like a connection left idle between requests. Every request the
+//! server works on is bounded well below the default (bodies and queries by
+//! `request_timeout`, receipts by `receipt_timeout`).
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,11 +24,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    idle_timeout: Duration,
 }
 
 impl LimitedListener {
-    pub(crate) fn new(inner: TcpListener, max_connections: usize) -> LimitedListener {
-        LimitedListener { inner, permits: Arc::new(Semaphore::new(max_connections)) }
+    pub(crate) fn new(inner: TcpListener, max_connections: usize, idle_timeout: Duration) -> LimitedListener {
+        LimitedListener { inner, permits: Arc::new(Semaphore::new(max_connections)), idle_timeout }
     }
 }
 
@@ -28,6 +37,9 @@ impl LimitedListener {
 pub(crate) struct Conn {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    /// When the connection is closed unless the server writes before.
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -41,7 +53,8 @@ impl axum::serve::Listener for LimitedListener {
                 Ok((stream, addr)) => {
                     // Acknowledgements are small writes that must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    return (Conn { stream, _permit: permit }, addr);
+                    let deadline = Box::pin(tokio::time::sleep(self.idle_timeout));
+                    return (Conn { stream, _permit: permit, idle_timeout: self.idle_timeout, deadline }, addr);
                 }
                 Err(e)
                     if matches!(
@@ -64,15 +77,37 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
+impl Conn {
+    fn wrote(&mut self, r: &Poll<io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            let next = tokio::time::Instant::now() + self.idle_timeout;
+            self.deadline.as_mut().reset(next);
+        }
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no response for {} s: closing the connection", this.idle_timeout.as_secs_f64()),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => ready,
+        }
     }
 }
 
 impl AsyncWrite for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(&r);
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -88,7 +123,10 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
