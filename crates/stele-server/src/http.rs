@@ -64,6 +64,9 @@ pub(crate) struct App {
     pub(crate) normalizer: Arc<Normalizer>,
     pub(crate) limits: Limits,
     pub(crate) default_stream: String,
+    /// Stream → JSON pointer of the field that identifies its events (retries of an
+    /// event with the same id and bytes are appended once).
+    pub(crate) event_id_fields: std::collections::HashMap<String, String>,
 }
 
 type AppState = Arc<App>;
@@ -289,7 +292,10 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
     let events = maybe_blocking(body.len(), move || prepare(&b, &normalizer, max_entry, max_batch)).await?;
     let n = events.len();
     let dedup = match idempotency_key(headers)? {
-        None => Dedup::None,
+        None => match app.event_id_fields.get(&stream) {
+            Some(pointer) => event_id_keys(&body, &events, &stream, pointer),
+            None => Dedup::None,
+        },
         Some(key) => {
             // The key covers the stream and the (decompressed) body.
             let mut h = stream.as_bytes().to_vec();
@@ -310,6 +316,28 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
             Err(submit_error(e))
         }
     }
+}
+
+/// Per-event keys from a source's configured event id field (an RFC 6901 JSON
+/// pointer): an event whose field holds a string or number is recognised on a retry
+/// by the stream, that value and its bytes (so two different events that share an id
+/// are both kept); events without the field are always appended.
+fn event_id_keys(body: &[u8], events: &[PreparedEvent], stream: &str, pointer: &str) -> Dedup {
+    let keys = events
+        .iter()
+        .map(|e| {
+            let bytes = &body[e.range.clone()];
+            let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+            let id = match v.pointer(pointer)? {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            let key = format!("{stream}\0{id}\0{}", hex::encode(crate::dedup::body_digest(bytes)));
+            Some(crate::dedup::digest(Kind::Event, &key))
+        })
+        .collect();
+    Dedup::PerEvent(keys)
 }
 
 /// Longest `Idempotency-Key` accepted.

@@ -194,6 +194,10 @@ pub struct ServerConfig {
     /// Sources expected to send regularly; a longer silence is reported in
     /// `/metrics` and recorded in `_stele/gaps` (see [`ExpectedSource`]).
     pub expected_sources: Vec<ExpectedSource>,
+    /// Per stream, an RFC 6901 JSON pointer to a field that identifies each event
+    /// (`/event_id`): on `POST /v1/events` without an `Idempotency-Key`, an event whose
+    /// id and bytes were already stored within the event window is not appended again.
+    pub event_id_fields: std::collections::HashMap<String, String>,
 }
 
 impl ServerConfig {
@@ -222,6 +226,7 @@ impl ServerConfig {
             witnesses_required: 0,
             dedup: DedupConfig::default(),
             expected_sources: Vec::new(),
+            event_id_fields: Default::default(),
         }
     }
 
@@ -270,6 +275,15 @@ impl ServerConfig {
         }
         if let Some(url) = &self.verify_webhook {
             selfcheck::check_webhook(url).map_err(ServerError::Config)?;
+        }
+        for (stream, pointer) in &self.event_id_fields {
+            stele_store::streams::check_stream_name(stream)
+                .map_err(|e| ServerError::Config(format!("event id field: {e}")))?;
+            if !pointer.starts_with('/') {
+                return bad(format!(
+                    "event id field of {stream:?}: {pointer:?} is not a JSON pointer (it starts with /)"
+                ));
+            }
         }
         for s in &self.expected_sources {
             stele_store::streams::check_stream_name(&s.stream)
@@ -382,6 +396,7 @@ pub async fn start(
             receipt_timeout: config.receipt_timeout,
         },
         default_stream: config.default_stream.clone(),
+        event_id_fields: config.event_id_fields.clone(),
     });
     silence::spawn(app.clone(), config.expected_sources.clone());
     let router = http::router(app);

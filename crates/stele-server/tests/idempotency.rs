@@ -102,3 +102,32 @@ fn malformed_keys_are_refused() {
     // The draft's quoted form is accepted.
     assert_eq!(post(server.addr, Some("\"abc\""), b"{}").status, 200);
 }
+
+#[test]
+fn a_configured_event_id_field_deduplicates_events_of_its_stream() {
+    let server = TestServer::fresh("idem.example/log", |c| {
+        c.event_id_fields.insert("app".into(), "/event_id".into());
+    });
+    let addr = server.addr;
+    let post_to = |stream: &str, body: &[u8]| {
+        let r = request(addr, "POST", &format!("/v1/events?stream={stream}"), &[], body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let first = post_to("app", b"{\"event_id\":\"e1\",\"a\":1}\n{\"event_id\":2,\"a\":2}\n{\"a\":3}\n");
+    // A retry that adds one new event: the two identified ones are answered from the
+    // log; the unidentified one is appended again, as are the new and the reused id
+    // with different bytes.
+    let again = post_to(
+        "app",
+        b"{\"event_id\":\"e1\",\"a\":1}\n{\"event_id\":2,\"a\":2}\n{\"a\":3}\n{\"event_id\":\"e3\"}\n{\"event_id\":\"e1\",\"a\":9}\n",
+    );
+    let dup: Vec<bool> =
+        again["entries"].as_array().unwrap().iter().map(|e| e.get("duplicate").is_some()).collect();
+    assert_eq!(dup, vec![true, true, false, false, false]);
+    assert_eq!(indexes(&again)[..2], indexes(&first)[..2]);
+    // Other streams are not deduplicated.
+    let a = post_to("other", b"{\"event_id\":\"e1\",\"a\":1}");
+    let b = post_to("other", b"{\"event_id\":\"e1\",\"a\":1}");
+    assert_ne!(indexes(&a), indexes(&b));
+}

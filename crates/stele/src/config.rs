@@ -57,14 +57,16 @@ pub(crate) struct Config {
     pub(crate) k8s_dedup_max_keys: Option<usize>,
 }
 
-/// One `[[source]]` table: a stream that must not stay silent for long.
+/// One `[[source]]` table: what stele expects of the events of one stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SourceEntry {
     /// The stream its events go to.
     pub(crate) stream: String,
-    /// Longest normal silence, in seconds (at least 1).
-    pub(crate) max_silence_seconds: f64,
+    /// Longest normal silence, in seconds (at least 1): a longer one is reported.
+    pub(crate) max_silence_seconds: Option<f64>,
+    /// JSON pointer of the field that identifies each event, for retries.
+    pub(crate) event_id: Option<String>,
 }
 
 /// One `[[witness]]` table: where to submit checkpoints and the witness's key.
@@ -176,8 +178,19 @@ impl Config {
             }
         };
         for s in self.source.iter().flatten() {
-            let max_silence = positive(s.max_silence_seconds, "[[source]] max_silence_seconds")?;
-            server.expected_sources.push(stele_server::ExpectedSource { stream: s.stream.clone(), max_silence });
+            if s.max_silence_seconds.is_none() && s.event_id.is_none() {
+                return Err(crate::Failure::usage(format!(
+                    "[[source]] {:?}: give max_silence_seconds, event_id or both",
+                    s.stream
+                )));
+            }
+            if let Some(secs) = s.max_silence_seconds {
+                let max_silence = positive(secs, "[[source]] max_silence_seconds")?;
+                server.expected_sources.push(stele_server::ExpectedSource { stream: s.stream.clone(), max_silence });
+            }
+            if let Some(p) = &s.event_id {
+                server.event_id_fields.insert(s.stream.clone(), p.clone());
+            }
         }
         if let Some(h) = self.idempotency_window_hours {
             server.dedup.idempotency_window = positive(h * 3600.0, "idempotency_window_hours")?;
@@ -265,7 +278,11 @@ mod tests {
         assert_eq!(server.dedup.event_capacity, 10);
         let bad: Config = toml::from_str("[[source]]\nstream = \"a\"\nmax_silence_seconds = -1\n").unwrap();
         assert!(bad.apply_ingest(&mut server).is_err());
-        assert!(toml::from_str::<Config>("[[source]]\nstream = \"a\"\n").is_err(), "max_silence_seconds is required");
+        let none: Config = toml::from_str("[[source]]\nstream = \"a\"\n").unwrap();
+        assert!(none.apply_ingest(&mut server).is_err(), "a source says what is expected of it");
+        let ids: Config = toml::from_str("[[source]]\nstream = \"a\"\nevent_id = \"/id\"\n").unwrap();
+        ids.apply_ingest(&mut server).unwrap();
+        assert_eq!(server.event_id_fields.get("a").map(String::as_str), Some("/id"));
     }
 
     #[test]
