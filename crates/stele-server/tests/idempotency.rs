@@ -122,8 +122,7 @@ fn a_configured_event_id_field_deduplicates_events_of_its_stream() {
         "app",
         b"{\"event_id\":\"e1\",\"a\":1}\n{\"event_id\":2,\"a\":2}\n{\"a\":3}\n{\"event_id\":\"e3\"}\n{\"event_id\":\"e1\",\"a\":9}\n",
     );
-    let dup: Vec<bool> =
-        again["entries"].as_array().unwrap().iter().map(|e| e.get("duplicate").is_some()).collect();
+    let dup: Vec<bool> = again["entries"].as_array().unwrap().iter().map(|e| e.get("duplicate").is_some()).collect();
     assert_eq!(dup, vec![true, true, false, false, false]);
     assert_eq!(indexes(&again)[..2], indexes(&first)[..2]);
     // Other streams are not deduplicated.

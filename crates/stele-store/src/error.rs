@@ -79,6 +79,24 @@ pub enum StoreError {
         /// Current tree size.
         tree_size: u64,
     },
+    /// The entry's payload was removed by retention; its leaf and every proof remain.
+    #[error("entry {index}: payload deleted by retention (segment {segment}; deletion record at entry {record})")]
+    Deleted {
+        /// The entry.
+        index: u64,
+        /// The removed segment that held its payload.
+        segment: u32,
+        /// Index of the deletion record.
+        record: u64,
+    },
+    /// A segment cannot be deleted now (still written to, or already deleted).
+    #[error("segment {segno}: {reason}")]
+    SegmentNotDeletable {
+        /// The segment.
+        segno: u32,
+        /// Why.
+        reason: String,
+    },
     /// A key file or signature problem.
     #[error("signing key: {0}")]
     Key(String),

@@ -13,6 +13,7 @@ use crate::error::{Result, StoreError};
 use crate::hashes::HashLevels;
 use crate::header::{HEADER_LEN, Header, Kind};
 use crate::layout;
+use crate::records;
 
 /// Bytes per locator record: segment number (u32 BE) and chunk offset (u64 BE).
 pub const LOCATOR_LEN: usize = 12;
@@ -78,6 +79,8 @@ pub struct LogFiles {
     pub state: Arc<dyn StorageFile>,
     segments: Mutex<HashMap<u32, OpenedSegment>>,
     chunk_cache: Mutex<Vec<CachedChunk>>,
+    /// Segments removed by retention → index of their deletion record.
+    deleted: std::sync::RwLock<HashMap<u32, u64>>,
     writable: bool,
 }
 
@@ -105,9 +108,46 @@ impl LogFiles {
             state: open_checked(&backend, layout::STATE, Kind::State)?,
             segments: Mutex::new(HashMap::new()),
             chunk_cache: Mutex::new(Vec::new()),
+            deleted: std::sync::RwLock::new(read_deletions(&backend)?),
             backend,
             writable,
         })
+    }
+
+    /// The deletion record of segment `segno`, if retention removed it.
+    pub fn deleted_segment(&self, segno: u32) -> Option<u64> {
+        self.deleted.read().unwrap_or_else(|p| p.into_inner()).get(&segno).copied()
+    }
+
+    /// Every segment removed by retention, with its deletion record, by segment number.
+    pub fn deleted_segments(&self) -> Vec<(u32, u64)> {
+        let mut v: Vec<(u32, u64)> =
+            self.deleted.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, r)| (*s, *r)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Records (durably) that segment `segno` is removed under the deletion record at
+    /// entry `record`. The segment file is removed afterwards by the caller.
+    pub fn record_deletion(&self, segno: u32, record: u64) -> Result<()> {
+        let name = layout::DELETIONS;
+        let f = if self.backend.exists(name) {
+            open_checked(&self.backend, name, Kind::Deletions)?
+        } else {
+            let f = self.backend.open(name, true).map_err(StoreError::io("creating", name))?;
+            f.set_len(0).map_err(StoreError::io("truncating", name))?;
+            Header::new(Kind::Deletions, 0, 0, 0).write(&f, name)?;
+            f
+        };
+        let (_, end) = records::scan(&f, name, HEADER_LEN)?;
+        let mut payload = Vec::with_capacity(12);
+        payload.extend_from_slice(&segno.to_be_bytes());
+        payload.extend_from_slice(&record.to_be_bytes());
+        f.write_at(end, &records::frame(&payload)).map_err(StoreError::io("writing", name))?;
+        f.set_len(end + records::FRAME_LEN + 12).map_err(StoreError::io("truncating", name))?;
+        f.sync().map_err(StoreError::io("syncing", name))?;
+        self.deleted.write().unwrap_or_else(|p| p.into_inner()).insert(segno, record);
+        Ok(())
     }
 
     /// Creates the empty files of a new data directory.
@@ -222,9 +262,10 @@ impl LogFiles {
         Ok(f)
     }
 
-    /// Forgets a cached segment handle (after removal).
+    /// Forgets a cached segment handle and its cached chunks (after removal).
     pub fn forget_segment(&self, segno: u32) {
         self.segments.lock().unwrap_or_else(|p| p.into_inner()).remove(&segno);
+        self.chunk_cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|(k, _)| k.0 != segno);
     }
 
     /// Reads the header of the chunk at `offset` of segment `segno`.
@@ -276,6 +317,9 @@ impl LogFiles {
     /// Reads payload of entry `index` and checks it against its leaf.
     pub fn read_payload(&self, index: u64, leaf: &Leaf) -> Result<Vec<u8>> {
         let loc = self.read_locators(index, 1)?[0];
+        if let Some(record) = self.deleted_segment(loc.segno) {
+            return Err(StoreError::Deleted { index, segment: loc.segno, record });
+        }
         let c = self.read_chunk(loc.segno, loc.offset)?;
         let p = c.payload(index).ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -289,6 +333,27 @@ impl LogFiles {
         }
         Ok(p.to_vec())
     }
+}
+
+/// Reads `deletions.dat` (absent: nothing deleted). A torn last record (an interrupted
+/// deletion) is ignored: its segment was not removed yet.
+fn read_deletions(backend: &Arc<dyn Backend>) -> Result<HashMap<u32, u64>> {
+    let name = layout::DELETIONS;
+    if !backend.exists(name) {
+        return Ok(HashMap::new());
+    }
+    let f = open_checked(backend, name, Kind::Deletions)?;
+    let (recs, _) = records::scan(&f, name, HEADER_LEN)?;
+    let mut out = HashMap::new();
+    for (offset, p) in recs {
+        if p.len() != 12 {
+            return Err(StoreError::Corrupt(format!("{name} offset {offset}: record of {} bytes, not 12", p.len())));
+        }
+        let segno = u32::from_be_bytes(p[..4].try_into().expect("4"));
+        let record = u64::from_be_bytes(p[4..].try_into().expect("8"));
+        out.insert(segno, record);
+    }
+    Ok(out)
 }
 
 fn io_or_corrupt(e: std::io::Error, name: &str, offset: u64, what: &str) -> StoreError {

@@ -42,6 +42,9 @@ pub enum Kind {
     IndexDirectory,
     /// `index/blocks.dat`: query index blocks (derived data).
     IndexBlocks,
+    /// `deletions.dat`: segments removed by retention, each with the index of the
+    /// deletion record that authorised it.
+    Deletions,
 }
 
 impl Kind {
@@ -56,6 +59,7 @@ impl Kind {
             Kind::State => *b"SS",
             Kind::IndexDirectory => *b"ID",
             Kind::IndexBlocks => *b"IB",
+            Kind::Deletions => *b"DL",
         }
     }
 }

@@ -18,6 +18,9 @@ pub const CHECKPOINTS: &str = "checkpoints.dat";
 pub const STREAMS: &str = "streams.dat";
 /// Recovery anchor.
 pub const STATE: &str = "state.dat";
+/// Segments removed by retention (CRC-framed records: `u32` segment number, `u64`
+/// index of the deletion record).
+pub const DELETIONS: &str = "deletions.dat";
 /// Folder of payload segments.
 pub const SEGMENTS_DIR: &str = "segments";
 

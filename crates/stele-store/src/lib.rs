@@ -40,6 +40,7 @@ pub mod meta;
 pub mod reader;
 pub mod records;
 pub mod recover;
+pub mod retention;
 pub mod state;
 pub mod streams;
 pub mod verify;

@@ -639,6 +639,75 @@ impl Log {
         Ok(removed)
     }
 
+    /// Removes segment `segno` under retention, keeping every leaf, hash and proof:
+    /// appends `record` (a [`crate::retention::DeletionRecord`] for this segment) to
+    /// `_stele/retention` as one commit, records the removal in `deletions.dat`, then
+    /// removes the segment file. Returns the record's index.
+    ///
+    /// A segment that was removed from `deletions.dat` but whose file is still there
+    /// (an interrupted deletion) just has its file removed; its earlier record's index
+    /// is returned.
+    ///
+    /// # Errors
+    /// [`StoreError::SegmentNotDeletable`] when the segment does not exist, still
+    /// receives entries (its time window has not ended), holds entries not yet covered
+    /// by a signed checkpoint, or when the record does not describe it or breaks its
+    /// own minimum retention; I/O errors poison the writer like any write.
+    pub fn delete_segment(&mut self, segno: u32, record: &crate::retention::DeletionRecord) -> Result<u64> {
+        self.check_poisoned()?;
+        let refuse = |reason: String| Err(StoreError::SegmentNotDeletable { segno, reason });
+        let name = layout::segment(segno);
+        if let Some(existing) = self.files.deleted_segment(segno) {
+            if self.files.backend.exists(&name) {
+                self.files.forget_segment(segno);
+                let r = self.files.backend.remove(&name).map_err(StoreError::io("removing", &name));
+                self.poison(r)?;
+            }
+            return Ok(existing);
+        }
+        if segno >= self.next_segno || !self.files.backend.exists(&name) {
+            return refuse("no such segment".into());
+        }
+        if record.kind != "deletion" || record.segment != segno {
+            return refuse("the deletion record does not name this segment".into());
+        }
+        if !record.respects_minimum() {
+            return refuse("the deletion record is earlier than its policy's minimum retention".into());
+        }
+        let last = record.ranges.last().map_or(0, |r| r.1);
+        if self.newest_checkpoint.as_ref().is_none_or(|c| c.tree_size <= last) {
+            return refuse(format!("entry {last} is not yet covered by a signed checkpoint"));
+        }
+        // The segment must be finished: a new entry of its stream would go to another.
+        let open_stream =
+            self.open_segments.iter().find(|(_, s)| s.segno == segno).map(|(stream, s)| (*stream, s.window_start_ns));
+        if let Some((stream, window_start)) = open_stream {
+            let now = now_ns().max(self.last_received_ns);
+            if now < window_start.saturating_add(self.options.segment_window_ns.max(1)) {
+                return refuse("its time window has not ended; it still receives entries".into());
+            }
+            // Seal it: no longer open at the recovery anchor.
+            self.open_segments.remove(&stream);
+            self.state.seq += 1;
+            self.state.open_segments.retain(|s| s.segno != segno);
+            let r = state::write(&self.files.state, &self.state);
+            self.poison(r)?;
+        }
+        let payload = record.encode();
+        let appended = self.append(&[NewEntry {
+            stream: streams::RETENTION_STREAM,
+            format: FORMAT_STELE_RECORD,
+            payload: &payload,
+        }])?;
+        let index = appended.indexes[0];
+        let r = self.files.record_deletion(segno, index);
+        self.poison(r)?;
+        self.files.forget_segment(segno);
+        let r = self.files.backend.remove(&name).map_err(StoreError::io("removing", &name));
+        self.poison(r)?;
+        Ok(index)
+    }
+
     fn write_checkpoint(&mut self, size: u64) -> Result<StoredCheckpoint> {
         let body = Checkpoint {
             origin: self.signer.name().to_string(),

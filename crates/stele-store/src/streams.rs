@@ -13,6 +13,8 @@ use crate::error::{Result, StoreError};
 pub const SYSTEM_STREAM_ID: u32 = 0;
 /// Name of the reserved stream of stele's own records.
 pub const SYSTEM_STREAM: &str = "_stele/system";
+/// Stream of retention's deletion records.
+pub const RETENTION_STREAM: &str = "_stele/retention";
 /// Prefix reserved for stele's internal streams.
 pub const RESERVED_PREFIX: &str = "_stele/";
 /// Stream used when none is given.

@@ -74,8 +74,41 @@ pub struct VerifyReport {
     /// file the writer appends to, left by an interrupted (or, beside a running writer,
     /// an in-progress) commit. The writer removes them when it opens the log.
     pub notes: Vec<String>,
+    /// Payloads removed by retention, each under a deletion record that was checked:
+    /// in the log, naming exactly the entries whose payloads are gone, and no earlier
+    /// than its policy's minimum retention.
+    pub deletions: Vec<VerifiedDeletion>,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+/// One segment removed by retention, as `verify` found it recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedDeletion {
+    /// The record's contents.
+    pub record: crate::retention::DeletionRecord,
+    /// Index of the deletion record.
+    pub record_index: u64,
+}
+
+impl std::fmt::Display for VerifiedDeletion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.record;
+        let runs: Vec<String> =
+            r.ranges.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        let when =
+            jiff::Timestamp::from_nanosecond(i128::from(r.deleted_ns)).map(|t| t.to_string()).unwrap_or_default();
+        write!(
+            f,
+            "entries {} ({} of stream {}): payloads deleted by policy {} ({}) at {when}, recorded at entry {}",
+            runs.join(","),
+            r.entries,
+            r.stream,
+            r.policy,
+            r.mode,
+            self.record_index
+        )
+    }
 }
 
 impl VerifyReport {
@@ -100,6 +133,9 @@ pub struct VerifyOptions<'a> {
     /// Called with the number of entries checked so far.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
+
+/// Per removed segment, the entries the walk found pointing at it, as index runs.
+type DeletedRuns = BTreeMap<u32, Vec<(u64, u64)>>;
 
 struct SegmentCursor {
     /// Where the next chunk must start (unknown for the first chunk a range pass meets).
@@ -142,15 +178,18 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     // created after it. Bytes after the last chunk of any other segment are damage.
     let state = crate::state::read(&files.state)?.unwrap_or_default();
     let appendable = |segno: u32| segno >= state.next_segno || state.open_segments.iter().any(|s| s.segno == segno);
+    let mut deleted_runs = DeletedRuns::new();
     let mut walk = Walk {
         frontier: &mut frontier,
         expected_roots: &mut expected_roots,
         cursors: &mut cursors,
         durable: state.tree_size,
         range_start: None,
+        deleted: &mut deleted_runs,
         report: &mut report,
     };
     walk.entries(reader, 0, n, options.progress)?;
+    check_deletions(reader, deleted_runs, &mut report);
     // Every segment must end exactly after its last chunk, every chunk fully used.
     for (segno, c) in &cursors {
         let name = layout::segment(*segno);
@@ -184,6 +223,10 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     for name in files.backend.list(layout::SEGMENTS_DIR).map_err(StoreError::io("listing", layout::SEGMENTS_DIR))? {
         match layout::parse_segment(&name) {
             Some(segno) if cursors.contains_key(&segno) => {}
+            Some(segno) if files.deleted_segment(segno).is_some() => report.notes.push(format!(
+                "{}/{name}: removed by retention, but the file is still there (an interrupted deletion; the next retention pass removes it)",
+                layout::SEGMENTS_DIR
+            )),
             // Created by a commit that did not finish (or is finishing now).
             Some(segno) if segno >= state.next_segno => {
                 report.notes.push(format!(
@@ -323,12 +366,15 @@ pub fn verify_range(
     check_roots(&frontier, &mut expected_roots, &mut report);
     let state = crate::state::read(&files.state)?.unwrap_or_default();
     let mut cursors: HashMap<u32, SegmentCursor> = HashMap::new();
+    // Removed segments are checked against their records by full passes.
+    let mut deleted_runs = DeletedRuns::new();
     let mut walk = Walk {
         frontier: &mut frontier,
         expected_roots: &mut expected_roots,
         cursors: &mut cursors,
         durable: state.tree_size,
         range_start: Some(from),
+        deleted: &mut deleted_runs,
         report: &mut report,
     };
     walk.entries(reader, from, to, options.progress)?;
@@ -352,6 +398,8 @@ struct Walk<'a> {
     durable: u64,
     /// First entry of a range pass; `None` for a full pass.
     range_start: Option<u64>,
+    /// Entries found pointing at segments removed by retention.
+    deleted: &'a mut DeletedRuns,
     report: &'a mut VerifyReport,
 }
 
@@ -419,7 +467,17 @@ impl Walk<'_> {
                     }
                 }
             }
-            check_payloads(files, start, self.range_start, &decoded, &locs, &streams, self.cursors, report)?;
+            check_payloads(
+                files,
+                start,
+                self.range_start,
+                &decoded,
+                &locs,
+                &streams,
+                self.cursors,
+                self.deleted,
+                report,
+            )?;
             check_upper_levels(files, &mut upper, self.durable, report)?;
             start += count;
             report.entries = start;
@@ -428,6 +486,67 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks every segment `deletions.dat` names against its deletion record: the record
+/// is in the log, in `_stele/retention`, names this segment and exactly the entries the
+/// walk found pointing at it, and respects its policy's minimum retention.
+fn check_deletions(reader: &LogReader, mut runs: DeletedRuns, report: &mut VerifyReport) {
+    let n = reader.tree_size();
+    for (segno, record_index) in reader.files().deleted_segments() {
+        let found = runs.remove(&segno).unwrap_or_default();
+        let at = format!("{} (segment {segno})", layout::DELETIONS);
+        if record_index >= n {
+            report.problem(None, at, format!("names deletion record {record_index}, beyond the log's {n} entries"));
+            continue;
+        }
+        let entry = match reader.entry(record_index) {
+            Ok(e) => e,
+            Err(e) => {
+                report.problem(Some(record_index), at, format!("its deletion record cannot be read: {e}"));
+                continue;
+            }
+        };
+        let record = (entry.stream == crate::streams::RETENTION_STREAM
+            && entry.leaf.payload_format == crate::log::FORMAT_STELE_RECORD)
+            .then(|| crate::retention::DeletionRecord::parse(&entry.payload))
+            .flatten();
+        let Some(record) = record else {
+            report.problem(Some(record_index), at, "the entry it names is not a deletion record in _stele/retention");
+            continue;
+        };
+        if record.segment != segno {
+            report.problem(
+                Some(record_index),
+                at,
+                format!("the deletion record names segment {}, not this one", record.segment),
+            );
+            continue;
+        }
+        if record.ranges != found {
+            report.problem(
+                Some(record_index),
+                at,
+                format!(
+                    "the deletion record covers entries {:?} but the entries whose payloads are gone from it are {found:?}",
+                    record.ranges
+                ),
+            );
+            continue;
+        }
+        if !record.respects_minimum() {
+            report.problem(
+                Some(record_index),
+                at,
+                format!(
+                    "deleted before its policy's minimum retention of {} s after the newest entry",
+                    record.min_retention_seconds
+                ),
+            );
+            continue;
+        }
+        report.deletions.push(VerifiedDeletion { record, record_index });
     }
 }
 
@@ -636,12 +755,16 @@ fn check_payloads(
     locs: &[Locator],
     streams: &Streams,
     cursors: &mut HashMap<u32, SegmentCursor>,
+    deleted: &mut DeletedRuns,
     report: &mut VerifyReport,
 ) -> Result<()> {
     // Chunks this batch starts to use, in first-use order, read and decoded in parallel.
     let mut new_chunks: Vec<Locator> = Vec::new();
     let mut seen: HashMap<Locator, ()> = HashMap::new();
     for loc in locs {
+        if files.deleted_segment(loc.segno).is_some() {
+            continue;
+        }
         let current = cursors.get(&loc.segno).and_then(|c| c.current.as_ref()).map(|(o, _, _)| *o);
         if current != Some(loc.offset) && seen.insert(*loc, ()).is_none() {
             new_chunks.push(*loc);
@@ -657,6 +780,15 @@ fn check_payloads(
     let mut jobs: Vec<(u64, Leaf, Arc<Chunk>, usize)> = Vec::with_capacity(leaves.len());
     for (j, loc) in locs.iter().enumerate() {
         let index = start + j as u64;
+        if files.deleted_segment(loc.segno).is_some() {
+            // Checked against its deletion record after the walk.
+            let runs = deleted.entry(loc.segno).or_default();
+            match runs.last_mut() {
+                Some((_, last)) if *last + 1 == index => *last = index,
+                _ => runs.push((index, index)),
+            }
+            continue;
+        }
         let seg_name = || layout::segment(loc.segno);
         // A range pass does not know where the chunks before its range end.
         let first_offset = if range_start.is_some() { None } else { Some(HEADER_LEN) };
