@@ -277,7 +277,15 @@ impl Index {
 }
 
 fn row_from_log(reader: &LogReader, normalizer: &Normalizer, i: u64) -> Result<Row, IndexError> {
-    let e = reader.entry(i)?;
+    let e = match reader.entry(i) {
+        Ok(e) => e,
+        // Payload removed by retention: the entry stays, with no fields to match.
+        Err(StoreError::Deleted { .. }) => {
+            let leaf = reader.leaf(i)?;
+            return Ok(Row { received_ns: leaf.received_ns, stream: leaf.stream_id, fields: Normalized::default() });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let hint = EventFormat::from_code(e.leaf.payload_format);
     let fields = match hint {
         Some(h) => normalizer.parse(&e.payload, Some(h)).map(|(_, f)| f).unwrap_or_default(),

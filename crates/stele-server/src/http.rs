@@ -625,6 +625,11 @@ async fn get_entry(State(app): State<AppState>, Path(raw): Path<String>) -> Resu
     match tokio::task::spawn_blocking(move || entry_json(&reader, index)).await {
         Ok(Ok(body)) => Ok(json(StatusCode::OK, body)),
         Ok(Err(e @ StoreError::NoSuchEntry { .. })) => Err(error(StatusCode::NOT_FOUND, e)),
+        Ok(Err(e @ StoreError::Deleted { record, .. })) => Err(error_with(
+            StatusCode::GONE,
+            format!("{e}; its leaf and inclusion proofs remain (GET /v1/proof/inclusion?index={index})"),
+            serde_json::json!({ "deletion_record": record }),
+        )),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading entry {index}: {e}"))),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
@@ -825,6 +830,8 @@ fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>) {
         let r = snapshot.query(&index_query, |hit| {
             match hit_line(reader, &app.normalizer, q, hit.index, &mut buf) {
                 Ok(true) => given += 1,
+                // Removed by retention after it was indexed: not an answer any more.
+                Err(StoreError::Deleted { .. }) => {}
                 Ok(false) => {
                     app.shared.metrics.query_index_mismatches.inc();
                     tracing::warn!(index = hit.index, "the query index disagrees with the log for this entry; the hit is dropped (run `stele reindex`)");

@@ -136,7 +136,12 @@ pub(crate) fn export(config: &Config, data: DataArg, args: &QueryArgs, out: &Pat
             // The index is derived data: every hit is re-read (checked against its
             // leaf) and re-matched against the query.
             let mut step = || -> anyhow::Result<bool> {
-                let e = reader.entry(hit.index)?;
+                let e = match reader.entry(hit.index) {
+                    Ok(e) => e,
+                    // Removed by retention: nothing to put in a bundle.
+                    Err(StoreError::Deleted { .. }) => return Ok(true),
+                    Err(e) => return Err(e.into()),
+                };
                 let fields = fields_of(&normalizer, e.leaf.payload_format, &e.payload);
                 if !query.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
                     return Ok(true);

@@ -68,6 +68,8 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
         // re-matched against the query.
         let e = match reader.entry(hit.index) {
             Ok(e) => e,
+            // Removed by retention after it was indexed.
+            Err(StoreError::Deleted { .. }) => return true,
             Err(err) => {
                 failure = Some(err.into());
                 return false;
@@ -135,6 +137,8 @@ pub(crate) fn check_index(config: &Config, dir: &Path, reader: &LogReader) -> an
                     ));
                 }
             }
+            // Removed by retention: indexed with the fields it had, or none.
+            Err(StoreError::Deleted { .. }) => {}
             Err(e) => {
                 err = Some(e.into());
                 return false;
