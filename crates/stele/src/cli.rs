@@ -146,6 +146,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         args: crate::cmd_witness::WitnessArgs,
     },
+    /// Retention: show what the policies will delete when, or run a deletion pass.
+    Retention {
+        #[command(subcommand)]
+        what: crate::cmd_retention::RetentionCommand,
+    },
     /// Print an RFC 9162 inclusion or consistency proof as JSON.
     Proof {
         #[command(subcommand)]

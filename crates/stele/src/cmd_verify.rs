@@ -47,6 +47,9 @@ pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, chec
     for n in &report.notes {
         eprintln!("note: {n}");
     }
+    for d in &report.deletions {
+        eprintln!("deleted: {d}");
+    }
     let mut problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
     if check_index {
         problems.extend(crate::cmd_query::check_index(config, &dir, &reader)?);

@@ -25,7 +25,7 @@ pub(crate) struct Config {
     /// zstd level for payloads (default 3; 0 stores uncompressed).
     pub(crate) compression_level: Option<i32>,
     /// Hours per payload segment time window (default 24).
-    pub(crate) segment_window_hours: Option<u64>,
+    pub(crate) segment_window_hours: Option<f64>,
     /// Seconds between incremental self-verification passes while serving (default
     /// 300; 0 disables them).
     pub(crate) verify_incremental_seconds: Option<f64>,
@@ -55,6 +55,22 @@ pub(crate) struct Config {
     pub(crate) k8s_dedup_window_seconds: Option<f64>,
     /// Most Kubernetes audit event keys remembered (default 2,000,000).
     pub(crate) k8s_dedup_max_keys: Option<usize>,
+    /// `[[retention]]`: per-stream retention policies.
+    pub(crate) retention: Option<Vec<RetentionEntry>>,
+}
+
+/// One `[[retention]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionEntry {
+    /// Stream name, or a prefix ending in `*`.
+    pub(crate) stream: String,
+    /// Nothing is deleted earlier than this many days after it was received.
+    pub(crate) min_days: f64,
+    /// Deleted this many days after it was received (absent: kept).
+    pub(crate) max_days: Option<f64>,
+    /// `governance` (default) or `compliance`.
+    pub(crate) mode: Option<stele_retention::Mode>,
 }
 
 /// One `[[source]]` table: what stele expects of the events of one stream.
@@ -137,7 +153,8 @@ impl Config {
                 if l == 0 { stele_store::chunk::Compression::None } else { stele_store::chunk::Compression::Zstd(l) };
         }
         if let Some(h) = self.segment_window_hours {
-            o.segment_window_ns = h.max(1) * 3_600 * 1_000_000_000;
+            // At least one second; fractions of an hour are allowed (tests, small logs).
+            o.segment_window_ns = ((h * 3_600.0 * 1e9) as u64).max(1_000_000_000);
         }
         o
     }
@@ -166,6 +183,32 @@ impl Config {
             .map(|e| stele_server::witness_client::WitnessConfig { vkey: e.vkey, url: e.url })
             .collect();
         Ok((configs, required))
+    }
+
+    /// The `[[retention]]` policies, validated.
+    pub(crate) fn retention_policies(&self) -> anyhow::Result<Vec<stele_retention::Policy>> {
+        let days = |d: f64, key: &str| -> anyhow::Result<std::time::Duration> {
+            if d >= 0.0 && d.is_finite() && d < 1e7 {
+                Ok(std::time::Duration::from_secs_f64(d * 86_400.0))
+            } else {
+                Err(crate::Failure::usage(format!("[[retention]] {key} must be a non-negative number of days")))
+            }
+        };
+        let mut out = Vec::new();
+        for r in self.retention.iter().flatten() {
+            let p = stele_retention::Policy {
+                stream: r.stream.clone(),
+                min_retention: days(r.min_days, "min_days")?,
+                max_retention: r.max_days.map(|d| days(d, "max_days")).transpose()?,
+                mode: r.mode.unwrap_or(stele_retention::Mode::Governance),
+            };
+            p.validate().map_err(|e| crate::Failure::usage(e.to_string()))?;
+            if out.iter().any(|q: &stele_retention::Policy| q.stream == p.stream) {
+                return Err(crate::Failure::usage(format!("[[retention]] {:?} is given twice", p.stream)));
+            }
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// Sets the expected sources and the retry-recognition windows of `server`.

@@ -10,6 +10,7 @@ mod cmd_proof;
 mod cmd_publish;
 mod cmd_query;
 mod cmd_read;
+mod cmd_retention;
 mod cmd_serve;
 mod cmd_verify;
 mod cmd_witness;
@@ -101,6 +102,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
+        Retention { what } => cmd_retention::run(&config, what),
         Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
         Witness { args } => cmd_witness::run(args),
     }

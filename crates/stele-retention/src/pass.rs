@@ -1,0 +1,63 @@
+//! One deletion pass on the writer.
+
+use stele_store::Log;
+use stele_store::StoreError;
+use stele_store::retention::{DeletionRecord, segment_summaries};
+
+use crate::RetentionError;
+use crate::plan::{Due, plan};
+use crate::policy::Policy;
+
+/// What a pass did (or, dry, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Segments deleted, with their deletion record's index (`None` in a dry run).
+    pub deleted: Vec<(Due, Option<u64>)>,
+    /// Expired segments left for later, and why (still receiving entries, entries not
+    /// yet under a signed checkpoint).
+    pub skipped: Vec<(Due, String)>,
+}
+
+impl PassReport {
+    /// Entries whose payloads were (or would be) removed.
+    pub fn entries(&self) -> u64 {
+        self.deleted.iter().map(|(d, _)| d.segment.entries).sum()
+    }
+}
+
+/// Runs one deletion pass over `log` under `policies` (the policies in force, from
+/// [`crate::reconcile`]) at `now_ns`. With `dry_run`, only plans.
+///
+/// # Errors
+/// Storage errors other than a segment that cannot be deleted yet (which is skipped).
+pub fn apply(log: &mut Log, policies: &[Policy], now_ns: u64, dry_run: bool) -> Result<PassReport, RetentionError> {
+    let summaries = segment_summaries(&log.reader())?;
+    let mut report = PassReport::default();
+    for due in plan(&summaries, policies, now_ns) {
+        if dry_run {
+            report.deleted.push((due, None));
+            continue;
+        }
+        let s = &due.segment;
+        let record = DeletionRecord {
+            kind: "deletion".into(),
+            segment: s.segno,
+            stream: s.stream.clone(),
+            entries: s.entries,
+            ranges: s.ranges.clone(),
+            oldest_received_ns: s.oldest_received_ns,
+            newest_received_ns: s.newest_received_ns,
+            policy: due.policy.stream.clone(),
+            min_retention_seconds: due.policy.min_retention.as_secs(),
+            max_retention_seconds: due.policy.max_retention.map_or(0, |d| d.as_secs()),
+            mode: due.policy.mode.name().into(),
+            deleted_ns: now_ns,
+        };
+        match log.delete_segment(s.segno, &record) {
+            Ok(index) => report.deleted.push((due, Some(index))),
+            Err(StoreError::SegmentNotDeletable { reason, .. }) => report.skipped.push((due, reason)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,154 @@
+//! `stele retention show` and `stele retention apply [--dry-run] [--allow-shorten]`.
+
+use clap::Subcommand;
+use stele_index::Index;
+use stele_retention::{Policy, PolicyRecord, StreamSchedule};
+use stele_store::{Log, StoreError};
+
+use crate::cli::DataArg;
+use crate::config::Config;
+
+/// What to do.
+#[derive(Subcommand, Debug)]
+pub(crate) enum RetentionCommand {
+    /// Per stream: the policy in force, what is held, and when the next deletion comes.
+    Show {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Record the configured policies in the log (refusing a weakening the mode
+    /// forbids) and run a deletion pass now.
+    Apply {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print exactly what would be deleted, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Permission to shorten governance-mode policies (recorded in the log).
+        /// Compliance-mode policies can never be shortened.
+        #[arg(long)]
+        allow_shorten: bool,
+    },
+}
+
+pub(crate) fn run(config: &Config, what: RetentionCommand) -> anyhow::Result<()> {
+    match what {
+        RetentionCommand::Show { data } => show(config, &data),
+        RetentionCommand::Apply { data, dry_run, allow_shorten } => apply(config, &data, dry_run, allow_shorten),
+    }
+}
+
+fn rfc3339(ns: u64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns)).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// The policies in force (configured, reconciled with the log) and the records that
+/// would be appended.
+fn policies(
+    config: &Config,
+    dir: &std::path::Path,
+    reader: stele_store::LogReader,
+    allow_shorten: bool,
+) -> anyhow::Result<(Vec<PolicyRecord>, Vec<Policy>)> {
+    let configured = config.retention_policies()?;
+    let index = Index::open(dir, reader.clone(), &config.field_pointers(), false)?;
+    let recorded = stele_retention::recorded_policies(&index, &reader)?;
+    let now = stele_store::log::now_ns();
+    stele_retention::reconcile(&configured, &recorded, allow_shorten, now)
+        .map_err(|e| crate::Failure::usage(e.to_string()))
+}
+
+fn show(config: &Config, data: &DataArg) -> anyhow::Result<()> {
+    let (dir, reader) = crate::cmd_read::open_reader(config, data)?;
+    let (pending, in_force) = policies(config, &dir, reader.clone(), true)?;
+    for r in &pending {
+        eprintln!(
+            "note: the policy for {:?} is configured but not yet recorded in the log (`stele retention apply` or `serve` records it)",
+            r.stream
+        );
+    }
+    let summaries = stele_store::retention::segment_summaries(&reader)?;
+    let now = stele_store::log::now_ns();
+    let rows: Vec<serde_json::Value> =
+        stele_retention::schedule(&summaries, &in_force, now).iter().map(schedule_json).collect();
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
+
+fn schedule_json(s: &StreamSchedule) -> serde_json::Value {
+    serde_json::json!({
+        "stream": s.stream,
+        "policy": s.policy.as_ref().map(|p| serde_json::json!({
+            "pattern": p.stream,
+            "mode": p.mode.name(),
+            "min_retention_days": p.min_retention.as_secs_f64() / 86_400.0,
+            "max_retention_days": p.max_retention.map(|d| d.as_secs_f64() / 86_400.0),
+        })),
+        "segments": s.segments,
+        "entries": s.entries,
+        "oldest_received": s.oldest_received_ns.map(rfc3339),
+        "next_deletion": s.next_deletion_ns.map(rfc3339),
+        "expired_segments": s.expired,
+    })
+}
+
+fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) -> anyhow::Result<()> {
+    let dir = config.data_dir(data.data.as_ref())?;
+    let mut log = Log::open(&dir, config.log_options()).map_err(|e| match e {
+        StoreError::Locked => crate::Failure::usage(
+            "another stele process holds this data directory (a running server applies retention itself)",
+        ),
+        other => other.into(),
+    })?;
+    let (pending, in_force) = policies(config, &dir, log.reader(), allow_shorten)?;
+    let now = stele_store::log::now_ns();
+    if !dry_run && !pending.is_empty() {
+        let payloads: Vec<Vec<u8>> = pending.iter().map(PolicyRecord::encode).collect();
+        let entries: Vec<stele_store::NewEntry<'_>> = payloads
+            .iter()
+            .map(|p| stele_store::NewEntry {
+                stream: stele_store::streams::RETENTION_STREAM,
+                format: stele_store::log::FORMAT_STELE_RECORD,
+                payload: p,
+            })
+            .collect();
+        let done = log.append(&entries)?;
+        for (r, i) in pending.iter().zip(&done.indexes) {
+            eprintln!("recorded the policy for {:?} at entry {i}", r.stream);
+        }
+        log.sign_checkpoint()?;
+    }
+    let report = stele_retention::apply(&mut log, &in_force, now, dry_run)?;
+    for (due, record) in &report.deleted {
+        let s = &due.segment;
+        println!(
+            "{}",
+            serde_json::json!({
+                "action": if dry_run { "would delete" } else { "deleted" },
+                "segment": s.segno,
+                "stream": s.stream,
+                "entries": s.entries,
+                "ranges": s.ranges,
+                "newest_received": rfc3339(s.newest_received_ns),
+                "policy": due.policy.stream,
+                "expired_at": rfc3339(due.due_ns),
+                "deletion_record": record,
+            })
+        );
+    }
+    for (due, why) in &report.skipped {
+        eprintln!("segment {} of {:?} expired but was kept for now: {why}", due.segment.segno, due.segment.stream);
+    }
+    if !dry_run && !report.deleted.is_empty() {
+        log.sign_checkpoint()?;
+    }
+    eprintln!(
+        "{} {} segment(s), {} entries",
+        if dry_run { "would delete" } else { "deleted" },
+        report.deleted.len(),
+        report.entries()
+    );
+    Ok(())
+}
