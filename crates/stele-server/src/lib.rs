@@ -76,6 +76,7 @@ mod listener;
 mod metrics;
 mod nodes;
 pub mod proofs;
+mod retention_task;
 mod selfcheck;
 mod sequencer;
 mod silence;
@@ -198,6 +199,12 @@ pub struct ServerConfig {
     /// (`/event_id`): on `POST /v1/events` without an `Idempotency-Key`, an event whose
     /// id and bytes were already stored within the event window is not appended again.
     pub event_id_fields: std::collections::HashMap<String, String>,
+    /// Retention policies in force (already reconciled with the log's policy records,
+    /// see `stele_retention::reconcile`); expired segments are deleted every
+    /// `retention_interval`.
+    pub retention: Vec<stele_retention::Policy>,
+    /// How often a retention pass runs (default 1 h; zero disables).
+    pub retention_interval: Duration,
 }
 
 impl ServerConfig {
@@ -227,6 +234,8 @@ impl ServerConfig {
             dedup: DedupConfig::default(),
             expected_sources: Vec::new(),
             event_id_fields: Default::default(),
+            retention: Vec::new(),
+            retention_interval: Duration::from_secs(3600),
         }
     }
 
@@ -375,6 +384,8 @@ pub async fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
+    let retention =
+        retention_task::spawn(config.retention.clone(), config.retention_interval, shared.clone(), tx.clone())?;
     let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables);
     let thread = std::thread::Builder::new()
         .name("stele-sequencer".into())
@@ -406,6 +417,7 @@ pub async fn start(
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
         // Every connection is closed: let the sequencer commit what is queued and stop.
         drop(selfcheck);
+        drop(retention);
         let _ = tx.send(Msg::Shutdown);
         let joined = tokio::task::spawn_blocking(move || thread.join())
             .await

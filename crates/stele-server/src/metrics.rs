@@ -39,6 +39,12 @@ pub(crate) struct Metrics {
     pub(crate) verify_failures: Counter,
     /// Events per ingest protocol and result.
     pub(crate) ingest_events: Family<IngestLabels, Counter>,
+    /// Segments removed by retention.
+    pub(crate) retention_deleted_segments: Counter,
+    /// Entries whose payloads retention removed.
+    pub(crate) retention_deleted_entries: Counter,
+    /// Time the sequencer spent on one segment deletion (ingestion waits that long).
+    pub(crate) retention_delete_duration: Histogram,
     /// 1 while a declared source is silent for longer than it may be.
     pub(crate) source_silent: Family<StreamLabels, Gauge>,
     /// Seconds since a declared source's newest event (or since the start).
@@ -144,8 +150,29 @@ impl Metrics {
             "Seconds since the newest event of a declared source's stream (since the start when none yet)",
             source_last_event_age.clone(),
         );
+        let retention_deleted_segments = Counter::default();
+        registry.register(
+            "stele_retention_deleted_segments",
+            "Payload segments removed by retention passes (each under a deletion record)",
+            retention_deleted_segments.clone(),
+        );
+        let retention_deleted_entries = Counter::default();
+        registry.register(
+            "stele_retention_deleted_entries",
+            "Entries whose payloads retention removed (leaves and proofs remain)",
+            retention_deleted_entries.clone(),
+        );
+        let retention_delete_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "stele_retention_delete_duration_seconds",
+            "Time the sequencer spent removing one segment (ingestion waits that long)",
+            retention_delete_duration.clone(),
+        );
         Metrics {
             registry,
+            retention_deleted_segments,
+            retention_deleted_entries,
+            retention_delete_duration,
             ingest_events,
             source_silent,
             source_last_event_age,

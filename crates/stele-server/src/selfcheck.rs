@@ -66,23 +66,23 @@ pub(crate) fn check_webhook(url: &str) -> Result<(), String> {
 
 /// The stop signal of the checker thread, and its interruptible sleep.
 #[derive(Default)]
-struct Stop {
+pub(crate) struct Stop {
     stopped: Mutex<bool>,
     cv: Condvar,
 }
 
 impl Stop {
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.cv.notify_all();
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sleeps `d` or until stopped; true when stopped.
-    fn sleep(&self, d: Duration) -> bool {
+    pub(crate) fn sleep(&self, d: Duration) -> bool {
         let deadline = Instant::now() + d;
         let mut g = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
         while !*g {
@@ -99,7 +99,7 @@ impl Stop {
 /// Stops the checker thread when dropped (a pass in progress ends at its next slice;
 /// the thread is not joined, so shutdown never waits for a long full pass).
 pub(crate) struct Guard {
-    stop: Arc<Stop>,
+    pub(crate) stop: Arc<Stop>,
 }
 
 impl Drop for Guard {

@@ -80,6 +80,13 @@ pub(crate) enum CommitError {
 
 pub(crate) enum Msg {
     Append(AppendRequest),
+    /// Remove a segment under retention (see `Log::delete_segment`); the reply is the
+    /// deletion record's index.
+    DeleteSegment {
+        segno: u32,
+        record: Box<stele_store::retention::DeletionRecord>,
+        reply: std::sync::mpsc::Sender<Result<u64, StoreError>>,
+    },
     Shutdown,
 }
 
@@ -206,6 +213,7 @@ impl Sequencer {
             let wait = next_checkpoint.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Append(r)) => batch.push(r),
+                Ok(Msg::DeleteSegment { segno, record, reply }) => self.delete(segno, &record, &reply),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -213,6 +221,13 @@ impl Sequencer {
             while let Ok(m) = self.rx.try_recv() {
                 match m {
                     Msg::Append(r) => batch.push(r),
+                    Msg::DeleteSegment { segno, record, reply } => {
+                        // Appends that came first are committed first.
+                        if !batch.is_empty() {
+                            self.commit(std::mem::take(&mut batch));
+                        }
+                        self.delete(segno, &record, &reply);
+                    }
                     Msg::Shutdown => stopping = true,
                 }
             }
@@ -260,6 +275,21 @@ impl Sequencer {
                 self.note_poison();
             }
         }
+    }
+
+    /// One retention deletion: one small commit (the deletion record), a record in
+    /// `deletions.dat` and a file removal; ingestion waits only that long.
+    fn delete(
+        &mut self,
+        segno: u32,
+        record: &stele_store::retention::DeletionRecord,
+        reply: &std::sync::mpsc::Sender<Result<u64, StoreError>>,
+    ) {
+        let started = Instant::now();
+        let r = self.log.delete_segment(segno, record);
+        self.note_poison();
+        Metrics::observe(&self.shared.metrics.retention_delete_duration, started.elapsed());
+        let _ = reply.send(r);
     }
 
     fn note_poison(&self) {

@@ -94,17 +94,17 @@ fn schedule_json(s: &StreamSchedule) -> serde_json::Value {
     })
 }
 
-fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) -> anyhow::Result<()> {
-    let dir = config.data_dir(data.data.as_ref())?;
-    let mut log = Log::open(&dir, config.log_options()).map_err(|e| match e {
-        StoreError::Locked => crate::Failure::usage(
-            "another stele process holds this data directory (a running server applies retention itself)",
-        ),
-        other => other.into(),
-    })?;
-    let (pending, in_force) = policies(config, &dir, log.reader(), allow_shorten)?;
-    let now = stele_store::log::now_ns();
-    if !dry_run && !pending.is_empty() {
+/// Reconciles the configured policies with the log's, appends the records of new or
+/// changed ones (and signs a checkpoint), and returns the policies in force. Refuses
+/// (exit 2) a weakening the mode forbids.
+pub(crate) fn record_policies(
+    config: &Config,
+    dir: &std::path::Path,
+    log: &mut Log,
+    allow_shorten: bool,
+) -> anyhow::Result<Vec<Policy>> {
+    let (pending, in_force) = policies(config, dir, log.reader(), allow_shorten)?;
+    if !pending.is_empty() {
         let payloads: Vec<Vec<u8>> = pending.iter().map(PolicyRecord::encode).collect();
         let entries: Vec<stele_store::NewEntry<'_>> = payloads
             .iter()
@@ -116,10 +116,27 @@ fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) ->
             .collect();
         let done = log.append(&entries)?;
         for (r, i) in pending.iter().zip(&done.indexes) {
-            eprintln!("recorded the policy for {:?} at entry {i}", r.stream);
+            eprintln!("recorded the retention policy for {:?} at entry {i}", r.stream);
         }
         log.sign_checkpoint()?;
     }
+    Ok(in_force)
+}
+
+fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) -> anyhow::Result<()> {
+    let dir = config.data_dir(data.data.as_ref())?;
+    let mut log = Log::open(&dir, config.log_options()).map_err(|e| match e {
+        StoreError::Locked => crate::Failure::usage(
+            "another stele process holds this data directory (a running server applies retention itself)",
+        ),
+        other => other.into(),
+    })?;
+    let in_force = if dry_run {
+        policies(config, &dir, log.reader(), allow_shorten)?.1
+    } else {
+        record_policies(config, &dir, &mut log, allow_shorten)?
+    };
+    let now = stele_store::log::now_ns();
     let report = stele_retention::apply(&mut log, &in_force, now, dry_run)?;
     for (due, record) in &report.deleted {
         let s = &due.segment;

@@ -78,6 +78,14 @@ pub(crate) fn run(
     server.witnesses = witnesses;
     server.witnesses_required = witnesses_required;
     config.apply_ingest(&mut server)?;
+    let mut log = log;
+    server.retention = crate::cmd_retention::record_policies(config, &dir, &mut log, false)?;
+    if let Some(m) = config.retention_interval_minutes {
+        if !(m >= 0.0 && m.is_finite()) {
+            return Err(crate::Failure::usage("retention_interval_minutes must be a non-negative number"));
+        }
+        server.retention_interval = Duration::from_secs_f64(m * 60.0);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {

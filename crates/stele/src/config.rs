@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) k8s_dedup_max_keys: Option<usize>,
     /// `[[retention]]`: per-stream retention policies.
     pub(crate) retention: Option<Vec<RetentionEntry>>,
+    /// Minutes between the server's retention passes (default 60; 0 disables them).
+    pub(crate) retention_interval_minutes: Option<f64>,
 }
 
 /// One `[[retention]]` table.

@@ -1,0 +1,87 @@
+//! Scheduled retention passes.
+//!
+//! Every `retention_interval`, a thread plans the pass from a reader (the locator scan
+//! and the policy decisions run here, off the sequencer) and hands the sequencer one
+//! expired segment at a time; each deletion is one small commit, so ingestion never
+//! waits for more than one segment's removal.
+
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use stele_retention::{Policy, plan};
+use stele_store::retention::{DeletionRecord, segment_summaries};
+
+use crate::error::ServerError;
+use crate::selfcheck::{Guard, Stop};
+use crate::sequencer::{Msg, Shared};
+
+/// Starts the retention thread; `None` when there is no policy or passes are disabled.
+pub(crate) fn spawn(
+    policies: Vec<Policy>,
+    interval: Duration,
+    shared: Arc<Shared>,
+    tx: Sender<Msg>,
+) -> Result<Option<Guard>, ServerError> {
+    if policies.is_empty() || interval.is_zero() {
+        return Ok(None);
+    }
+    let stop = Arc::new(Stop::default());
+    let s = stop.clone();
+    std::thread::Builder::new()
+        .name("stele-retention".into())
+        .spawn(move || {
+            // The first pass soon after the start, then one per interval.
+            let mut wait = Duration::from_secs(1).min(interval);
+            while !s.sleep(wait) {
+                wait = interval;
+                if let Err(e) = pass(&policies, &shared, &tx, &s) {
+                    tracing::error!("retention pass: {e}");
+                }
+            }
+        })
+        .map_err(|e| ServerError::Sequencer(format!("spawning the retention thread: {e}")))?;
+    Ok(Some(Guard { stop }))
+}
+
+fn pass(policies: &[Policy], shared: &Shared, tx: &Sender<Msg>, stop: &Stop) -> Result<(), String> {
+    let now = stele_store::log::now_ns();
+    let summaries = segment_summaries(&shared.reader).map_err(|e| e.to_string())?;
+    for due in plan(&summaries, policies, now) {
+        if stop.stopped() {
+            return Ok(());
+        }
+        let s = &due.segment;
+        let record = DeletionRecord {
+            kind: "deletion".into(),
+            segment: s.segno,
+            stream: s.stream.clone(),
+            entries: s.entries,
+            ranges: s.ranges.clone(),
+            oldest_received_ns: s.oldest_received_ns,
+            newest_received_ns: s.newest_received_ns,
+            policy: due.policy.stream.clone(),
+            min_retention_seconds: due.policy.min_retention.as_secs(),
+            max_retention_seconds: due.policy.max_retention.map_or(0, |d| d.as_secs()),
+            mode: due.policy.mode.name().into(),
+            deleted_ns: now,
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        if tx.send(Msg::DeleteSegment { segno: s.segno, record: Box::new(record), reply }).is_err() {
+            return Ok(());
+        }
+        match answer.recv() {
+            Ok(Ok(index)) => {
+                shared.metrics.retention_deleted_segments.inc();
+                shared.metrics.retention_deleted_entries.inc_by(s.entries);
+                tracing::info!(segment = s.segno, stream = %s.stream, entries = s.entries, record = index, "retention deleted a segment");
+            }
+            Ok(Err(stele_store::StoreError::SegmentNotDeletable { reason, .. })) => {
+                tracing::debug!(segment = s.segno, "expired segment kept for now: {reason}");
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
