@@ -10,6 +10,8 @@
 //!   a weakening the mode forbids. Editing the config file cannot weaken a compliance
 //!   policy: the log remembers it.
 //! - [`plan`]: which segments have expired under the policies in force.
+//! - [`HoldRecord`]: legal holds by stream, time range and query, placed and released
+//!   by records in the log; a held entry's segment is never deleted.
 //! - [`apply`]: one deletion pass on the writer: each expired segment is removed under
 //!   a deletion record (see `stele_store::retention`), so `verify` can tell a deletion
 //!   the policy allowed from tampering.
@@ -17,11 +19,13 @@
 //! stele's own `_stele/` streams are never deleted.
 #![forbid(unsafe_code)]
 
+mod hold;
 mod pass;
 mod plan;
 mod policy;
 mod recorded;
 
+pub use hold::{HoldFilters, HoldRecord, ReleaseRecord, active_holds, held_segments};
 pub use pass::{PassReport, apply};
 pub use plan::{Due, StreamSchedule, plan, schedule};
 pub use policy::{Mode, Policy, policy_for};

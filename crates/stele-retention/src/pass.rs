@@ -16,6 +16,8 @@ pub struct PassReport {
     /// Expired segments left for later, and why (still receiving entries, entries not
     /// yet under a signed checkpoint).
     pub skipped: Vec<(Due, String)>,
+    /// Segments pinned by legal holds (kept whatever their policy).
+    pub held: usize,
 }
 
 impl PassReport {
@@ -26,14 +28,26 @@ impl PassReport {
 }
 
 /// Runs one deletion pass over `log` under `policies` (the policies in force, from
-/// [`crate::reconcile`]) at `now_ns`. With `dry_run`, only plans.
+/// [`crate::reconcile`]) at `now_ns`, keeping every segment an active legal hold pins
+/// (holds are read through `snapshot`, a query index view of the same log). With
+/// `dry_run`, only plans.
 ///
 /// # Errors
 /// Storage errors other than a segment that cannot be deleted yet (which is skipped).
-pub fn apply(log: &mut Log, policies: &[Policy], now_ns: u64, dry_run: bool) -> Result<PassReport, RetentionError> {
-    let summaries = segment_summaries(&log.reader())?;
-    let mut report = PassReport::default();
-    for due in plan(&summaries, policies, now_ns) {
+pub fn apply(
+    log: &mut Log,
+    policies: &[Policy],
+    snapshot: &stele_index::Snapshot,
+    now_ns: u64,
+    dry_run: bool,
+) -> Result<PassReport, RetentionError> {
+    let reader = log.reader();
+    let summaries = segment_summaries(&reader)?;
+    let holds = crate::hold::active_holds(snapshot, &reader)?;
+    let held = crate::hold::held_segments(&holds, &summaries, snapshot, &reader)?;
+    let mut report =
+        PassReport { held: summaries.iter().filter(|s| held.contains(&s.segno)).count(), ..PassReport::default() };
+    for due in plan(&summaries, policies, &held, now_ns) {
         if dry_run {
             report.deleted.push((due, None));
             continue;

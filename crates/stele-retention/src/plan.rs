@@ -1,5 +1,7 @@
 //! Which segments have expired.
 
+use std::collections::HashSet;
+
 use stele_store::retention::SegmentSummary;
 
 use crate::policy::{Policy, policy_for};
@@ -31,8 +33,10 @@ pub struct StreamSchedule {
     pub oldest_received_ns: Option<u64>,
     /// When the next segment expires, ns (`None`: never under this policy).
     pub next_deletion_ns: Option<u64>,
-    /// Segments expired at `now` (deleted by the next pass).
+    /// Segments expired at `now` and not held (deleted by the next pass).
     pub expired: usize,
+    /// Segments expired at `now` but kept by a legal hold.
+    pub held: usize,
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -45,11 +49,12 @@ fn due_ns(s: &SegmentSummary, p: &Policy) -> Option<u64> {
 }
 
 /// The segments that have expired at `now_ns` under `policies`, oldest first.
-/// Already deleted segments and `_stele/` streams are left out.
-pub fn plan(summaries: &[SegmentSummary], policies: &[Policy], now_ns: u64) -> Vec<Due> {
+/// Already deleted segments, segments in `held` (legal holds) and `_stele/` streams are
+/// left out.
+pub fn plan(summaries: &[SegmentSummary], policies: &[Policy], held: &HashSet<u32>, now_ns: u64) -> Vec<Due> {
     let mut out: Vec<Due> = summaries
         .iter()
-        .filter(|s| s.deleted.is_none())
+        .filter(|s| s.deleted.is_none() && !held.contains(&s.segno))
         .filter_map(|s| {
             let p = policy_for(policies, &s.stream)?;
             let due = due_ns(s, p)?;
@@ -61,7 +66,12 @@ pub fn plan(summaries: &[SegmentSummary], policies: &[Policy], now_ns: u64) -> V
 }
 
 /// Per stream, what retention will do and when (for `stele retention show`).
-pub fn schedule(summaries: &[SegmentSummary], policies: &[Policy], now_ns: u64) -> Vec<StreamSchedule> {
+pub fn schedule(
+    summaries: &[SegmentSummary],
+    policies: &[Policy],
+    held: &HashSet<u32>,
+    now_ns: u64,
+) -> Vec<StreamSchedule> {
     let mut by_stream: std::collections::BTreeMap<&str, StreamSchedule> = std::collections::BTreeMap::new();
     for s in summaries.iter().filter(|s| s.deleted.is_none()) {
         let p = policy_for(policies, &s.stream);
@@ -73,12 +83,15 @@ pub fn schedule(summaries: &[SegmentSummary], policies: &[Policy], now_ns: u64) 
             oldest_received_ns: None,
             next_deletion_ns: None,
             expired: 0,
+            held: 0,
         });
         e.segments += 1;
         e.entries += s.entries;
         e.oldest_received_ns = Some(e.oldest_received_ns.map_or(s.oldest_received_ns, |o| o.min(s.oldest_received_ns)));
         if let Some(due) = p.and_then(|p| due_ns(s, p)) {
-            if due <= now_ns {
+            if due <= now_ns && held.contains(&s.segno) {
+                e.held += 1;
+            } else if due <= now_ns {
                 e.expired += 1;
             }
             e.next_deletion_ns = Some(e.next_deletion_ns.map_or(due, |d| d.min(due)));

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stele_index::{Index, Query};
+use stele_index::{Query, Snapshot};
 use stele_store::LogReader;
 
 use crate::RetentionError;
@@ -73,28 +73,40 @@ impl PolicyRecord {
     }
 }
 
-/// The newest recorded policy of each pattern, with its entry index, found through
-/// the query index (which reads entries past its end from the log).
+/// Every record of `_stele/retention` in log order, with its index, found through the
+/// query index snapshot (which reads entries past its end from the log) and re-read
+/// from the log.
+pub(crate) fn retention_records(
+    snapshot: &Snapshot,
+    reader: &LogReader,
+) -> Result<Vec<(u64, Vec<u8>)>, RetentionError> {
+    let query = Query { stream: Some(stele_store::streams::RETENTION_STREAM.to_string()), ..Query::default() };
+    let mut hits = Vec::new();
+    snapshot.query(&query, |h| {
+        hits.push(h.index);
+        true
+    })?;
+    let mut out = Vec::with_capacity(hits.len());
+    for i in hits {
+        let e = reader.entry(i)?;
+        if e.stream == stele_store::streams::RETENTION_STREAM {
+            out.push((i, e.payload));
+        }
+    }
+    Ok(out)
+}
+
+/// The newest recorded policy of each pattern, with its entry index.
 ///
 /// # Errors
 /// Index or log read errors.
 pub fn recorded_policies(
-    index: &Index,
+    snapshot: &Snapshot,
     reader: &LogReader,
 ) -> Result<BTreeMap<String, (PolicyRecord, u64)>, RetentionError> {
-    let query = Query { stream: Some(stele_store::streams::RETENTION_STREAM.to_string()), ..Query::default() };
-    let mut hits = Vec::new();
-    index.query(&query, |h| {
-        hits.push(h.index);
-        true
-    })?;
     let mut out = BTreeMap::new();
-    for i in hits {
-        let e = reader.entry(i)?;
-        if e.stream != stele_store::streams::RETENTION_STREAM {
-            continue;
-        }
-        if let Some(r) = PolicyRecord::parse(&e.payload) {
+    for (i, payload) in retention_records(snapshot, reader)? {
+        if let Some(r) = PolicyRecord::parse(&payload) {
             out.insert(r.stream.clone(), (r, i));
         }
     }

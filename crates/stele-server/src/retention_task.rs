@@ -47,7 +47,11 @@ pub(crate) fn spawn(
 fn pass(policies: &[Policy], shared: &Shared, tx: &Sender<Msg>, stop: &Stop) -> Result<(), String> {
     let now = stele_store::log::now_ns();
     let summaries = segment_summaries(&shared.reader).map_err(|e| e.to_string())?;
-    for due in plan(&summaries, policies, now) {
+    let snapshot = shared.snapshot();
+    let holds = stele_retention::active_holds(&snapshot, &shared.reader).map_err(|e| e.to_string())?;
+    let held =
+        stele_retention::held_segments(&holds, &summaries, &snapshot, &shared.reader).map_err(|e| e.to_string())?;
+    for due in plan(&summaries, policies, &held, now) {
         if stop.stopped() {
             return Ok(());
         }

@@ -146,6 +146,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         args: crate::cmd_witness::WitnessArgs,
     },
+    /// Legal holds: held entries are never deleted, whatever their policy.
+    Hold {
+        #[command(subcommand)]
+        what: crate::cmd_hold::HoldCommand,
+    },
     /// Retention: show what the policies will delete when, or run a deletion pass.
     Retention {
         #[command(subcommand)]

@@ -1,7 +1,7 @@
 //! `stele retention show` and `stele retention apply [--dry-run] [--allow-shorten]`.
 
 use clap::Subcommand;
-use stele_index::Index;
+use stele_index::{Index, Snapshot};
 use stele_retention::{Policy, PolicyRecord, StreamSchedule};
 use stele_store::{Log, StoreError};
 
@@ -51,11 +51,16 @@ fn policies(
     allow_shorten: bool,
 ) -> anyhow::Result<(Vec<PolicyRecord>, Vec<Policy>)> {
     let configured = config.retention_policies()?;
-    let index = Index::open(dir, reader.clone(), &config.field_pointers(), false)?;
-    let recorded = stele_retention::recorded_policies(&index, &reader)?;
+    let snapshot = snapshot(config, dir, &reader)?;
+    let recorded = stele_retention::recorded_policies(&snapshot, &reader)?;
     let now = stele_store::log::now_ns();
     stele_retention::reconcile(&configured, &recorded, allow_shorten, now)
         .map_err(|e| crate::Failure::usage(e.to_string()))
+}
+
+/// A query index view (read only; entries past the index are read from the log).
+fn snapshot(config: &Config, dir: &std::path::Path, reader: &stele_store::LogReader) -> anyhow::Result<Snapshot> {
+    Ok(Index::open(dir, reader.clone(), &config.field_pointers(), false)?.snapshot())
 }
 
 fn show(config: &Config, data: &DataArg) -> anyhow::Result<()> {
@@ -68,9 +73,12 @@ fn show(config: &Config, data: &DataArg) -> anyhow::Result<()> {
         );
     }
     let summaries = stele_store::retention::segment_summaries(&reader)?;
+    let snap = snapshot(config, &dir, &reader)?;
+    let holds = stele_retention::active_holds(&snap, &reader)?;
+    let held = stele_retention::held_segments(&holds, &summaries, &snap, &reader)?;
     let now = stele_store::log::now_ns();
     let rows: Vec<serde_json::Value> =
-        stele_retention::schedule(&summaries, &in_force, now).iter().map(schedule_json).collect();
+        stele_retention::schedule(&summaries, &in_force, &held, now).iter().map(schedule_json).collect();
     for r in rows {
         println!("{r}");
     }
@@ -91,6 +99,7 @@ fn schedule_json(s: &StreamSchedule) -> serde_json::Value {
         "oldest_received": s.oldest_received_ns.map(rfc3339),
         "next_deletion": s.next_deletion_ns.map(rfc3339),
         "expired_segments": s.expired,
+        "held_segments": s.held,
     })
 }
 
@@ -137,7 +146,8 @@ fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) ->
         record_policies(config, &dir, &mut log, allow_shorten)?
     };
     let now = stele_store::log::now_ns();
-    let report = stele_retention::apply(&mut log, &in_force, now, dry_run)?;
+    let snap = snapshot(config, &dir, &log.reader())?;
+    let report = stele_retention::apply(&mut log, &in_force, &snap, now, dry_run)?;
     for (due, record) in &report.deleted {
         let s = &due.segment;
         println!(
@@ -162,10 +172,11 @@ fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) ->
         log.sign_checkpoint()?;
     }
     eprintln!(
-        "{} {} segment(s), {} entries",
+        "{} {} segment(s), {} entries; {} segment(s) kept by legal holds",
         if dry_run { "would delete" } else { "deleted" },
         report.deleted.len(),
-        report.entries()
+        report.entries(),
+        report.held
     );
     Ok(())
 }

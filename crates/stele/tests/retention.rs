@@ -14,7 +14,7 @@ fn with_config(config: &Path, args: &[&str], dir: &Path) -> Run {
     let (cmd, rest) = args.split_first().unwrap();
     a.push(cmd.as_ref());
     let mut rest = rest.iter();
-    if *cmd == "retention" || *cmd == "proof" {
+    if matches!(*cmd, "retention" | "proof" | "hold") {
         a.push(rest.next().unwrap().as_ref());
     }
     a.push("--data".as_ref());
@@ -148,4 +148,55 @@ fn compliance_policies_cannot_be_weakened_by_editing_the_config() {
     let shortened = q.stdout.lines().filter(|l| l.contains("\"shortened\":true")).count();
     assert_eq!(shortened, 1, "{q}");
     stele_os(&["verify".as_ref(), "--data".as_ref(), data.as_os_str()]).expect_code(0, "verify");
+}
+
+#[test]
+fn held_entries_are_kept_until_the_hold_is_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init(&data);
+    let config = tmp.path().join("stele.toml");
+    write(
+        &config,
+        "segment_window_hours = 0.0005\n[[retention]]\nstream = \"app\"\nmin_days = 0\nmax_days = 0.00002\n",
+    );
+    let run = |args: &[&str]| with_config(&config, args, &data);
+    let old = tmp.path().join("old.jsonl");
+    std::fs::write(&old, "{\"actor\":\"alice\",\"n\":1}\n{\"actor\":\"bob\",\"n\":2}\n").unwrap();
+    run(&["import", "--stream", "app", old.to_str().unwrap()]).expect_code(0, "import");
+    std::thread::sleep(Duration::from_millis(3_800));
+    let new = events(tmp.path(), "new.jsonl", "app", 1);
+    run(&["import", "--stream", "app", new.to_str().unwrap()]).expect_code(0, "import new");
+
+    // A hold that ended before these entries pins nothing; one selecting bob does.
+    run(&["hold", "place", "--case", "OLD-1", "--reason", "closed case", "--until", "2001-01-01T00:00:00Z"])
+        .expect_code(0, "place an old hold");
+    run(&["hold", "place", "--case", "LIT-7", "--reason", "litigation", "--stream", "app", "--actor", "bob"])
+        .expect_code(0, "place");
+    let again = run(&["hold", "place", "--case", "LIT-7", "--reason", "twice"]);
+    assert_eq!(again.code, 2, "{again}");
+    let list = run(&["hold", "list"]);
+    assert_eq!(list.stdout.lines().count(), 2, "{list}");
+
+    let show = run(&["retention", "show"]);
+    let app: serde_json::Value = show
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["stream"] == "app")
+        .unwrap();
+    assert_eq!(app["held_segments"], 1, "{show}");
+    assert_eq!(app["expired_segments"], 0, "{show}");
+    let held = run(&["retention", "apply"]);
+    held.expect_code(0, "apply under a hold");
+    assert!(held.stdout.trim().is_empty(), "a held segment was deleted: {held}");
+    run(&["get", "0"]).expect_code(0, "held entry");
+
+    let r = run(&["hold", "release", "--case", "NOPE", "--reason", "x"]);
+    assert_eq!(r.code, 2, "{r}");
+    run(&["hold", "release", "--case", "LIT-7", "--reason", "settled"]).expect_code(0, "release");
+    let done = run(&["retention", "apply"]);
+    done.expect_code(0, "apply after release");
+    assert_eq!(done.stdout.lines().count(), 1, "{done}");
+    run(&["verify"]).expect_code(0, "verify");
 }
