@@ -51,6 +51,10 @@ fn pass(policies: &[Policy], shared: &Shared, tx: &Sender<Msg>, stop: &Stop) -> 
     let holds = stele_retention::active_holds(&snapshot, &shared.reader).map_err(|e| e.to_string())?;
     let held =
         stele_retention::held_segments(&holds, &summaries, &snapshot, &shared.reader).map_err(|e| e.to_string())?;
+    // Files of deletions recorded but not removed (a crash, or a failed removal).
+    for s in summaries.iter().filter(|s| s.deleted.is_some()) {
+        let _ = shared.reader.files().remove_deleted_segment(s.segno);
+    }
     for due in plan(&summaries, policies, &held, now) {
         if stop.stopped() {
             return Ok(());
@@ -76,6 +80,9 @@ fn pass(policies: &[Policy], shared: &Shared, tx: &Sender<Msg>, stop: &Stop) -> 
         }
         match answer.recv() {
             Ok(Ok(index)) => {
+                if let Err(e) = shared.reader.files().remove_deleted_segment(s.segno) {
+                    tracing::warn!(segment = s.segno, "removing a deleted segment's file: {e} (the next pass retries)");
+                }
                 shared.metrics.retention_deleted_segments.inc();
                 shared.metrics.retention_deleted_entries.inc_by(s.entries);
                 tracing::info!(segment = s.segno, stream = %s.stream, entries = s.entries, record = index, "retention deleted a segment");

@@ -286,7 +286,8 @@ impl Sequencer {
         reply: &std::sync::mpsc::Sender<Result<u64, StoreError>>,
     ) {
         let started = Instant::now();
-        let r = self.log.delete_segment(segno, record);
+        // The file is removed by the retention thread, not here.
+        let r = self.log.record_segment_deletion(segno, record);
         self.note_poison();
         Metrics::observe(&self.shared.metrics.retention_delete_duration, started.elapsed());
         let _ = reply.send(r);

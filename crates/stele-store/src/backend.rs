@@ -42,6 +42,11 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
     /// Removes a file; durable once this returns.
     fn remove(&self, name: &str) -> io::Result<()>;
+    /// Removes a file without waiting for the removal to be durable (for removals a
+    /// crash may undo harmlessly). Defaults to [`Backend::remove`].
+    fn remove_unsynced(&self, name: &str) -> io::Result<()> {
+        self.remove(name)
+    }
     /// Atomically replaces `to` with `from`; durable once this returns.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
 }
@@ -140,6 +145,10 @@ impl Backend for FileBackend {
         let path = self.root.join(name);
         std::fs::remove_file(&path)?;
         sync_dir(path.parent().unwrap_or(&self.root))
+    }
+
+    fn remove_unsynced(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.root.join(name))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {

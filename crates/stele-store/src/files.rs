@@ -262,6 +262,25 @@ impl LogFiles {
         Ok(f)
     }
 
+    /// Removes the file of a segment `deletions.dat` names as deleted (nothing when it
+    /// is already gone). The directory is not fsynced: a removal lost in a crash leaves
+    /// a file `verify` notes and the next retention pass removes again.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidArgument`] when the segment is not recorded as deleted; I/O
+    /// errors.
+    pub fn remove_deleted_segment(&self, segno: u32) -> Result<()> {
+        if self.deleted_segment(segno).is_none() {
+            return Err(StoreError::InvalidArgument(format!("segment {segno} is not recorded as deleted")));
+        }
+        self.forget_segment(segno);
+        let name = layout::segment(segno);
+        match self.backend.remove_unsynced(&name) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io("removing", &name)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Forgets a cached segment handle and its cached chunks (after removal).
     pub fn forget_segment(&self, segno: u32) {
         self.segments.lock().unwrap_or_else(|p| p.into_inner()).remove(&segno);

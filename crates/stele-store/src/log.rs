@@ -642,7 +642,8 @@ impl Log {
     /// Removes segment `segno` under retention, keeping every leaf, hash and proof:
     /// appends `record` (a [`crate::retention::DeletionRecord`] for this segment) to
     /// `_stele/retention` as one commit, records the removal in `deletions.dat`, then
-    /// removes the segment file. Returns the record's index.
+    /// removes the segment file ([`crate::files::LogFiles::remove_deleted_segment`]).
+    /// Returns the record's index.
     ///
     /// A segment that was removed from `deletions.dat` but whose file is still there
     /// (an interrupted deletion) just has its file removed; its earlier record's index
@@ -655,16 +656,20 @@ impl Log {
     /// own minimum retention; I/O errors poison the writer like any write.
     pub fn delete_segment(&mut self, segno: u32, record: &crate::retention::DeletionRecord) -> Result<u64> {
         self.check_poisoned()?;
-        let refuse = |reason: String| Err(StoreError::SegmentNotDeletable { segno, reason });
-        let name = layout::segment(segno);
         if let Some(existing) = self.files.deleted_segment(segno) {
-            if self.files.backend.exists(&name) {
-                self.files.forget_segment(segno);
-                let r = self.files.backend.remove(&name).map_err(StoreError::io("removing", &name));
-                self.poison(r)?;
-            }
+            self.files.remove_deleted_segment(segno)?;
             return Ok(existing);
         }
+        let index = self.delete_segment_inner(segno, record)?;
+        self.files.remove_deleted_segment(segno)?;
+        Ok(index)
+    }
+
+    /// Checks, appends the record and notes the deletion; leaves the file.
+    fn delete_segment_inner(&mut self, segno: u32, record: &crate::retention::DeletionRecord) -> Result<u64> {
+        self.check_poisoned()?;
+        let refuse = |reason: String| Err(StoreError::SegmentNotDeletable { segno, reason });
+        let name = layout::segment(segno);
         if segno >= self.next_segno || !self.files.backend.exists(&name) {
             return refuse("no such segment".into());
         }
@@ -702,10 +707,22 @@ impl Log {
         let index = appended.indexes[0];
         let r = self.files.record_deletion(segno, index);
         self.poison(r)?;
-        self.files.forget_segment(segno);
-        let r = self.files.backend.remove(&name).map_err(StoreError::io("removing", &name));
-        self.poison(r)?;
         Ok(index)
+    }
+
+    /// [`Log::delete_segment`] without the file removal, for a writer that must not
+    /// wait for it (the server's sequencer): once this returns, the deletion is
+    /// authorised, recorded and durable, readers no longer use the segment, and the
+    /// caller removes the file with [`crate::files::LogFiles::remove_deleted_segment`]
+    /// from any thread. Until then `verify` notes the file as an interrupted deletion.
+    ///
+    /// # Errors
+    /// As [`Log::delete_segment`].
+    pub fn record_segment_deletion(&mut self, segno: u32, record: &crate::retention::DeletionRecord) -> Result<u64> {
+        if let Some(existing) = self.files.deleted_segment(segno) {
+            return Ok(existing);
+        }
+        self.delete_segment_inner(segno, record)
     }
 
     fn write_checkpoint(&mut self, size: u64) -> Result<StoredCheckpoint> {
