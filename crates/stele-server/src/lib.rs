@@ -72,6 +72,7 @@ pub use dedup::DedupConfig;
 mod error;
 mod http;
 mod k8s_webhook;
+mod lifecycle;
 mod listener;
 mod metrics;
 mod nodes;
@@ -373,6 +374,7 @@ pub async fn start(
         sequencer_alive: AtomicBool::new(true),
         metrics,
         last_seen: Default::default(),
+        shed: Default::default(),
         cosigned: Arc::default(),
     });
     if !config.witnesses.is_empty() {
@@ -410,6 +412,9 @@ pub async fn start(
         event_id_fields: config.event_id_fields.clone(),
     });
     silence::spawn(app.clone(), config.expected_sources.clone());
+    lifecycle::record_start(&app).await;
+    lifecycle::spawn_shedding(app.clone());
+    let stopping_app = app.clone();
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
     tracing::info!(%local_addr, "stele server listening");
@@ -418,6 +423,8 @@ pub async fn start(
         // Every connection is closed: let the sequencer commit what is queued and stop.
         drop(selfcheck);
         drop(retention);
+        lifecycle::record_stop(&stopping_app).await;
+        drop(stopping_app);
         let _ = tx.send(Msg::Shutdown);
         let joined = tokio::task::spawn_blocking(move || thread.join())
             .await

@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) queued_bytes: AtomicUsize,
     pub(crate) sequencer_alive: AtomicBool,
     pub(crate) metrics: Metrics,
+    /// Refusals since the last `shedding` record (see `lifecycle`).
+    pub(crate) shed: crate::lifecycle::Shed,
     /// Newest commit time per stream (for silent-source detection).
     pub(crate) last_seen: crate::silence::LastSeen,
     /// The newest checkpoint with its witness cosignatures (see `witness_client`).
@@ -335,7 +337,11 @@ impl Sequencer {
                 payload: rec,
             });
         }
-        let payload_bytes: usize = entries.iter().take(appended_count).map(|e| e.payload.len()).sum();
+        // Events only: stele's own records (format 3) are not counted in the metrics.
+        let events: Vec<&NewEntry<'_>> =
+            entries.iter().take(appended_count).filter(|e| e.format != stele_store::log::FORMAT_STELE_RECORD).collect();
+        let (event_count, payload_bytes) = (events.len(), events.iter().map(|e| e.payload.len()).sum::<usize>());
+        drop(events);
         let result = if entries.is_empty() {
             // Only replays and conflicts: nothing to append.
             Ok(None)
@@ -374,7 +380,7 @@ impl Sequencer {
             Some(a) => {
                 assert_eq!(a.indexes.len(), count, "the store returned one index per entry");
                 let m = &self.shared.metrics;
-                m.entries_appended.inc_by(appended_count as u64);
+                m.entries_appended.inc_by(event_count as u64);
                 m.bytes_appended.inc_by(payload_bytes as u64);
                 m.commit_batch_entries.observe(count as f64);
                 m.tree_size.set(i64::try_from(a.tree_size).unwrap_or(i64::MAX));

@@ -56,6 +56,7 @@ impl App {
         }
         let queued = self.shared.queued_events.load(Ordering::Acquire);
         (queued >= self.limits.queue_depth).then(|| {
+            self.shared.shed.count(0);
             SubmitError::Overloaded(format!(
                 "server overloaded: {queued} events are waiting to be committed; retry later"
             ))
@@ -98,6 +99,7 @@ impl App {
         self.shared.metrics.queued_events.inc_by(n as i64);
         if before_events + n > limits.queue_depth || before_bytes + bytes > limits.queue_bytes {
             self.shared.release(n, bytes);
+            self.shared.shed.count(n);
             return Err(SubmitError::Overloaded(format!(
                 "server overloaded: {before_events} events ({before_bytes} bytes) are waiting to be committed and this request's {n} would pass the queue limit of {} events ({} bytes); retry later",
                 limits.queue_depth, limits.queue_bytes
