@@ -76,6 +76,7 @@ pub mod proofs;
 mod selfcheck;
 mod sequencer;
 mod submit;
+pub mod syslog;
 pub mod witness_client;
 
 use std::future::Future;
@@ -177,6 +178,8 @@ pub struct ServerConfig {
     /// Cosignatures a checkpoint needs before `GET /checkpoint` serves the cosigned
     /// note; with fewer, the log-signed note is served and a warning logged.
     pub witnesses_required: usize,
+    /// Syslog listeners (UDP, TCP, TLS); none by default. See [`syslog`].
+    pub syslog: syslog::SyslogConfig,
 }
 
 impl ServerConfig {
@@ -202,6 +205,7 @@ impl ServerConfig {
             verify_webhook: None,
             witnesses: Vec::new(),
             witnesses_required: 0,
+            syslog: syslog::SyslogConfig::default(),
         }
     }
 
@@ -248,6 +252,17 @@ impl ServerConfig {
         if self.verify_max_bytes_per_sec == 0 {
             return bad("verify_max_bytes_per_sec must be positive".into());
         }
+        if self.syslog.enabled() {
+            self.syslog.check()?;
+            // A syslog batch waits for room in the queue: it must fit in an empty one.
+            let batch_bytes = syslog::BATCH_BYTES + self.syslog.max_message_bytes;
+            if self.queue_depth < syslog::BATCH_EVENTS || self.queue_bytes < batch_bytes {
+                return bad(format!(
+                    "with syslog listeners, queue_depth must be at least {} and queue_bytes at least {batch_bytes}",
+                    syslog::BATCH_EVENTS
+                ));
+            }
+        }
         stele_store::streams::check_stream_name(&self.default_stream)
             .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
     }
@@ -256,6 +271,7 @@ impl ServerConfig {
 /// A server that is listening; it runs until its shutdown future completes.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    syslog_addrs: syslog::Addrs,
     handle: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
@@ -263,6 +279,21 @@ impl RunningServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The syslog UDP listener's address, when one is configured.
+    pub fn syslog_udp_addr(&self) -> Option<SocketAddr> {
+        self.syslog_addrs.0
+    }
+
+    /// The syslog TCP listener's address, when one is configured.
+    pub fn syslog_tcp_addr(&self) -> Option<SocketAddr> {
+        self.syslog_addrs.1
+    }
+
+    /// The syslog TLS listener's address, when one is configured.
+    pub fn syslog_tls_addr(&self) -> Option<SocketAddr> {
+        self.syslog_addrs.2
     }
 
     /// Waits until the server has shut down: open connections finished, queued events
@@ -286,6 +317,8 @@ pub async fn start(
         .await
         .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let syslog_bound = if config.syslog.enabled() { Some(syslog::bind(&config.syslog).await?) } else { None };
+    let syslog_addrs = syslog_bound.as_ref().map_or((None, None, None), syslog::Bound::addrs);
 
     let reader = log.reader();
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
@@ -347,11 +380,26 @@ pub async fn start(
         },
         default_stream: config.default_stream.clone(),
     });
+    // One shutdown signal for the HTTP server and the syslog listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
+    let mut http_stop = stop_rx;
+    let shutdown = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections);
     tracing::info!(%local_addr, "stele server listening");
     let handle = tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        // Syslog connections append what they have read before the sequencer stops.
+        if let Some(s) = syslog {
+            s.wait().await;
+        }
         // Every connection is closed: let the sequencer commit what is queued and stop.
         drop(selfcheck);
         let _ = tx.send(Msg::Shutdown);
@@ -362,7 +410,7 @@ pub async fn start(
         served.map_err(ServerError::Io)?;
         sequenced
     });
-    Ok(RunningServer { local_addr, handle })
+    Ok(RunningServer { local_addr, syslog_addrs, handle })
 }
 
 /// Runs the server until `shutdown` completes (see [`start`]), then returns once

@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) verify_failures: Counter,
     /// Events per ingest protocol and result.
     pub(crate) ingest_events: Family<IngestLabels, Counter>,
+    /// Syslog connections closed by the server, by protocol and reason.
+    pub(crate) syslog_closed: Family<IngestLabels, Counter>,
 }
 
 /// Labels of `stele_ingest_events_total`: `protocol` (`http-json`, `k8s-webhook`,
@@ -124,9 +126,16 @@ impl Metrics {
             "Events received, by ingest protocol and result (accepted = durable, rejected = refused as invalid with an answer to the sender, dropped = lost without one)",
             ingest_events.clone(),
         );
+        let syslog_closed = Family::<IngestLabels, Counter>::default();
+        registry.register(
+            "stele_syslog_connections_closed",
+            "Syslog TCP/TLS connections the server closed, by protocol and reason (not_allowed, too_many_connections, tls_handshake, idle_timeout, message_timeout, bad_frame, read_error, storage_unavailable)",
+            syslog_closed.clone(),
+        );
         Metrics {
             registry,
             ingest_events,
+            syslog_closed,
             verify_last_size,
             verify_last_success,
             verify_pass_duration,

@@ -74,6 +74,31 @@ impl App {
         self.send(stream, body, events).await
     }
 
+    /// As [`App::submit`], but when the queue is full it waits for room (polling every
+    /// 2 ms) for up to `patience` before failing with [`SubmitError::Overloaded`]. A
+    /// stream protocol (syslog over TCP) uses it so that its reader simply stops
+    /// reading while storage catches up. `events` and `body` must fit in an empty queue
+    /// (at most `queue_depth` events and `queue_bytes` bytes), or it waits in vain.
+    pub(crate) async fn submit_patiently(
+        &self,
+        stream: String,
+        body: Bytes,
+        events: Vec<PreparedEvent>,
+        patience: std::time::Duration,
+    ) -> Result<Committed, SubmitError> {
+        let deadline = tokio::time::Instant::now().checked_add(patience);
+        loop {
+            if let Some(reason) = self.shared.poisoned() {
+                return Err(SubmitError::Unavailable(stele_store::StoreError::Poisoned(reason).to_string()));
+            }
+            match self.reserve(events.len(), body.len()) {
+                Ok(()) => return self.send(stream, body, events).await,
+                Err(e) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => return Err(e),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            }
+        }
+    }
+
     fn reserve(&self, n: usize, bytes: usize) -> Result<(), SubmitError> {
         let limits = &self.limits;
         let before_events = self.shared.queued_events.fetch_add(n, Ordering::AcqRel);

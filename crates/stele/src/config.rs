@@ -44,6 +44,8 @@ pub(crate) struct Config {
     /// Cosignatures a checkpoint needs before `serve` publishes the cosigned note
     /// (default 0; at most the number of witnesses).
     pub(crate) witnesses_required: Option<usize>,
+    /// `[syslog]`: syslog listeners of `serve`.
+    pub(crate) syslog: Option<crate::serve_syslog::SyslogSection>,
 }
 
 /// One `[[witness]]` table: where to submit checkpoints and the witness's key.
