@@ -34,7 +34,11 @@
 //! | `GET /v1/entries/{index}` | `{"index","received","received_ns","stream","format","leaf_hash","leaf","salt","event","inclusion_proof":{"tree_size","root_hash","hashes","checkpoint"}}`. `event` is the stored bytes verbatim. The proof is to the newest checkpoint (its note is in `checkpoint`) when that covers the entry, else to the current tree size with `"checkpoint":null` and an `unsigned` explanation. 404 past the tree, 400 for a non-integer. |
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
-//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`. |
+//!
+//! ## Syslog
+//! With [`ServerConfig::syslog`] set, the server also receives syslog over UDP, TCP and
+//! TLS and appends each message as an entry of format `syslog`; see [`syslog`].
 //!
 //! ## Self-verification
 //! A low-priority thread re-verifies the data at rest on a schedule (incremental passes

@@ -509,9 +509,11 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             Ok(Ok(n)) => n,
         };
         deframer.push(&buf[..n]);
+        let mut completed = false;
         loop {
             match deframer.next_frame() {
                 Ok(Some(frame)) => {
+                    completed = true;
                     batch.push(frame);
                     if batch.full() && tx.send(std::mem::take(&mut batch)).await.is_err() {
                         break 'conn End::Closed { reason: "storage_unavailable", detail: String::new() };
@@ -524,10 +526,11 @@ async fn serve_stream<S: AsyncRead + Unpin>(
                 }
             }
         }
+        // The message timeout runs from the first byte of the message still incomplete.
         started = match (deframer.pending_bytes(), started) {
             (0, _) => None,
-            (_, Some(t)) => Some(t),
-            (_, None) => Some(Instant::now()),
+            (_, Some(t)) if !completed => Some(t),
+            _ => Some(Instant::now()),
         };
         // Hand the batch over if the committer is free; else keep adding to it.
         if !batch.is_empty() {
