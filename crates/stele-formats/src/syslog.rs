@@ -345,6 +345,8 @@ pub fn normalize(message: &[u8]) -> Normalized {
         })
     };
     let nonempty = |s: Option<&str>| s.filter(|s| !s.is_empty() && *s != "-").map(str::to_owned);
+    // The update keeps this compiling when `Normalized` gains fields.
+    #[allow(clippy::needless_update)]
     Normalized {
         event_time_ns,
         actor: sd(ACTOR),
