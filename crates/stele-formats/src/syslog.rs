@@ -131,9 +131,9 @@ pub enum FrameError {
 /// ```
 /// use stele_formats::syslog::Deframer;
 /// let mut d = Deframer::new(1024);
-/// d.push(b"12 <13>1 - - - ");
+/// d.push(b"15 <13>1 - - - ");
 /// assert_eq!(d.next_frame().unwrap(), None);
-/// d.push(b"- -9 <13>1 x\n");
+/// d.push(b"- -8 <13>1 x\n");
 /// assert_eq!(d.next_frame().unwrap(), Some(&b"<13>1 - - - - -"[..]));
 /// assert_eq!(d.next_frame().unwrap(), Some(&b"<13>1 x\n"[..]));
 /// assert_eq!(d.finish().unwrap(), None);
