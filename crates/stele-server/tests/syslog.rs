@@ -186,7 +186,80 @@ fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    // A client certificate from the same CA, for mutual TLS.
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(rcgen::DnType::CommonName, "sender");
+    let client = client.signed_by(&client_key, &ca).unwrap();
+    std::fs::write(dir.join("client.der"), client.der()).unwrap();
+    std::fs::write(dir.join("client-key.der"), client_key.serialize_der()).unwrap();
     paths
+}
+
+/// A TLS client connection to `addr` trusting `ca`, with the client certificate of
+/// `test_pki` when `with_cert`.
+fn tls_client(
+    addr: SocketAddr,
+    dir: &Path,
+    with_cert: bool,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if with_cert {
+        let cert = CertificateDer::from(std::fs::read(dir.join("client.der")).unwrap());
+        let key = PrivateKeyDer::try_from(std::fs::read(dir.join("client-key.der")).unwrap()).unwrap();
+        builder.with_client_auth_cert(vec![cert], key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap())
+}
+
+#[test]
+fn tls_requires_a_client_certificate_when_a_client_ca_is_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(tmp.path());
+    let srv = server(|c| {
+        c.syslog.tls = Some(stele_server::syslog::SyslogTlsConfig {
+            listen: LOCAL.parse().unwrap(),
+            cert_pem: cert,
+            key_pem: key,
+            client_ca_pem: Some(ca),
+        });
+    });
+    let tls = srv.running().syslog_tls_addr().unwrap();
+    // Without a certificate the handshake fails and nothing is stored.
+    let mut s = tls_client(tls, tmp.path(), false);
+    let refused = s.write_all(b"<13>1 - - - - - - refused\n").and_then(|()| s.flush()).and_then(|()| {
+        let mut b = [0u8; 1];
+        s.read(&mut b)
+    });
+    assert!(matches!(refused, Err(_) | Ok(0)), "{refused:?}");
+    // With one, octet-counted messages are stored exactly.
+    let mut s = tls_client(tls, tmp.path(), true);
+    s.write_all(b"32 <13>1 - host app - - - over mTLS").unwrap();
+    s.write_all(b"5 <1>\xff\n").unwrap();
+    s.flush().unwrap();
+    wait_for(srv.addr, 2);
+    assert_eq!(
+        sorted(stored(srv.addr)),
+        sorted(vec![b"<13>1 - host app - - - over mTLS".to_vec(), b"<1>\xff\n".to_vec()])
+    );
+    assert_eq!(
+        metric(srv.addr, "stele_syslog_connections_closed_total{protocol=\"syslog-tls\",reason=\"tls_handshake\"}"),
+        1
+    );
+    drop(s);
+    stop_and_verify(srv);
 }
 
 struct Rsyslogd(Child);
