@@ -61,6 +61,7 @@ mod json_serde;
 mod normalize;
 mod reader;
 mod scan;
+pub mod syslog;
 mod webhook;
 
 use std::fmt;
@@ -92,15 +93,20 @@ pub enum EventFormat {
     /// A Kubernetes audit `Event` (`audit.k8s.io/v1` or `v1beta1`).
     #[serde(rename = "k8s-audit")]
     KubernetesAudit,
+    /// One syslog message (RFC 5424 or RFC 3164), stored as received; see
+    /// [`syslog`].
+    #[serde(rename = "syslog")]
+    Syslog,
 }
 
 impl EventFormat {
-    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2.
+    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2, `Syslog` = 4.
     /// These values are part of the on-disk format and never change.
     pub fn code(self) -> u8 {
         match self {
             EventFormat::Json => 1,
             EventFormat::KubernetesAudit => 2,
+            EventFormat::Syslog => 4,
         }
     }
 
@@ -109,15 +115,17 @@ impl EventFormat {
         match code {
             1 => Some(EventFormat::Json),
             2 => Some(EventFormat::KubernetesAudit),
+            4 => Some(EventFormat::Syslog),
             _ => None,
         }
     }
 
-    /// A short lowercase name: `json` or `k8s-audit`.
+    /// A short lowercase name: `json`, `k8s-audit` or `syslog`.
     pub fn name(self) -> &'static str {
         match self {
             EventFormat::Json => "json",
             EventFormat::KubernetesAudit => "k8s-audit",
+            EventFormat::Syslog => "syslog",
         }
     }
 }
@@ -191,7 +199,9 @@ mod tests {
     fn codes_are_stable() {
         assert_eq!(EventFormat::Json.code(), 1);
         assert_eq!(EventFormat::KubernetesAudit.code(), 2);
-        for f in [EventFormat::Json, EventFormat::KubernetesAudit] {
+        assert_eq!(EventFormat::Syslog.code(), 4);
+        assert_eq!(EventFormat::Syslog.name(), "syslog");
+        for f in [EventFormat::Json, EventFormat::KubernetesAudit, EventFormat::Syslog] {
             assert_eq!(EventFormat::from_code(f.code()), Some(f));
         }
         assert_eq!(EventFormat::from_code(0), None);

@@ -194,6 +194,9 @@ impl Normalizer {
         bytes: &[u8],
         format_hint: Option<EventFormat>,
     ) -> Result<(EventFormat, Normalized), FormatError> {
+        if format_hint == Some(EventFormat::Syslog) {
+            return Ok((EventFormat::Syslog, crate::syslog::normalize(bytes)));
+        }
         parse_with(bytes, format_hint, &self.trie)
             .map_err(|reason| FormatError::InvalidEvent { location: None, reason })
     }
@@ -221,6 +224,8 @@ thread_local! {
 ///   Event (`kind` absent or `"Event"`, `apiVersion` absent or an audit
 ///   version), as items of an `EventList` usually carry neither.
 /// - `Some(Json)`: generic JSON, no classification.
+/// - `Some(Syslog)`: a syslog message, not JSON: never fails; the fields are
+///   those of [`crate::syslog::normalize`] (`pointers` are not used).
 ///
 /// Kubernetes audit fields: actor = `user.username`; action = `verb`;
 /// resource = `objectRef` as a path (see [`k8s_resource_path`]); outcome =
@@ -276,6 +281,8 @@ pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, out: &mut No
     match format {
         EventFormat::KubernetesAudit => k8s_fields(caps, out),
         EventFormat::Json => generic_fields(caps, out),
+        // A syslog message is never JSON; `Normalizer::parse` sends it to `syslog::normalize`.
+        EventFormat::Syslog => *out = Normalized::default(),
     }
 }
 
@@ -302,7 +309,7 @@ fn set_str(dst: &mut Option<String>, v: Option<&str>) {
 /// The format of a parsed object under `hint` (see [`parse_event`]).
 pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> Result<EventFormat, InvalidReason> {
     match hint {
-        Some(EventFormat::Json) => Ok(EventFormat::Json),
+        Some(EventFormat::Json | EventFormat::Syslog) => Ok(EventFormat::Json),
         Some(EventFormat::KubernetesAudit) => match caps.k8s_class() {
             K8sClass::Event | K8sClass::Compatible => Ok(EventFormat::KubernetesAudit),
             K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() }),

@@ -34,7 +34,11 @@
 //! | `GET /v1/entries/{index}` | `{"index","received","received_ns","stream","format","leaf_hash","leaf","salt","event","inclusion_proof":{"tree_size","root_hash","hashes","checkpoint"}}`. `event` is the stored bytes verbatim. The proof is to the newest checkpoint (its note is in `checkpoint`) when that covers the entry, else to the current tree size with `"checkpoint":null` and an `unsigned` explanation. 404 past the tree, 400 for a non-integer. |
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
-//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`. |
+//!
+//! ## Syslog
+//! With [`ServerConfig::syslog`] set, the server also receives syslog over UDP, TCP and
+//! TLS and appends each message as an entry of format `syslog`; see [`syslog`].
 //!
 //! ## Self-verification
 //! A low-priority thread re-verifies the data at rest on a schedule (incremental passes
@@ -83,6 +87,7 @@ mod sequencer;
 mod silence;
 pub use silence::ExpectedSource;
 mod submit;
+pub mod syslog;
 pub mod witness_client;
 
 use std::future::Future;
@@ -206,6 +211,8 @@ pub struct ServerConfig {
     pub retention: Vec<stele_retention::Policy>,
     /// How often a retention pass runs (default 1 h; zero disables).
     pub retention_interval: Duration,
+    /// Syslog listeners (UDP, TCP, TLS); none by default. See [`syslog`].
+    pub syslog: syslog::SyslogConfig,
 }
 
 impl ServerConfig {
@@ -237,6 +244,7 @@ impl ServerConfig {
             event_id_fields: Default::default(),
             retention: Vec::new(),
             retention_interval: Duration::from_secs(3600),
+            syslog: syslog::SyslogConfig::default(),
         }
     }
 
@@ -305,6 +313,17 @@ impl ServerConfig {
         if self.verify_max_bytes_per_sec == 0 {
             return bad("verify_max_bytes_per_sec must be positive".into());
         }
+        if self.syslog.enabled() {
+            self.syslog.check()?;
+            // A syslog batch waits for room in the queue: it must fit in an empty one.
+            let batch_bytes = syslog::BATCH_BYTES + self.syslog.max_message_bytes;
+            if self.queue_depth < syslog::BATCH_EVENTS || self.queue_bytes < batch_bytes {
+                return bad(format!(
+                    "with syslog listeners, queue_depth must be at least {} and queue_bytes at least {batch_bytes}",
+                    syslog::BATCH_EVENTS
+                ));
+            }
+        }
         stele_store::streams::check_stream_name(&self.default_stream)
             .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
     }
@@ -313,6 +332,7 @@ impl ServerConfig {
 /// A server that is listening; it runs until its shutdown future completes.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    syslog_addrs: syslog::Addrs,
     handle: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
@@ -320,6 +340,21 @@ impl RunningServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The syslog UDP listener's address, when one is configured.
+    pub fn syslog_udp_addr(&self) -> Option<SocketAddr> {
+        self.syslog_addrs.0
+    }
+
+    /// The syslog TCP listener's address, when one is configured.
+    pub fn syslog_tcp_addr(&self) -> Option<SocketAddr> {
+        self.syslog_addrs.1
+    }
+
+    /// The syslog TLS listener's address, when one is configured.
+    pub fn syslog_tls_addr(&self) -> Option<SocketAddr> {
+        self.syslog_addrs.2
     }
 
     /// Waits until the server has shut down: open connections finished, queued events
@@ -343,6 +378,8 @@ pub async fn start(
         .await
         .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let syslog_bound = if config.syslog.enabled() { Some(syslog::bind(&config.syslog).await?) } else { None };
+    let syslog_addrs = syslog_bound.as_ref().map_or((None, None, None), syslog::Bound::addrs);
 
     let reader = log.reader();
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
@@ -415,11 +452,26 @@ pub async fn start(
     lifecycle::record_start(&app).await;
     lifecycle::spawn_shedding(app.clone());
     let stopping_app = app.clone();
+    // One shutdown signal for the HTTP server and the syslog listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
+    let mut http_stop = stop_rx;
+    let shutdown = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
     tracing::info!(%local_addr, "stele server listening");
     let handle = tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        // Syslog connections append what they have read before the sequencer stops.
+        if let Some(s) = syslog {
+            s.wait().await;
+        }
         // Every connection is closed: let the sequencer commit what is queued and stop.
         drop(selfcheck);
         drop(retention);
@@ -433,7 +485,7 @@ pub async fn start(
         served.map_err(ServerError::Io)?;
         sequenced
     });
-    Ok(RunningServer { local_addr, handle })
+    Ok(RunningServer { local_addr, syslog_addrs, handle })
 }
 
 /// Runs the server until `shutdown` completes (see [`start`]), then returns once

@@ -49,6 +49,8 @@ pub(crate) struct Metrics {
     pub(crate) source_silent: Family<StreamLabels, Gauge>,
     /// Seconds since a declared source's newest event (or since the start).
     pub(crate) source_last_event_age: Family<StreamLabels, Gauge<f64, AtomicU64>>,
+    /// Syslog connections closed by the server, by protocol and reason.
+    pub(crate) syslog_closed: Family<IngestLabels, Counter>,
 }
 
 /// Labels of the per-stream source gauges: the stream name (declared sources only,
@@ -168,6 +170,12 @@ impl Metrics {
             "Time the sequencer spent removing one segment (ingestion waits that long)",
             retention_delete_duration.clone(),
         );
+        let syslog_closed = Family::<IngestLabels, Counter>::default();
+        registry.register(
+            "stele_syslog_connections_closed",
+            "Syslog TCP/TLS connections the server closed, by protocol and reason (not_allowed, too_many_connections, tls_handshake, idle_timeout, message_timeout, bad_frame, read_error, storage_unavailable)",
+            syslog_closed.clone(),
+        );
         Metrics {
             registry,
             retention_deleted_segments,
@@ -176,6 +184,7 @@ impl Metrics {
             ingest_events,
             source_silent,
             source_last_event_age,
+            syslog_closed,
             verify_last_size,
             verify_last_success,
             verify_pass_duration,

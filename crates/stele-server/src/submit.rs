@@ -88,8 +88,35 @@ impl App {
         if let Some(reason) = self.shared.poisoned() {
             return Err(SubmitError::Unavailable(stele_store::StoreError::Poisoned(reason).to_string()));
         }
-        self.reserve(events.len(), body.len())?;
+        let n = events.len();
+        self.reserve(n, body.len()).inspect_err(|_| self.shared.shed.count(n))?;
         self.send(stream, body, events, dedup).await
+    }
+
+    /// Like [`App::submit`], but waits (up to `patience`, for ever when it is
+    /// `Duration::MAX`) for room in the queue instead of failing: for protocols whose
+    /// only pushback is to stop reading (TCP and TLS syslog).
+    pub(crate) async fn submit_patiently(
+        &self,
+        stream: String,
+        body: Bytes,
+        events: Vec<PreparedEvent>,
+        patience: std::time::Duration,
+    ) -> Result<Committed, SubmitError> {
+        let deadline = tokio::time::Instant::now().checked_add(patience);
+        loop {
+            if let Some(reason) = self.shared.poisoned() {
+                return Err(SubmitError::Unavailable(stele_store::StoreError::Poisoned(reason).to_string()));
+            }
+            match self.reserve(events.len(), body.len()) {
+                Ok(()) => return self.send(stream, body, events, Dedup::None).await,
+                Err(e) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+                    self.shared.shed.count(events.len());
+                    return Err(e);
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            }
+        }
     }
 
     fn reserve(&self, n: usize, bytes: usize) -> Result<(), SubmitError> {
@@ -99,7 +126,6 @@ impl App {
         self.shared.metrics.queued_events.inc_by(n as i64);
         if before_events + n > limits.queue_depth || before_bytes + bytes > limits.queue_bytes {
             self.shared.release(n, bytes);
-            self.shared.shed.count(n);
             return Err(SubmitError::Overloaded(format!(
                 "server overloaded: {before_events} events ({before_bytes} bytes) are waiting to be committed and this request's {n} would pass the queue limit of {} events ({} bytes); retry later",
                 limits.queue_depth, limits.queue_bytes

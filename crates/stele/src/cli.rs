@@ -135,6 +135,8 @@ pub(crate) enum Command {
         /// note (default 0, or `witnesses_required` in the config file).
         #[arg(long, value_name = "K")]
         witnesses_required: Option<usize>,
+        #[command(flatten)]
+        syslog: crate::serve_syslog::SyslogArgs,
     },
     /// Watch a C2SP tlog-tiles log: verify its checkpoints, tiles and consistency.
     Monitor {

@@ -18,6 +18,7 @@ pub(crate) fn run(
     origin: Option<String>,
     checkpoint_interval: Option<f64>,
     (witness_flags, witnesses_required): (&[String], Option<usize>),
+    syslog: &crate::serve_syslog::SyslogArgs,
 ) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
     let (witnesses, witnesses_required) = config.witnesses(witness_flags, witnesses_required)?;
@@ -86,6 +87,7 @@ pub(crate) fn run(
         }
         server.retention_interval = Duration::from_secs_f64(m * 60.0);
     }
+    server.syslog = crate::serve_syslog::syslog_config(config.syslog.as_ref(), syslog)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {

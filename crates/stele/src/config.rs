@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) retention: Option<Vec<RetentionEntry>>,
     /// Minutes between the server's retention passes (default 60; 0 disables them).
     pub(crate) retention_interval_minutes: Option<f64>,
+    /// `[syslog]`: syslog listeners of `serve`.
+    pub(crate) syslog: Option<crate::serve_syslog::SyslogSection>,
 }
 
 /// One `[[retention]]` table.

@@ -17,6 +17,7 @@ mod cmd_verify;
 mod cmd_witness;
 mod config;
 mod output;
+mod serve_syslog;
 
 use std::process::ExitCode;
 
@@ -98,9 +99,15 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
         VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
-        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required } => {
-            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, (&witnesses, witnesses_required))
-        }
+        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog } => cmd_serve::run(
+            &config,
+            data,
+            listen,
+            origin,
+            checkpoint_interval,
+            (&witnesses, witnesses_required),
+            &syslog,
+        ),
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),

@@ -46,6 +46,11 @@ impl TestServer {
         TestServer::start(dir, edit)
     }
 
+    /// The running server (for the addresses of its syslog listeners).
+    pub(crate) fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("the server is running")
+    }
+
     /// Shuts the server down cleanly and gives the data directory back.
     pub(crate) fn stop(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().unwrap().send(());
