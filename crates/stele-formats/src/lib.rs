@@ -53,7 +53,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auditd;
 mod body;
+mod cloud;
+pub mod decompress;
 mod error;
 mod fastjson;
 mod json;
@@ -85,15 +88,33 @@ pub enum EventFormat {
     /// A Kubernetes audit `Event` (`audit.k8s.io/v1` or `v1beta1`).
     #[serde(rename = "k8s-audit")]
     KubernetesAudit,
+    /// An AWS CloudTrail record (one item of a log file's `Records` array).
+    #[serde(rename = "cloudtrail")]
+    CloudTrail,
+    /// A Google Cloud audit log `LogEntry` (`protoPayload` an `AuditLog`).
+    #[serde(rename = "gcp-audit")]
+    GcpAudit,
+    /// The records of one Linux audit event (same serial number), as text lines.
+    #[serde(rename = "auditd")]
+    Auditd,
+    /// An OCSF event (any class).
+    #[serde(rename = "ocsf")]
+    Ocsf,
 }
 
 impl EventFormat {
-    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2.
+    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2,
+    /// `CloudTrail` = 6, `GcpAudit` = 7, `Auditd` = 8, `Ocsf` = 9 (3 is
+    /// stele's own records, 4 and 5 syslog and OTLP logs).
     /// These values are part of the on-disk format and never change.
     pub fn code(self) -> u8 {
         match self {
             EventFormat::Json => 1,
             EventFormat::KubernetesAudit => 2,
+            EventFormat::CloudTrail => 6,
+            EventFormat::GcpAudit => 7,
+            EventFormat::Auditd => 8,
+            EventFormat::Ocsf => 9,
         }
     }
 
@@ -102,15 +123,24 @@ impl EventFormat {
         match code {
             1 => Some(EventFormat::Json),
             2 => Some(EventFormat::KubernetesAudit),
+            6 => Some(EventFormat::CloudTrail),
+            7 => Some(EventFormat::GcpAudit),
+            8 => Some(EventFormat::Auditd),
+            9 => Some(EventFormat::Ocsf),
             _ => None,
         }
     }
 
-    /// A short lowercase name: `json` or `k8s-audit`.
+    /// A short lowercase name: `json`, `k8s-audit`, `cloudtrail`,
+    /// `gcp-audit`, `auditd` or `ocsf`.
     pub fn name(self) -> &'static str {
         match self {
             EventFormat::Json => "json",
             EventFormat::KubernetesAudit => "k8s-audit",
+            EventFormat::CloudTrail => "cloudtrail",
+            EventFormat::GcpAudit => "gcp-audit",
+            EventFormat::Auditd => "auditd",
+            EventFormat::Ocsf => "ocsf",
         }
     }
 }
@@ -136,6 +166,19 @@ pub enum InputFormat {
     /// Kubernetes audit log: one `Event` per line, or `EventList` documents
     /// (`k8s-audit`). Every event must be a Kubernetes audit Event.
     K8sAudit,
+    /// AWS CloudTrail log files: `{"Records":[...]}` documents whose records
+    /// are streamed one by one, or records one per line (`cloudtrail`).
+    /// Every event must be a CloudTrail record.
+    CloudTrail,
+    /// Google Cloud audit log entries, as JSON lines or arrays (`gcp-audit`).
+    /// Every event must be an audit `LogEntry`.
+    GcpAudit,
+    /// OCSF events, as JSON lines, arrays or pretty-printed objects (`ocsf`).
+    /// Every event must be an OCSF event.
+    Ocsf,
+    /// Linux audit logs (`auditd`): `type=... msg=audit(T:SERIAL): ...` lines,
+    /// grouped by serial number into one event each (see [`auditd`]).
+    Auditd,
 }
 
 impl InputFormat {
@@ -146,6 +189,10 @@ impl InputFormat {
             InputFormat::Jsonl => "jsonl",
             InputFormat::Json => "json",
             InputFormat::K8sAudit => "k8s-audit",
+            InputFormat::CloudTrail => "cloudtrail",
+            InputFormat::GcpAudit => "gcp-audit",
+            InputFormat::Ocsf => "ocsf",
+            InputFormat::Auditd => "auditd",
         }
     }
 }
@@ -158,19 +205,24 @@ impl fmt::Display for InputFormat {
 
 /// Error of `InputFormat::from_str`: the unknown name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown input format {0:?}: expected auto, jsonl, json or k8s-audit")]
+#[error("unknown input format {0:?}: expected auto, jsonl, json, k8s-audit, cloudtrail, gcp-audit, ocsf or auditd")]
 pub struct UnknownInputFormat(pub String);
 
 impl FromStr for InputFormat {
     type Err = UnknownInputFormat;
 
-    /// Parses `auto`, `jsonl`, `json` or `k8s-audit` (exact, lowercase).
+    /// Parses `auto`, `jsonl`, `json`, `k8s-audit`, `cloudtrail`, `gcp-audit`,
+    /// `ocsf` or `auditd` (exact, lowercase).
     fn from_str(s: &str) -> Result<InputFormat, UnknownInputFormat> {
         match s {
             "auto" => Ok(InputFormat::Auto),
             "jsonl" => Ok(InputFormat::Jsonl),
             "json" => Ok(InputFormat::Json),
             "k8s-audit" => Ok(InputFormat::K8sAudit),
+            "cloudtrail" => Ok(InputFormat::CloudTrail),
+            "gcp-audit" => Ok(InputFormat::GcpAudit),
+            "ocsf" => Ok(InputFormat::Ocsf),
+            "auditd" => Ok(InputFormat::Auditd),
             other => Err(UnknownInputFormat(other.to_string())),
         }
     }
@@ -184,8 +236,21 @@ mod tests {
     fn codes_are_stable() {
         assert_eq!(EventFormat::Json.code(), 1);
         assert_eq!(EventFormat::KubernetesAudit.code(), 2);
-        for f in [EventFormat::Json, EventFormat::KubernetesAudit] {
+        assert_eq!(EventFormat::CloudTrail.code(), 6);
+        assert_eq!(EventFormat::GcpAudit.code(), 7);
+        assert_eq!(EventFormat::Auditd.code(), 8);
+        assert_eq!(EventFormat::Ocsf.code(), 9);
+        let all = [
+            EventFormat::Json,
+            EventFormat::KubernetesAudit,
+            EventFormat::CloudTrail,
+            EventFormat::GcpAudit,
+            EventFormat::Auditd,
+            EventFormat::Ocsf,
+        ];
+        for f in all {
             assert_eq!(EventFormat::from_code(f.code()), Some(f));
+            assert_eq!(serde_json::to_value(f).unwrap(), f.name());
         }
         assert_eq!(EventFormat::from_code(0), None);
         assert_eq!(EventFormat::from_code(3), None);
@@ -193,7 +258,16 @@ mod tests {
 
     #[test]
     fn input_format_names() {
-        for f in [InputFormat::Auto, InputFormat::Jsonl, InputFormat::Json, InputFormat::K8sAudit] {
+        for f in [
+            InputFormat::Auto,
+            InputFormat::Jsonl,
+            InputFormat::Json,
+            InputFormat::K8sAudit,
+            InputFormat::CloudTrail,
+            InputFormat::GcpAudit,
+            InputFormat::Ocsf,
+            InputFormat::Auditd,
+        ] {
             assert_eq!(f.name().parse::<InputFormat>(), Ok(f));
         }
         assert!("JSON".parse::<InputFormat>().is_err());

@@ -191,6 +191,14 @@ pub(crate) enum FormatArg {
     Json,
     /// Kubernetes audit events, one per line, or EventList documents.
     K8sAudit,
+    /// AWS CloudTrail log files ({"Records":[...]}) or records one per line.
+    Cloudtrail,
+    /// Google Cloud audit log entries (JSON lines or arrays).
+    GcpAudit,
+    /// OCSF events (JSON lines, arrays or pretty-printed objects).
+    Ocsf,
+    /// Linux audit logs; the records of one event become one entry.
+    Auditd,
 }
 
 /// Which time `--since`/`--until` compare.
