@@ -64,6 +64,7 @@ mod json_serde;
 mod normalize;
 mod reader;
 mod scan;
+mod webhook;
 
 use std::fmt;
 use std::str::FromStr;
@@ -74,6 +75,12 @@ pub use normalize::{
     FieldPointers, Normalized, Normalizer, k8s_resource_path, matches, normalize_outcome, parse_event, parse_time,
 };
 pub use reader::{Batch, EventReader, RawEvent};
+pub use webhook::{k8s_dedup_key, split_event_list};
+
+/// Version of the normalization rules (which field of which format becomes which
+/// [`Normalized`] field). Derived data built from normalized fields (the query index)
+/// records it and is rebuilt when it changes. Raise it with every change to a mapping.
+pub const NORMALIZATION_VERSION: u32 = 2;
 
 /// The format of a stored event, recorded in its on-disk leaf as one byte
 /// ([`EventFormat::code`]).

@@ -1,15 +1,16 @@
 //! One index block: the normalized fields of entries `[first, first + count)`.
 //!
 //! A block is `u32` Bloom filter length, `u32` CRC-32C of the filter, the filter, then
-//! the zstd-compressed body. The filter holds every actor, action, resource and outcome
-//! of the block (about 10 bits per distinct value, 3 probes of FNV-1a-derived
+//! the zstd-compressed body. The filter holds every value of the seven string fields
+//! (actor, action, resource, outcome, source IP, request id, producer) of the block (about 10 bits per distinct value, 3 probes of FNV-1a-derived
 //! positions), so a query for an exact value skips blocks that cannot hold it without
 //! decompressing them.
 //!
 //! Body (before zstd), integers big-endian: `u32` string count, then each string as
 //! `u16` length and bytes; then per entry: `i64` event time (`i64::MIN` when absent),
-//! `u64` received time, `u32` stream id, and `u32` actor, action, resource and outcome
-//! (0 when absent, else 1 + position in the string table).
+//! `u64` received time, `u32` stream id, and `u32` actor, action, resource, outcome,
+//! source IP, request id and producer (0 when absent, else 1 + position in the string
+//! table).
 
 use stele_formats::Normalized;
 
@@ -84,6 +85,14 @@ impl DirRecord {
     }
 }
 
+/// Number of string fields of a row.
+pub(crate) const STRING_FIELDS: usize = 7;
+
+/// The string fields of `f`, in block order (the order of [`FIELD_TAGS`]).
+pub(crate) fn string_fields(f: &Normalized) -> [&Option<String>; STRING_FIELDS] {
+    [&f.actor, &f.action, &f.resource, &f.outcome, &f.source_ip, &f.request_id, &f.producer]
+}
+
 fn intern<'a>(
     s: Option<&'a str>,
     ids: &mut std::collections::HashMap<&'a str, u32>,
@@ -105,12 +114,12 @@ fn intern<'a>(
 pub(crate) fn encode(first: u64, rows: &[Row]) -> (Vec<u8>, DirRecord) {
     let mut strings: Vec<&str> = Vec::new();
     let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    let mut cols = Vec::with_capacity(rows.len() * 36);
+    let mut cols = Vec::with_capacity(rows.len() * (20 + 4 * STRING_FIELDS));
     for r in rows {
         cols.extend_from_slice(&r.fields.event_time_ns.unwrap_or(i64::MIN).to_be_bytes());
         cols.extend_from_slice(&r.received_ns.to_be_bytes());
         cols.extend_from_slice(&r.stream.to_be_bytes());
-        for f in [&r.fields.actor, &r.fields.action, &r.fields.resource, &r.fields.outcome] {
+        for f in string_fields(&r.fields) {
             cols.extend_from_slice(&intern(f.as_deref(), &mut ids, &mut strings).to_be_bytes());
         }
     }
@@ -123,9 +132,7 @@ pub(crate) fn encode(first: u64, rows: &[Row]) -> (Vec<u8>, DirRecord) {
     body.extend_from_slice(&cols);
     let mut bloom = Bloom::with_capacity(ids.len());
     for r in rows {
-        for (tag, f) in
-            FIELD_TAGS.iter().zip([&r.fields.actor, &r.fields.action, &r.fields.resource, &r.fields.outcome])
-        {
+        for (tag, f) in FIELD_TAGS.iter().zip(string_fields(&r.fields)) {
             if let Some(v) = f {
                 bloom.insert(*tag, v);
             }
@@ -163,8 +170,9 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Field tags of the Bloom filter: actor, action (verb), resource, outcome.
-pub(crate) const FIELD_TAGS: [u8; 4] = [b'a', b'v', b'r', b'o'];
+/// Field tags of the Bloom filter: actor, action (verb), resource, outcome, source IP,
+/// request id, producer.
+pub(crate) const FIELD_TAGS: [u8; STRING_FIELDS] = [b'a', b'v', b'r', b'o', b's', b'q', b'p'];
 
 /// A Bloom filter over tagged field values.
 pub(crate) struct Bloom {
@@ -238,7 +246,7 @@ pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<Vec<Row>> {
         let t = i64::from_be_bytes(take(&mut pos, 8)?.try_into().ok()?);
         let received_ns = u64::from_be_bytes(take(&mut pos, 8)?.try_into().ok()?);
         let stream = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
-        let mut f = [0u32; 4];
+        let mut f = [0u32; STRING_FIELDS];
         for v in &mut f {
             *v = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
         }
@@ -251,9 +259,56 @@ pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<Vec<Row>> {
                 action: lookup(f[1])?,
                 resource: lookup(f[2])?,
                 outcome: lookup(f[3])?,
-                ..Normalized::default()
+                source_ip: lookup(f[4])?,
+                request_id: lookup(f[5])?,
+                producer: lookup(f[6])?,
             },
         });
     }
     (pos == body.len()).then_some(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(i: usize, field: usize) -> Option<String> {
+        // Every field absent sometimes, values shared between rows and between fields.
+        (!(i + field).is_multiple_of(5)).then(|| format!("v{}", (i * 7 + field * 3) % 11))
+    }
+
+    #[test]
+    fn every_field_survives_a_block_and_is_in_its_filter() {
+        let rows: Vec<Row> = (0..300)
+            .map(|i| Row {
+                received_ns: 1_000 + i as u64,
+                stream: (i % 3) as u32,
+                fields: Normalized {
+                    event_time_ns: (i % 4 != 0).then_some(i as i64 * 1_000),
+                    actor: value(i, 0),
+                    action: value(i, 1),
+                    resource: value(i, 2),
+                    outcome: value(i, 3),
+                    source_ip: value(i, 4),
+                    request_id: value(i, 5),
+                    producer: value(i, 6),
+                },
+            })
+            .collect();
+        let (bytes, rec) = encode(10, &rows);
+        assert_eq!(rec.count, 300);
+        assert_eq!(decode(&bytes, rec.count), Some(rows.clone()));
+        let (bloom, _) = split(&bytes).unwrap();
+        let bloom = bloom.unwrap();
+        for r in &rows {
+            for (tag, f) in FIELD_TAGS.iter().zip(string_fields(&r.fields)) {
+                if let Some(v) = f {
+                    assert!(bloom.may_contain(*tag, v), "{} {v}", *tag as char);
+                }
+            }
+        }
+        // A value present under one field is not claimed for every other field.
+        let misses = FIELD_TAGS.iter().filter(|t| !bloom.may_contain(**t, "absent-value")).count();
+        assert!(misses >= 5, "the filter claims an absent value for {} of 7 fields", 7 - misses);
+    }
 }

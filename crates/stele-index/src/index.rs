@@ -69,9 +69,15 @@ pub struct Snapshot {
     pending: Arc<Vec<Row>>,
 }
 
+/// Version of the block layout and of the normalization it was built with: an index
+/// written under another version is rebuilt from the log. 2: seven string fields.
+const INDEX_VERSION: u32 = 2;
+
+/// What the index was built from: its layout version, the normalization version of
+/// `stele-formats`, and the field pointers. Any change rebuilds the index.
 fn fingerprint(pointers: &FieldPointers) -> String {
     let json = serde_json::to_vec(pointers).expect("pointers serialize");
-    format!("{:08x}", crc32c::crc32c(&json))
+    format!("{INDEX_VERSION}.{}.{:08x}", stele_formats::NORMALIZATION_VERSION, crc32c::crc32c(&json))
 }
 
 impl Index {
@@ -114,7 +120,7 @@ impl Index {
                 f.set_len(0).map_err(io(name))?;
                 Header::new(kind, 0, 0, 0).write(f, name).map_err(IndexError::Store)?;
             }
-            std::fs::write(&meta_path, serde_json::json!({"version": 1, "fields": fp}).to_string())
+            std::fs::write(&meta_path, serde_json::json!({"version": INDEX_VERSION, "fields": fp}).to_string())
                 .map_err(io(META))?;
         }
         // Directory records: keep the valid, contiguous prefix whose blocks exist.
@@ -349,7 +355,7 @@ impl Snapshot {
     fn bloom_excludes(&self, rec: &DirRecord, query: &Query) -> bool {
         let exact: Vec<(u8, &str)> = block::FIELD_TAGS
             .iter()
-            .zip([&query.actor, &query.action, &query.resource, &query.outcome])
+            .zip(query.string_filters())
             .filter_map(|(t, f)| f.as_deref().filter(|v| !v.ends_with('*')).map(|v| (*t, v)))
             .collect();
         if exact.is_empty() {

@@ -22,6 +22,12 @@ pub struct Query {
     pub resource: Option<String>,
     /// Outcome filter.
     pub outcome: Option<String>,
+    /// Source IP filter.
+    pub source_ip: Option<String>,
+    /// Request id filter.
+    pub request_id: Option<String>,
+    /// Producer filter.
+    pub producer: Option<String>,
     /// Stream name filter. Without it, stele's internal `_stele/` streams are left out.
     pub stream: Option<String>,
     /// Most hits to return.
@@ -63,6 +69,14 @@ impl Query {
             && self.action.as_deref().is_none_or(|q| matches(q, f.action.as_deref()))
             && self.resource.as_deref().is_none_or(|q| matches(q, f.resource.as_deref()))
             && self.outcome.as_deref().is_none_or(|q| matches(q, f.outcome.as_deref()))
+            && self.source_ip.as_deref().is_none_or(|q| matches(q, f.source_ip.as_deref()))
+            && self.request_id.as_deref().is_none_or(|q| matches(q, f.request_id.as_deref()))
+            && self.producer.as_deref().is_none_or(|q| matches(q, f.producer.as_deref()))
+    }
+
+    /// The string-field filters in block order (see `block::FIELD_TAGS`).
+    pub(crate) fn string_filters(&self) -> [&Option<String>; crate::block::STRING_FIELDS] {
+        [&self.actor, &self.action, &self.resource, &self.outcome, &self.source_ip, &self.request_id, &self.producer]
     }
 
     /// Whether an entry matches the whole query.

@@ -27,6 +27,7 @@ use stele_store::{LogReader, StoreError};
 use stele_tlog::Hash;
 use tokio::sync::mpsc;
 
+use crate::dedup::{Dedup, Kind};
 use crate::sequencer::{Committed, Msg, PreparedEvent, Shared};
 use crate::submit::SubmitError;
 
@@ -70,6 +71,7 @@ type AppState = Arc<App>;
 pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
+        .route("/v1/k8s/audit", post(crate::k8s_webhook::post_k8s_audit))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/query", get(get_query))
         .route("/checkpoint", get(get_checkpoint))
@@ -102,7 +104,7 @@ pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response {
 pub(crate) struct ApiError {
     status: StatusCode,
     body: String,
-    retry_after: bool,
+    pub(crate) retry_after: bool,
 }
 
 impl IntoResponse for ApiError {
@@ -286,7 +288,17 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
     let (normalizer, b) = (app.normalizer.clone(), body.clone());
     let events = maybe_blocking(body.len(), move || prepare(&b, &normalizer, max_entry, max_batch)).await?;
     let n = events.len();
-    let submitted = app.submit(stream, body, events).await;
+    let dedup = match idempotency_key(headers)? {
+        None => Dedup::None,
+        Some(key) => {
+            // The key covers the stream and the (decompressed) body.
+            let mut h = stream.as_bytes().to_vec();
+            h.push(0);
+            h.extend_from_slice(&body);
+            Dedup::Request { key: crate::dedup::digest(Kind::Request, &key), body: crate::dedup::body_digest(&h) }
+        }
+    };
+    let submitted = app.submit_dedup(stream, body, events, dedup).await;
     let metrics = &app.shared.metrics;
     match submitted {
         Ok(c) => {
@@ -300,6 +312,31 @@ async fn append(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
     }
 }
 
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header): 1 to 255
+/// visible ASCII characters; a quoted string (`"..."`, as the draft writes it) counts
+/// without its quotes.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(error(StatusCode::BAD_REQUEST, "Idempotency-Key is given more than once"));
+    }
+    let raw = v.to_str().map_err(|_| error(StatusCode::BAD_REQUEST, "Idempotency-Key is not visible ASCII"))?.trim();
+    let key = raw.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(raw);
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
 /// The HTTP answer for a failed submission.
 pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     match e {
@@ -307,6 +344,7 @@ pub(crate) fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::Unavailable(m) | SubmitError::Unknown(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
         SubmitError::Rejected(m) => error(StatusCode::BAD_REQUEST, m),
         SubmitError::Failed(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        SubmitError::Conflict(m) => error(StatusCode::CONFLICT, m),
     }
 }
 
@@ -338,9 +376,17 @@ fn committed_json(c: &Committed) -> String {
         if i > 0 {
             s.push(',');
         }
-        let _ = write!(s, "{{\"index\":{index},\"leaf_hash\":\"{}\"}}", hash.to_base64());
+        let _ = write!(s, "{{\"index\":{index},\"leaf_hash\":\"{}\"", hash.to_base64());
+        if c.duplicate.get(i).copied().unwrap_or(false) {
+            s.push_str(",\"duplicate\":true");
+        }
+        s.push('}');
     }
-    let _ = write!(s, "],\"tree_size\":{},\"received_ns\":{}}}", c.tree_size, c.received_ns);
+    let _ = write!(s, "],\"tree_size\":{},\"received_ns\":{}", c.tree_size, c.received_ns);
+    if !c.duplicate.is_empty() && c.duplicate.iter().all(|d| *d) {
+        s.push_str(",\"replayed\":true");
+    }
+    s.push('}');
     s
 }
 
@@ -353,7 +399,7 @@ pub(crate) fn body_too_large(limit: usize) -> ApiError {
 }
 
 /// The stream from `?stream=` or `X-Stele-Stream`, else the default.
-fn stream_name(uri: &Uri, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
+pub(crate) fn stream_name(uri: &Uri, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
     let params = query_pairs(uri)?;
     let mut from_query = None;
     for (k, v) in params {
@@ -660,6 +706,9 @@ fn parse_query(uri: &Uri) -> Result<(Query, u64), ApiError> {
             "action" => q.action = Some(v),
             "resource" => q.resource = Some(v),
             "outcome" => q.outcome = Some(v),
+            "source_ip" => q.source_ip = Some(v),
+            "request_id" => q.request_id = Some(v),
+            "producer" => q.producer = Some(v),
             "stream" => q.stream = Some(v),
             "limit" => {
                 limit = v.parse().map_err(|_| {
@@ -676,7 +725,7 @@ fn parse_query(uri: &Uri) -> Result<(Query, u64), ApiError> {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "unknown query parameter {other:?}: use since, until, by, actor, action, resource, outcome, stream, limit"
+                        "unknown query parameter {other:?}: use since, until, by, actor, action, resource, outcome, source_ip, request_id, producer, stream, limit"
                     ),
                 ));
             }
@@ -824,6 +873,9 @@ fn hit_line(
         "action": fields.action,
         "resource": fields.resource,
         "outcome": fields.outcome,
+        "source_ip": fields.source_ip,
+        "request_id": fields.request_id,
+        "producer": fields.producer,
     });
     s.push_str(&shown.to_string());
     s.push(',');

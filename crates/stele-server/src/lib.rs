@@ -67,14 +67,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod dedup;
+pub use dedup::DedupConfig;
 mod error;
 mod http;
+mod k8s_webhook;
 mod listener;
 mod metrics;
 mod nodes;
 pub mod proofs;
 mod selfcheck;
 mod sequencer;
+mod silence;
+pub use silence::ExpectedSource;
 mod submit;
 pub mod witness_client;
 
@@ -177,6 +182,12 @@ pub struct ServerConfig {
     /// Cosignatures a checkpoint needs before `GET /checkpoint` serves the cosigned
     /// note; with fewer, the log-signed note is served and a warning logged.
     pub witnesses_required: usize,
+    /// How long, and how many, idempotency keys and Kubernetes audit event keys are
+    /// remembered to recognise retries.
+    pub dedup: DedupConfig,
+    /// Sources expected to send regularly; a longer silence is reported in
+    /// `/metrics` and recorded in `_stele/gaps` (see [`ExpectedSource`]).
+    pub expected_sources: Vec<ExpectedSource>,
 }
 
 impl ServerConfig {
@@ -202,6 +213,8 @@ impl ServerConfig {
             verify_webhook: None,
             witnesses: Vec::new(),
             witnesses_required: 0,
+            dedup: DedupConfig::default(),
+            expected_sources: Vec::new(),
         }
     }
 
@@ -244,6 +257,13 @@ impl ServerConfig {
         }
         if let Some(url) = &self.verify_webhook {
             selfcheck::check_webhook(url).map_err(ServerError::Config)?;
+        }
+        for s in &self.expected_sources {
+            stele_store::streams::check_stream_name(&s.stream)
+                .map_err(|e| ServerError::Config(format!("expected source: {e}")))?;
+            if s.max_silence < Duration::from_secs(1) {
+                return bad(format!("expected source {:?}: max_silence must be at least 1 s", s.stream));
+            }
         }
         if self.verify_max_bytes_per_sec == 0 {
             return bad("verify_max_bytes_per_sec must be positive".into());
@@ -290,13 +310,15 @@ pub async fn start(
     let reader = log.reader();
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
     let index_reader = reader.clone();
-    let index = tokio::task::spawn_blocking(move || -> Result<Index, ServerError> {
-        let mut index = Index::open(&dir, index_reader, &pointers, true)?;
+    let dedup_config = config.dedup.clone();
+    let (index, dedup_tables) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+        let mut index = Index::open(&dir, index_reader.clone(), &pointers, true)?;
         let added = index.catch_up()?;
         if added > 0 {
             tracing::info!(entries = added, "indexed entries the query index was missing");
         }
-        Ok(index)
+        let tables = dedup::load(&dedup_config, &index, &index_reader)?;
+        Ok((index, tables))
     })
     .await
     .map_err(|e| ServerError::Sequencer(format!("index task: {e}")))??;
@@ -314,6 +336,7 @@ pub async fn start(
         queued_bytes: AtomicUsize::new(0),
         sequencer_alive: AtomicBool::new(true),
         metrics,
+        last_seen: Default::default(),
         cosigned: Arc::default(),
     });
     if !config.witnesses.is_empty() {
@@ -325,7 +348,7 @@ pub async fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
-    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval);
+    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables);
     let thread = std::thread::Builder::new()
         .name("stele-sequencer".into())
         .spawn(move || sequencer.run())
@@ -347,6 +370,7 @@ pub async fn start(
         },
         default_stream: config.default_stream.clone(),
     });
+    silence::spawn(app.clone(), config.expected_sources.clone());
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections);
     tracing::info!(%local_addr, "stele server listening");

@@ -39,7 +39,15 @@ pub(crate) struct Metrics {
     pub(crate) verify_failures: Counter,
     /// Events per ingest protocol and result.
     pub(crate) ingest_events: Family<IngestLabels, Counter>,
+    /// 1 while a declared source is silent for longer than it may be.
+    pub(crate) source_silent: Family<StreamLabels, Gauge>,
+    /// Seconds since a declared source's newest event (or since the start).
+    pub(crate) source_last_event_age: Family<StreamLabels, Gauge<f64, AtomicU64>>,
 }
+
+/// Labels of the per-stream source gauges: the stream name (declared sources only,
+/// so the label set is bounded by the configuration).
+pub(crate) type StreamLabels = [(&'static str, String); 1];
 
 /// Labels of `stele_ingest_events_total`: `protocol` (`http-json`, `k8s-webhook`,
 /// `otlp-http`, `otlp-grpc`, `syslog-udp`, `syslog-tcp`, `syslog-tls`) and `result`
@@ -124,9 +132,23 @@ impl Metrics {
             "Events received, by ingest protocol and result (accepted = durable, rejected = refused as invalid with an answer to the sender, dropped = lost without one)",
             ingest_events.clone(),
         );
+        let source_silent = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "stele_source_silent",
+            "1 while a declared source has sent nothing for longer than its max_silence, else 0",
+            source_silent.clone(),
+        );
+        let source_last_event_age = Family::<StreamLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "stele_source_last_event_age_seconds",
+            "Seconds since the newest event of a declared source's stream (since the start when none yet)",
+            source_last_event_age.clone(),
+        );
         Metrics {
             registry,
             ingest_events,
+            source_silent,
+            source_last_event_age,
             verify_last_size,
             verify_last_success,
             verify_pass_duration,

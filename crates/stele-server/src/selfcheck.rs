@@ -359,6 +359,7 @@ impl Checker {
                 format: stele_store::log::FORMAT_STELE_RECORD,
                 fields: Default::default(),
             }],
+            dedup: crate::dedup::Dedup::None,
             reply,
         };
         if self.tx.send(Msg::Append(request)).is_err() {
@@ -367,7 +368,12 @@ impl Checker {
         }
         match wait.blocking_recv() {
             Ok(Ok(c)) => c.indexes.first().copied().ok_or_else(|| "no index returned".into()),
-            Ok(Err(CommitError::Unavailable(e) | CommitError::Rejected(e) | CommitError::Failed(e))) => Err(e),
+            Ok(Err(
+                CommitError::Unavailable(e)
+                | CommitError::Rejected(e)
+                | CommitError::Failed(e)
+                | CommitError::Conflict(e),
+            )) => Err(e),
             Err(_) => Err("the sequencer stopped before committing it".into()),
         }
     }

@@ -25,6 +25,7 @@ use stele_store::{Log, LogReader, NewEntry, StoreError};
 use stele_tlog::Hash;
 use tokio::sync::oneshot;
 
+use crate::dedup::{self, Dedup, DedupTables, KeyDigest, Kind, NewKey};
 use crate::error::ServerError;
 use crate::metrics::Metrics;
 
@@ -48,6 +49,8 @@ pub(crate) struct AppendRequest {
     pub(crate) stream: String,
     pub(crate) body: Bytes,
     pub(crate) events: Vec<PreparedEvent>,
+    /// How retries of this request are recognised.
+    pub(crate) dedup: Dedup,
     pub(crate) reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
@@ -57,6 +60,9 @@ pub(crate) struct Committed {
     pub(crate) leaf_hashes: Vec<Hash>,
     pub(crate) received_ns: u64,
     pub(crate) tree_size: u64,
+    /// Per event: whether it was already in the log (a retry), so that its index is
+    /// the earlier entry's and nothing new was appended for it.
+    pub(crate) duplicate: Vec<bool>,
 }
 
 /// Why a request was not appended.
@@ -68,6 +74,8 @@ pub(crate) enum CommitError {
     Rejected(String),
     /// Anything else (500).
     Failed(String),
+    /// An idempotency key reused with a different body (409).
+    Conflict(String),
 }
 
 pub(crate) enum Msg {
@@ -90,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) queued_bytes: AtomicUsize,
     pub(crate) sequencer_alive: AtomicBool,
     pub(crate) metrics: Metrics,
+    /// Newest commit time per stream (for silent-source detection).
+    pub(crate) last_seen: crate::silence::LastSeen,
     /// The newest checkpoint with its witness cosignatures (see `witness_client`).
     pub(crate) cosigned: Arc<RwLock<Option<crate::witness_client::CosignedCheckpoint>>>,
 }
@@ -139,6 +149,7 @@ pub(crate) struct Sequencer {
     rx: Receiver<Msg>,
     checkpoint_interval: Duration,
     stream_ids: HashMap<String, u32>,
+    dedup: DedupTables,
 }
 
 impl Sequencer {
@@ -148,6 +159,7 @@ impl Sequencer {
         shared: Arc<Shared>,
         rx: Receiver<Msg>,
         checkpoint_interval: Duration,
+        dedup: DedupTables,
     ) -> Sequencer {
         Sequencer {
             log,
@@ -157,6 +169,7 @@ impl Sequencer {
             rx,
             checkpoint_interval,
             stream_ids: HashMap::new(),
+            dedup,
         }
     }
 
@@ -265,20 +278,42 @@ impl Sequencer {
             self.reply_all(batch, |_| CommitError::Unavailable(msg.clone()));
             return;
         }
-        let entries: Vec<NewEntry<'_>> = batch
-            .iter()
-            .flat_map(|r| {
-                r.events.iter().map(|e| NewEntry {
-                    stream: &r.stream,
-                    format: e.format,
-                    payload: &r.body[e.range.clone()],
-                })
-            })
-            .collect();
-        let payload_bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
-        let started = Instant::now();
-        let result = self.log.append(&entries);
-        Metrics::observe(&self.shared.metrics.fsync_duration, started.elapsed());
+        let now = stele_store::log::now_ns();
+        self.dedup.requests.expire(now);
+        self.dedup.events.expire(now);
+        let (plans, new_keys, appended_count) = self.plan(&batch, now);
+        let mut entries: Vec<NewEntry<'_>> = Vec::with_capacity(appended_count);
+        for (r, plan) in batch.iter().zip(&plans) {
+            if let Plan::Slots(slots) = plan {
+                for (e, slot) in r.events.iter().zip(slots) {
+                    if let Slot::New(_) = slot {
+                        entries.push(NewEntry {
+                            stream: &r.stream,
+                            format: e.format,
+                            payload: &r.body[e.range.clone()],
+                        });
+                    }
+                }
+            }
+        }
+        let records = dedup::records(&new_keys, entries.len());
+        for rec in &records {
+            entries.push(NewEntry {
+                stream: dedup::DEDUP_STREAM,
+                format: stele_store::log::FORMAT_STELE_RECORD,
+                payload: rec,
+            });
+        }
+        let payload_bytes: usize = entries.iter().take(appended_count).map(|e| e.payload.len()).sum();
+        let result = if entries.is_empty() {
+            // Only replays and conflicts: nothing to append.
+            Ok(None)
+        } else {
+            let started = Instant::now();
+            let r = self.log.append(&entries);
+            Metrics::observe(&self.shared.metrics.fsync_duration, started.elapsed());
+            r.map(Some)
+        };
         let count = entries.len();
         drop(entries);
         let appended = match result {
@@ -304,35 +339,137 @@ impl Sequencer {
                 return;
             }
         };
-        assert_eq!(appended.indexes.len(), count, "the store returned one index per entry");
-        let m = &self.shared.metrics;
-        m.entries_appended.inc_by(count as u64);
-        m.bytes_appended.inc_by(payload_bytes as u64);
-        m.commit_batch_entries.observe(count as f64);
-        m.tree_size.set(i64::try_from(appended.tree_size).unwrap_or(i64::MAX));
+        let (indexes, received_ns, tree_size) = match &appended {
+            Some(a) => {
+                assert_eq!(a.indexes.len(), count, "the store returned one index per entry");
+                let m = &self.shared.metrics;
+                m.entries_appended.inc_by(appended_count as u64);
+                m.bytes_appended.inc_by(payload_bytes as u64);
+                m.commit_batch_entries.observe(count as f64);
+                m.tree_size.set(i64::try_from(a.tree_size).unwrap_or(i64::MAX));
+                (a.indexes.as_slice(), a.received_ns, a.tree_size)
+            }
+            None => (&[][..], stele_store::log::now_ns(), self.log.tree_size()),
+        };
+        for k in &new_keys {
+            self.dedup.table(k.kind).insert(k.key, indexes[k.position], k.count, k.body, received_ns);
+        }
+        if appended.is_some() {
+            let mut last = "";
+            for (r, plan) in batch.iter().zip(&plans) {
+                let appended_any =
+                    matches!(plan, Plan::Slots(slots) if slots.iter().any(|s| matches!(s, Slot::New(_))));
+                if appended_any && r.stream != last {
+                    self.shared.last_seen.saw(&r.stream, received_ns);
+                    last = &r.stream;
+                }
+            }
+        }
 
         // Reply first: acknowledged entries are already visible to queries (the index
         // is only an accelerator; entries past it are read from the log).
-        let mut fields: Vec<(String, Vec<Normalized>)> = Vec::with_capacity(batch.len());
-        for r in &mut batch {
-            let r_fields = r.events.iter_mut().map(|e| std::mem::take(&mut e.fields)).collect();
-            fields.push((std::mem::take(&mut r.stream), r_fields));
+        let mut fields: Vec<(String, Vec<Normalized>)> = Vec::with_capacity(batch.len() + 1);
+        for (r, plan) in batch.iter_mut().zip(&plans) {
+            if let Plan::Slots(slots) = plan {
+                let r_fields = r
+                    .events
+                    .iter_mut()
+                    .zip(slots)
+                    .filter(|(_, slot)| matches!(slot, Slot::New(_)))
+                    .map(|(e, _)| std::mem::take(&mut e.fields))
+                    .collect();
+                fields.push((r.stream.clone(), r_fields));
+            }
         }
-        let mut pos = 0;
+        if !records.is_empty() {
+            fields.push((dedup::DEDUP_STREAM.to_string(), vec![Normalized::default(); records.len()]));
+        }
+        let reader = self.log.reader();
+        for (r, plan) in batch.into_iter().zip(plans) {
+            self.shared.release(r.events.len(), r.body.len());
+            let answer = match plan {
+                Plan::Conflict(m) => Err(CommitError::Conflict(m)),
+                Plan::Slots(slots) => answer(&slots, indexes, received_ns, tree_size, &reader, appended.as_ref()),
+            };
+            // The handler may have gone (client disconnected); the entries stay.
+            let _ = r.reply.send(answer);
+        }
+        if let Some(a) = appended {
+            self.hand_to_indexer(a.indexes, a.received_ns, fields);
+        }
+    }
+
+    /// Decides, per request, which events are appended (in order) and which are
+    /// answered from earlier entries; returns the plans, the keys to record, and the
+    /// number of events appended.
+    fn plan(&self, batch: &[AppendRequest], now: u64) -> (Vec<Plan>, Vec<NewKey>, usize) {
+        let mut plans = Vec::with_capacity(batch.len());
+        let mut new_keys: Vec<NewKey> = Vec::new();
+        // Keys first seen in this commit: kind and key → position of the first entry.
+        let mut pending: HashMap<(Kind, KeyDigest), (usize, u64, [u8; 32])> = HashMap::new();
+        let mut position = 0usize;
         for r in batch {
             let n = r.events.len();
-            let committed = Committed {
-                indexes: appended.indexes[pos..pos + n].to_vec(),
-                leaf_hashes: appended.leaf_hashes[pos..pos + n].to_vec(),
-                received_ns: appended.received_ns,
-                tree_size: appended.tree_size,
+            let plan = match &r.dedup {
+                Dedup::None => Plan::Slots((0..n).map(|i| Slot::New(position + i)).collect()),
+                Dedup::Request { key, body } => {
+                    let prior = match self.dedup.requests.get(key, now) {
+                        Some(s) => Some((Prior::Stored(s.first), s.count, s.body)),
+                        None => pending.get(&(Kind::Request, *key)).map(|&(p, c, b)| (Prior::Pending(p), c, b)),
+                    };
+                    match prior {
+                        Some((_, count, prior_body)) if prior_body != *body || count != n as u64 => Plan::Conflict(
+                            "this Idempotency-Key was already used for a request with a different body; nothing was appended (use a new key for a new request)".into(),
+                        ),
+                        Some((Prior::Stored(first), _, _)) => {
+                            Plan::Slots((0..n as u64).map(|i| Slot::Old(first + i)).collect())
+                        }
+                        Some((Prior::Pending(p), _, _)) => Plan::Slots((0..n).map(|i| Slot::Again(p + i)).collect()),
+                        None => {
+                            pending.insert((Kind::Request, *key), (position, n as u64, *body));
+                            new_keys.push(NewKey { kind: Kind::Request, key: *key, position, count: n as u64, body: *body });
+                            Plan::Slots((0..n).map(|i| Slot::New(position + i)).collect())
+                        }
+                    }
+                }
+                Dedup::PerEvent(keys) => {
+                    let mut slots = Vec::with_capacity(n);
+                    let mut next = position;
+                    for i in 0..n {
+                        let slot = match keys.get(i).copied().flatten() {
+                            None => Slot::New(next),
+                            Some(k) => {
+                                if let Some(s) = self.dedup.events.get(&k, now) {
+                                    Slot::Old(s.first)
+                                } else if let Some(&(p, _, _)) = pending.get(&(Kind::Event, k)) {
+                                    Slot::Again(p)
+                                } else {
+                                    pending.insert((Kind::Event, k), (next, 1, [0; 32]));
+                                    new_keys.push(NewKey {
+                                        kind: Kind::Event,
+                                        key: k,
+                                        position: next,
+                                        count: 1,
+                                        body: [0; 32],
+                                    });
+                                    Slot::New(next)
+                                }
+                            }
+                        };
+                        if let Slot::New(_) = slot {
+                            next += 1;
+                        }
+                        slots.push(slot);
+                    }
+                    Plan::Slots(slots)
+                }
             };
-            pos += n;
-            self.shared.release(n, r.body.len());
-            // The handler may have gone (client disconnected); the entries stay.
-            let _ = r.reply.send(Ok(committed));
+            if let Plan::Slots(slots) = &plan {
+                position += slots.iter().filter(|s| matches!(s, Slot::New(_))).count();
+            }
+            plans.push(plan);
         }
-        self.hand_to_indexer(appended.indexes, appended.received_ns, fields);
+        (plans, new_keys, position)
     }
 
     fn hand_to_indexer(&mut self, indexes: Vec<u64>, received_ns: u64, fields: Vec<(String, Vec<Normalized>)>) {
@@ -368,6 +505,75 @@ impl Sequencer {
 /// The indexer thread: adds committed entries to the index and publishes snapshots.
 /// The index is derived data: if it fails, indexing stops and queries stay correct
 /// (entries past the last published snapshot are read from the log), only slower.
+/// What one event of a request becomes.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// Appended in this commit, at this position among its entries.
+    New(usize),
+    /// A duplicate of an event appended in this same commit, at this position.
+    Again(usize),
+    /// A duplicate of the stored entry at this index.
+    Old(u64),
+}
+
+/// Where a request key was seen before.
+enum Prior {
+    Stored(u64),
+    Pending(usize),
+}
+
+/// What happens to one request of a commit.
+enum Plan {
+    Slots(Vec<Slot>),
+    /// A reused idempotency key with another body.
+    Conflict(String),
+}
+
+/// The answer for a request whose events became `slots`.
+fn answer(
+    slots: &[Slot],
+    indexes: &[u64],
+    received_ns: u64,
+    tree_size: u64,
+    reader: &LogReader,
+    appended: Option<&stele_store::log::Appended>,
+) -> Result<Committed, CommitError> {
+    let mut out = Committed {
+        indexes: Vec::with_capacity(slots.len()),
+        leaf_hashes: Vec::with_capacity(slots.len()),
+        received_ns,
+        tree_size,
+        duplicate: Vec::with_capacity(slots.len()),
+    };
+    for slot in slots {
+        let (index, hash, dup) = match *slot {
+            Slot::New(p) | Slot::Again(p) => {
+                let a = appended.expect("a new slot implies an append");
+                (indexes[p], a.leaf_hashes[p], matches!(slot, Slot::Again(_)))
+            }
+            Slot::Old(i) => {
+                let hash = reader
+                    .leaf_hash(i)
+                    .map_err(|e| CommitError::Failed(format!("reading the leaf hash of earlier entry {i}: {e}")))?;
+                (i, hash, true)
+            }
+        };
+        out.indexes.push(index);
+        out.leaf_hashes.push(hash);
+        out.duplicate.push(dup);
+    }
+    // A request answered wholly from earlier entries reports their received time.
+    if let [Slot::Old(first), ..] = slots
+        && slots.iter().all(|s| matches!(s, Slot::Old(_)))
+    {
+        out.received_ns = reader
+            .leaf(*first)
+            .map_err(|e| CommitError::Failed(format!("reading earlier entry {first}: {e}")))?
+            .received_ns;
+    }
+    Ok(out)
+}
+
 fn index_loop(mut index: Index, rx: Receiver<IndexJob>, shared: &Shared) {
     let mut published_at = Instant::now();
     let mut published_flushed = index.flushed_size();

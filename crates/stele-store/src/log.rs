@@ -36,7 +36,8 @@ pub const FORMAT_STELE_RECORD: u8 = 3;
 /// Tunables of a log.
 #[derive(Clone, Debug)]
 pub struct LogOptions {
-    /// Largest payload accepted, bytes (default 1 MiB).
+    /// Largest payload accepted, bytes (default 8 MiB: Kubernetes `RequestResponse`
+    /// audit events carry whole request and response objects and reach several MiB).
     pub max_entry_bytes: usize,
     /// Payload compression (default zstd level 3).
     pub compression: Compression,
@@ -55,7 +56,7 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> LogOptions {
         LogOptions {
-            max_entry_bytes: 1 << 20,
+            max_entry_bytes: 8 << 20,
             compression: Compression::Zstd(1),
             segment_window_ns: 86_400 * 1_000_000_000,
             segment_max_bytes: 1 << 30,
@@ -385,7 +386,7 @@ impl Log {
             let id = match self.streams.id(e.stream).or_else(|| pending.get(e.stream).copied()) {
                 Some(id) => id,
                 None => {
-                    streams::check_stream_name(e.stream)?;
+                    streams::check_log_stream_name(e.stream)?;
                     let id = self.streams.next_id() + new_streams.len() as u32;
                     new_streams.push(StreamRecord { id, name: e.stream.to_string() });
                     pending.insert(e.stream, id);

@@ -39,6 +39,17 @@ pub fn check_stream_name(name: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(StoreError::InvalidStreamName(name.to_string())) }
 }
 
+/// Checks a stream name the log itself accepts: 1–128 characters from
+/// `[A-Za-z0-9._/-]`, reserved `_stele/` names included. Callers that take names from
+/// users check them with [`check_stream_name`] first; stele's own components append
+/// to internal streams such as `_stele/dedup` or `_stele/rejected` directly.
+pub fn check_log_stream_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_STREAM_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+    if ok { Ok(()) } else { Err(StoreError::InvalidStreamName(name.to_string())) }
+}
+
 /// The in-memory stream table.
 #[derive(Clone, Debug, Default)]
 pub struct Streams {

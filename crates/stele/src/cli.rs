@@ -233,6 +233,15 @@ pub(crate) struct QueryArgs {
     /// Outcome (success, failure, ...).
     #[arg(long)]
     pub(crate) outcome: Option<String>,
+    /// Source IP address the action came from.
+    #[arg(long)]
+    pub(crate) source_ip: Option<String>,
+    /// The producer's request or event id (Kubernetes auditID, CloudTrail requestID...).
+    #[arg(long)]
+    pub(crate) request_id: Option<String>,
+    /// The producing system (kube-apiserver, a syslog APP-NAME, an OpenTelemetry service.name...).
+    #[arg(long)]
+    pub(crate) producer: Option<String>,
     /// Stream; without it, stele's internal `_stele/` streams are left out.
     #[arg(long)]
     pub(crate) stream: Option<String>,

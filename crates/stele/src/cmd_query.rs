@@ -21,6 +21,9 @@ pub(crate) fn build_query(q: &QueryArgs) -> anyhow::Result<Query> {
         action: q.action.clone(),
         resource: q.resource.clone(),
         outcome: q.outcome.clone(),
+        source_ip: q.source_ip.clone(),
+        request_id: q.request_id.clone(),
+        producer: q.producer.clone(),
         stream: q.stream.clone(),
         limit: q.limit,
     })
@@ -41,6 +44,9 @@ pub(crate) fn fields_json(f: &Normalized) -> serde_json::Value {
         "action": f.action,
         "resource": f.resource,
         "outcome": f.outcome,
+        "source_ip": f.source_ip,
+        "request_id": f.request_id,
+        "producer": f.producer,
     })
 }
 

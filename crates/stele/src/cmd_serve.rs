@@ -77,6 +77,7 @@ pub(crate) fn run(
     server.verify_webhook = config.verify_webhook.clone();
     server.witnesses = witnesses;
     server.witnesses_required = witnesses_required;
+    config.apply_ingest(&mut server)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {

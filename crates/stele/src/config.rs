@@ -16,7 +16,7 @@ pub(crate) struct Config {
     pub(crate) origin: Option<String>,
     /// HTTP listen address.
     pub(crate) listen: Option<SocketAddr>,
-    /// Largest event in bytes (default 1 MiB).
+    /// Largest event in bytes (default 8 MiB).
     pub(crate) max_entry_bytes: Option<usize>,
     /// Largest HTTP request body in bytes (default 64 MiB).
     pub(crate) max_body_bytes: Option<usize>,
@@ -44,6 +44,27 @@ pub(crate) struct Config {
     /// Cosignatures a checkpoint needs before `serve` publishes the cosigned note
     /// (default 0; at most the number of witnesses).
     pub(crate) witnesses_required: Option<usize>,
+    /// `[[source]]`: streams expected to receive events regularly.
+    pub(crate) source: Option<Vec<SourceEntry>>,
+    /// Hours an `Idempotency-Key` is remembered (default 24).
+    pub(crate) idempotency_window_hours: Option<f64>,
+    /// Most idempotency keys remembered (default 1,000,000).
+    pub(crate) idempotency_max_keys: Option<usize>,
+    /// Seconds a Kubernetes audit event's auditID and stage are remembered to
+    /// recognise webhook retries (default 600).
+    pub(crate) k8s_dedup_window_seconds: Option<f64>,
+    /// Most Kubernetes audit event keys remembered (default 2,000,000).
+    pub(crate) k8s_dedup_max_keys: Option<usize>,
+}
+
+/// One `[[source]]` table: a stream that must not stay silent for long.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceEntry {
+    /// The stream its events go to.
+    pub(crate) stream: String,
+    /// Longest normal silence, in seconds (at least 1).
+    pub(crate) max_silence_seconds: f64,
 }
 
 /// One `[[witness]]` table: where to submit checkpoints and the witness's key.
@@ -145,6 +166,34 @@ impl Config {
         Ok((configs, required))
     }
 
+    /// Sets the expected sources and the retry-recognition windows of `server`.
+    pub(crate) fn apply_ingest(&self, server: &mut stele_server::ServerConfig) -> anyhow::Result<()> {
+        let positive = |v: f64, key: &str| -> anyhow::Result<std::time::Duration> {
+            if v >= 0.0 && v.is_finite() && v < 1e12 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(crate::Failure::usage(format!("{key} must be a non-negative number")))
+            }
+        };
+        for s in self.source.iter().flatten() {
+            let max_silence = positive(s.max_silence_seconds, "[[source]] max_silence_seconds")?;
+            server.expected_sources.push(stele_server::ExpectedSource { stream: s.stream.clone(), max_silence });
+        }
+        if let Some(h) = self.idempotency_window_hours {
+            server.dedup.idempotency_window = positive(h * 3600.0, "idempotency_window_hours")?;
+        }
+        if let Some(n) = self.idempotency_max_keys {
+            server.dedup.idempotency_capacity = n;
+        }
+        if let Some(s) = self.k8s_dedup_window_seconds {
+            server.dedup.event_window = positive(s, "k8s_dedup_window_seconds")?;
+        }
+        if let Some(n) = self.k8s_dedup_max_keys {
+            server.dedup.event_capacity = n;
+        }
+        Ok(())
+    }
+
     /// Field pointers: defaults, with lists from `[fields]` replacing them.
     pub(crate) fn field_pointers(&self) -> stele_formats::FieldPointers {
         let mut p = stele_formats::FieldPointers::default();
@@ -197,6 +246,26 @@ mod tests {
         assert!(c.witnesses(&[], Some(3)).is_err());
         assert!(toml::from_str::<Config>("[[witness]]\nurl = \"http://x\"\n").is_err(), "vkey is required");
         assert!(toml::from_str::<Config>("[[witness]]\nurl = \"u\"\nvkey = \"v\"\nextra = 1\n").is_err());
+    }
+
+    #[test]
+    fn sources_and_dedup_windows_in_toml() {
+        let text = "idempotency_window_hours = 2\nk8s_dedup_max_keys = 10\n[[source]]\nstream = \"k8s-audit\"\nmax_silence_seconds = 300\n";
+        let c: Config = toml::from_str(text).unwrap();
+        let mut server = stele_server::ServerConfig::new("d".into(), "127.0.0.1:0".parse().unwrap());
+        c.apply_ingest(&mut server).unwrap();
+        assert_eq!(
+            server.expected_sources,
+            vec![stele_server::ExpectedSource {
+                stream: "k8s-audit".into(),
+                max_silence: std::time::Duration::from_secs(300)
+            }]
+        );
+        assert_eq!(server.dedup.idempotency_window, std::time::Duration::from_secs(7200));
+        assert_eq!(server.dedup.event_capacity, 10);
+        let bad: Config = toml::from_str("[[source]]\nstream = \"a\"\nmax_silence_seconds = -1\n").unwrap();
+        assert!(bad.apply_ingest(&mut server).is_err());
+        assert!(toml::from_str::<Config>("[[source]]\nstream = \"a\"\n").is_err(), "max_silence_seconds is required");
     }
 
     #[test]

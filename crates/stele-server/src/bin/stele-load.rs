@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! stele-load --url http://127.0.0.1:7000 [--concurrency 64] [--batch 1] [--duration 10s]
-//!            [--stream NAME] [--seed N] [--wait-checkpoint] [--rate EVENTS_PER_S]
+//!            [--stream NAME] [--seed N] [--wait-checkpoint] [--rate EVENTS_PER_S] [--k8s]
 //! ```
+//!
+//! `--k8s` posts to `POST /v1/k8s/audit` instead, as a Kubernetes API server's audit
+//! webhook does: each request is an `audit.k8s.io/v1` `EventList` of `batch`
+//! Metadata-level audit events (about 900 bytes each, unique `auditID`s, varied users,
+//! verbs, resources, namespaces and response codes).
 //!
 //! `--wait-checkpoint` posts with `?wait=checkpoint`, so the latency measured is append
 //! to receipt (a signed checkpoint covering the events, with their inclusion proofs);
@@ -46,10 +51,11 @@ struct Args {
     probe: bool,
     wait_checkpoint: bool,
     rate: Option<f64>,
+    k8s: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N] [--probe] [--wait-checkpoint] [--rate EVENTS_PER_S]"
+    "usage: stele-load --url http://127.0.0.1:PORT [--concurrency 64] [--batch 1] [--duration 10s] [--stream NAME] [--seed N] [--probe] [--wait-checkpoint] [--rate EVENTS_PER_S] [--k8s]"
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -77,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
     let mut probe = false;
     let mut wait_checkpoint = false;
     let mut rate = None;
+    let mut k8s = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let (key, inline) = match a.split_once('=') {
@@ -92,6 +99,10 @@ fn parse_args() -> Result<Args, String> {
         }
         if key == "--wait-checkpoint" {
             wait_checkpoint = true;
+            continue;
+        }
+        if key == "--k8s" {
+            k8s = true;
             continue;
         }
         let value = match inline {
@@ -143,7 +154,10 @@ fn parse_args() -> Result<Args, String> {
     if !addrs.iter().all(|a| loopback(a.ip())) {
         return Err(format!("refusing {host}: stele-load only targets loopback addresses (127.0.0.0/8, ::1)"));
     }
-    Ok(Args { host, addr, concurrency, batch, duration, stream, seed, probe, wait_checkpoint, rate })
+    if k8s && wait_checkpoint {
+        return Err("--k8s and --wait-checkpoint cannot be combined (the webhook route gives no receipts)".into());
+    }
+    Ok(Args { host, addr, concurrency, batch, duration, stream, seed, probe, wait_checkpoint, rate, k8s })
 }
 
 /// xorshift64*: fast, seeded, good enough to vary synthetic events.
@@ -250,6 +264,36 @@ fn event(rng: &mut Rng, client: usize, seq: u64, base_ns: i128, out: &mut String
     let _ = write!(out, r#"","size":{}}}}}"#, rng.below(1 << 20));
 }
 
+const K8S_VERBS: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete"];
+const K8S_RESOURCES: &[&str] = &["pods", "secrets", "configmaps", "deployments", "services", "leases", "nodes"];
+const K8S_NAMESPACES: &[&str] = &["default", "kube-system", "payments", "web", "monitoring", "ci"];
+
+/// Appends one synthetic Kubernetes audit event (Metadata level, no trailing newline).
+fn k8s_event(rng: &mut Rng, client: usize, seq: u64, out: &mut String) {
+    use std::fmt::Write as _;
+    let now = jiff::Timestamp::now();
+    let verb = rng.pick(K8S_VERBS);
+    let resource = rng.pick(K8S_RESOURCES);
+    let ns = rng.pick(K8S_NAMESPACES);
+    let name = format!("{}-{:x}", &resource[..resource.len() - 1], rng.below(1 << 20));
+    let user = rng.below(300);
+    let code = if rng.below(10) == 0 { 403 } else { 200 };
+    let _ = write!(
+        out,
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{:08x}-{:04x}-4{:03x}-{client:04x}-{seq:012x}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/{ns}/{resource}/{name}","verb":"{verb}","user":{{"username":"user-{user}@example.com","groups":["system:authenticated","team-{}"]}},"sourceIPs":["10.{}.{}.{}"],"userAgent":"kubectl/v1.30.2 (linux/amd64) kubernetes/39683505","objectRef":{{"resource":"{resource}","namespace":"{ns}","name":"{name}","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":{code}}},"requestReceivedTimestamp":"{now:.6}","stageTimestamp":"{now:.6}","annotations":{{"authorization.k8s.io/decision":"{}","authorization.k8s.io/reason":"RBAC: allowed by ClusterRoleBinding \"team-{}\" of ClusterRole \"edit\" to Group \"team-{}\""}}}}"#,
+        rng.next() as u32,
+        rng.below(1 << 16),
+        rng.below(1 << 12),
+        rng.below(20),
+        rng.below(256),
+        rng.below(256),
+        rng.below(256),
+        if code == 403 { "forbid" } else { "allow" },
+        rng.below(20),
+        rng.below(20),
+    );
+}
+
 #[derive(Default)]
 struct ClientReport {
     requests: u64,
@@ -328,9 +372,10 @@ async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> Cli
     let mut rng =
         Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let base_ns = jiff::Timestamp::now().as_nanosecond();
+    let route = if args.k8s { "/v1/k8s/audit" } else { "/v1/events" };
     let mut path = match &args.stream {
-        Some(s) => format!("/v1/events?stream={s}"),
-        None => "/v1/events".to_string(),
+        Some(s) => format!("{route}?stream={s}"),
+        None => route.to_string(),
     };
     if args.wait_checkpoint {
         path.push_str(if args.stream.is_some() { "&wait=checkpoint" } else { "?wait=checkpoint" });
@@ -352,17 +397,28 @@ async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> Cli
             next_send += i;
         }
         body.clear();
+        if args.k8s {
+            body.push_str(r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#);
+        }
         for k in 0..args.batch {
             if k > 0 {
-                body.push('\n');
+                body.push(if args.k8s { ',' } else { '\n' });
             }
-            event(&mut rng, id, seq, base_ns, &mut body);
+            if args.k8s {
+                k8s_event(&mut rng, id, seq, &mut body);
+            } else {
+                event(&mut rng, id, seq, base_ns, &mut body);
+            }
             seq += 1;
         }
+        if args.k8s {
+            body.push_str("]}");
+        }
+        let content_type = if args.k8s { "application/json" } else { "application/x-ndjson" };
         request.clear();
         request.extend_from_slice(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
                 args.host,
                 body.len()
             )
@@ -398,7 +454,7 @@ async fn client(id: usize, args: std::sync::Arc<Args>, deadline: Instant) -> Cli
                     }
                 }
             }
-            Ok((503, retry, _)) => {
+            Ok((503 | 429, retry, _)) => {
                 report.overloaded += 1;
                 tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1).min(5))).await;
             }

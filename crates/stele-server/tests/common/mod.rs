@@ -141,3 +141,17 @@ pub(crate) fn open(dir: &Path, note: &str) -> stele_tlog::checkpoint::Checkpoint
     let verifier = stele_store::log::read_verifier(dir).unwrap();
     stele_tlog::checkpoint::open_checkpoint(note.as_bytes(), &verifier).unwrap().checkpoint
 }
+
+/// `../shared/data`, or `None` (after saying so) when the peers folder is absent.
+/// With `STELE_REQUIRE_PEERS=1` a missing folder is a failure.
+pub(crate) fn shared_data() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
+    if p.join("k8s-audit").is_dir() {
+        return Some(p);
+    }
+    if std::env::var("STELE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+        panic!("STELE_REQUIRE_PEERS=1 but {} is missing", p.display());
+    }
+    eprintln!("skipping: ../shared not found");
+    None
+}
