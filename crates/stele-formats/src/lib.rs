@@ -80,7 +80,10 @@ pub use webhook::{k8s_dedup_key, split_event_list};
 /// Version of the normalization rules (which field of which format becomes which
 /// [`Normalized`] field). Derived data built from normalized fields (the query index)
 /// records it and is rebuilt when it changes. Raise it with every change to a mapping.
-pub const NORMALIZATION_VERSION: u32 = 2;
+/// 3: CloudTrail, GCP audit, OCSF, Linux audit and AKS-wrapped Kubernetes events
+/// recognised in `None`-hint parsing; generic JSON fills source address, request id
+/// and producer from pointers.
+pub const NORMALIZATION_VERSION: u32 = 3;
 
 /// The format of a stored event, recorded in its on-disk leaf as one byte
 /// ([`EventFormat::code`]).
