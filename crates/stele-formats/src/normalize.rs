@@ -266,7 +266,8 @@ thread_local! {
 ///   Event (`kind` absent or `"Event"`, `apiVersion` absent or an audit
 ///   version), as items of an `EventList` usually carry neither.
 /// - `Some(Json)`: generic JSON, no classification.
-/// - `Some(CloudTrail | GcpAudit | Ocsf)`: the object must have that shape.
+/// - `Some(CloudTrail | GcpAudit | Ocsf)`: any JSON object, read with that
+///   format's mapping (fields it lacks stay absent).
 /// - `Some(Auditd)`: `bytes` are the text lines of one Linux audit event
 ///   (see [`crate::auditd`]), not JSON.
 ///
@@ -426,7 +427,10 @@ pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> 
             K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() }),
         },
         Some(EventFormat::Auditd) => Err(InvalidReason::NotAuditRecord { detail: "a JSON object".to_owned() }),
-        Some(other) => require_shape(caps, other).map(|()| other),
+        // A stored entry of these formats re-normalizes under its format whatever
+        // its shape (CloudTrail records of a `Records` array need no particular
+        // member); the shape check is the readers' (input formats `cloudtrail`...).
+        Some(other) => Ok(other),
         None => Ok(match caps.k8s_class() {
             K8sClass::Event => EventFormat::KubernetesAudit,
             K8sClass::Compatible if is_aks_wrapped(caps) => EventFormat::KubernetesAudit,

@@ -236,6 +236,21 @@ struct HeadState {
 ///   after it → JSON lines; otherwise (a pretty-printed object) → objects
 ///   stream. Anything else → JSON lines (which then reports each bad line).
 ///
+/// - [`InputFormat::CloudTrail`], [`InputFormat::GcpAudit`],
+///   [`InputFormat::Ocsf`]: like `Auto`, but every event must have that
+///   format's shape (see [`crate::parse_event`]), except the items of a
+///   CloudTrail `Records` array, which are records by context.
+/// - [`InputFormat::Auditd`], and `Auto` when the input starts with `type=`
+///   or `node=`: Linux audit record lines, grouped by their
+///   `audit(TIME:SERIAL)` stamp into one event of format
+///   [`EventFormat::Auditd`] each (see [`crate::auditd`]); a line that is
+///   not a record is an invalid event.
+///
+/// In `Auto`, `K8sAudit` and `CloudTrail`, an object whose first member is a
+/// `Records` array (an AWS CloudTrail log file) yields each element as an
+/// event of format [`EventFormat::CloudTrail`], streamed one by one, so the
+/// file may be of any size.
+///
 /// In `Auto` and `K8sAudit`, a Kubernetes `EventList` (`"kind":
 /// "EventList"`, apiVersion `audit.k8s.io/v1`/`v1beta1` or absent) yields
 /// each of its `items` as an event of format
@@ -245,9 +260,9 @@ struct HeadState {
 /// list may be of any size; otherwise the list must fit in `max_event_bytes`.
 /// In `Jsonl` and `Json` an EventList is an ordinary event.
 ///
-/// Each event's format is [`EventFormat::KubernetesAudit`] when it is a
-/// Kubernetes audit Event (see [`crate::parse_event`]) and
-/// [`EventFormat::Json`] otherwise.
+/// Each event's format is what [`crate::parse_event`] classifies it as
+/// without a hint (Kubernetes audit, CloudTrail, GCP audit, OCSF, or
+/// [`EventFormat::Json`]), or given by its context as above.
 ///
 /// A UTF-8 byte-order mark at the very start of the input is skipped
 /// (byte offsets still count it); anywhere else it is invalid JSON.
@@ -1060,10 +1075,8 @@ impl Classifier {
         let caps = json::parse(bytes, trie)?;
         let format = match (caps.k8s_class(), ctx) {
             (K8sClass::EventList, Ctx::Standalone) if self.expand_lists => return Ok(None),
-            (_, Ctx::Record) => {
-                crate::normalize::require_shape(&caps, EventFormat::CloudTrail)?;
-                EventFormat::CloudTrail
-            }
+            // Every item of a CloudTrail log file's Records array is a record.
+            (_, Ctx::Record) => EventFormat::CloudTrail,
             (K8sClass::Event, _) | (K8sClass::Compatible, Ctx::Item) => EventFormat::KubernetesAudit,
             (K8sClass::Compatible, _) if crate::normalize::is_aks_wrapped(&caps) => EventFormat::KubernetesAudit,
             _ if self.strict_k8s => {
@@ -1071,7 +1084,7 @@ impl Classifier {
             }
             _ => crate::normalize::detect_shape(&caps).unwrap_or(EventFormat::Json),
         };
-        if let Some(want) = self.require.filter(|w| *w != format) {
+        if let Some(want) = self.require.filter(|w| *w != format && ctx != Ctx::Record) {
             crate::normalize::require_shape(&caps, want)?;
         }
         if self.normalizer.is_some() {
