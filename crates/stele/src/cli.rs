@@ -49,6 +49,13 @@ pub(crate) enum Command {
         /// Append the valid events and list the invalid ones instead of stopping.
         #[arg(long)]
         skip_invalid: bool,
+        /// Tail one growing file (JSON lines) across rotation and restarts, each line
+        /// exactly once; the position is kept in the data directory.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: exit after this many seconds without new lines.
+        #[arg(long, value_name = "SECONDS", requires = "follow")]
+        idle_exit: Option<f64>,
         /// Files to read; `-` is standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,

@@ -408,3 +408,32 @@ fn shift(e: FormatError, lines: u64, offset: u64) -> FormatError {
         other => other,
     }
 }
+
+/// `stele import --follow FILE`: see [`crate::follow`].
+pub(crate) fn follow(
+    config: &Config,
+    data: DataArg,
+    format: FormatArg,
+    stream: &str,
+    idle_exit: Option<f64>,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let [file] = files else {
+        return Err(crate::Failure::usage("--follow reads exactly one file"));
+    };
+    let fmt = match input_format(format) {
+        InputFormat::Auto => InputFormat::Jsonl,
+        InputFormat::Json | InputFormat::Auditd => {
+            return Err(crate::Failure::usage("--follow reads JSON lines (formats auto, jsonl, k8s-audit, cloudtrail, gcp-audit, ocsf)"));
+        }
+        f => f,
+    };
+    let dir = config.data_dir(data.data.as_ref())?;
+    stele_store::streams::check_stream_name(stream)?;
+    let idle_exit = match idle_exit {
+        Some(s) if !(s.is_finite() && s >= 0.0) => return Err(crate::Failure::usage("--idle-exit must be a number of seconds")),
+        s => s.map(Duration::from_secs_f64),
+    };
+    let args = crate::follow::FollowArgs { file, stream, format: fmt, poll: Duration::from_millis(100), idle_exit };
+    crate::follow::run(config, &dir, &args)
+}

@@ -5,6 +5,7 @@
 mod cli;
 mod cmd_export;
 mod cmd_import;
+mod follow;
 mod cmd_monitor;
 mod cmd_proof;
 mod cmd_publish;
@@ -86,7 +87,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     use cli::Command::*;
     match cli.command {
         Init { data, origin } => cmd_read::init(&config, data, origin),
-        Import { data, format, stream, skip_invalid, files } => {
+        Import { data, format, stream, follow: true, idle_exit, files, .. } => {
+            cmd_import::follow(&config, data, format, &stream, idle_exit, &files)
+        }
+        Import { data, format, stream, skip_invalid, follow: false, files, .. } => {
             cmd_import::run(&config, data, format, &stream, skip_invalid, &files)
         }
         Verify { data, against, index } => cmd_verify::run(&config, data, against, index),
