@@ -141,6 +141,19 @@ impl EventFormat {
         }
     }
 
+    /// True when an entry of this format is one JSON object (every format but
+    /// `auditd`, whose entries are text lines).
+    pub fn is_json(self) -> bool {
+        match self {
+            EventFormat::Json
+            | EventFormat::KubernetesAudit
+            | EventFormat::CloudTrail
+            | EventFormat::GcpAudit
+            | EventFormat::Ocsf => true,
+            EventFormat::Auditd => false,
+        }
+    }
+
     /// A short lowercase name: `json`, `k8s-audit`, `cloudtrail`,
     /// `gcp-audit`, `auditd` or `ocsf`.
     pub fn name(self) -> &'static str {

@@ -852,7 +852,7 @@ fn hit_line(
     let code = e.leaf.payload_format;
     let (fields, known_json) = match EventFormat::from_code(code) {
         Some(f) => match normalizer.parse(&e.payload, Some(f)) {
-            Ok((_, fields)) => (fields, true),
+            Ok((f, fields)) => (fields, f.is_json()),
             Err(_) => (Default::default(), false),
         },
         None => (Default::default(), false),
