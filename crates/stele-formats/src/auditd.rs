@@ -196,9 +196,12 @@ impl Grouper {
     }
 }
 
-/// One `key=value` of a record body, the value unquoted and (for fields
+/// The `key=value` fields of a record body.
+type Fields<'a> = Vec<(&'a [u8], String)>;
+
+/// The `key=value` fields of a record body, values unquoted and (for fields
 /// the kernel hex-encodes) decoded.
-fn fields(body: &[u8]) -> Vec<(&[u8], String)> {
+fn fields(body: &[u8]) -> Fields<'_> {
     let mut out = Vec::new();
     let mut i = 0;
     // Spaces separate fields; 0x1d separates the enriched (upper-case)
@@ -246,7 +249,7 @@ fn value(key: &[u8], raw: &[u8], quoted: bool) -> String {
     let hex = !quoted
         && HEX_FIELDS.contains(&key)
         && raw.len() >= 2
-        && raw.len() % 2 == 0
+        && raw.len().is_multiple_of(2)
         && raw.iter().all(|b| b.is_ascii_hexdigit());
     if hex {
         let bytes: Vec<u8> = raw
@@ -305,12 +308,11 @@ pub fn normalize(bytes: &[u8]) -> Result<Normalized, InvalidReason> {
     }
     let main = recs.iter().position(|r| r.kind == b"SYSCALL").unwrap_or(0);
     recs.swap(0, main);
-    let parsed: Vec<(&[u8], Vec<(&[u8], String)>)> = recs.iter().map(|r| (r.kind, fields(r.body))).collect();
+    let parsed: Vec<(&[u8], Fields<'_>)> = recs.iter().map(|r| (r.kind, fields(r.body))).collect();
     let get = |keys: &[&str]| -> Option<String> {
-        keys.iter().find_map(|k| {
-            parsed.iter().find_map(|(_, fs)| fs.iter().find(|(fk, v)| *fk == k.as_bytes() && present(v)))
-        })
-        .map(|(_, v)| v.clone())
+        keys.iter()
+            .find_map(|k| parsed.iter().find_map(|(_, fs)| fs.iter().find(|(fk, v)| *fk == k.as_bytes() && present(v))))
+            .map(|(_, v)| v.clone())
     };
     let stamp = String::from_utf8_lossy(stamp0).into_owned();
     let time = stamp.split(':').next().and_then(|t| {

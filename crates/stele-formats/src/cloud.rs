@@ -113,7 +113,10 @@ pub(crate) fn gcp_audit(v: &Value) -> Normalized {
         resource: first_str(v, &["/protoPayload/resourceName"]).map(str::to_owned),
         outcome: Some(outcome.to_owned()),
         // callerIp is the field's name; some exports spell it callerIP.
-        source_ip: ip(first_str(v, &["/protoPayload/requestMetadata/callerIp", "/protoPayload/requestMetadata/callerIP"])),
+        source_ip: ip(first_str(
+            v,
+            &["/protoPayload/requestMetadata/callerIp", "/protoPayload/requestMetadata/callerIP"],
+        )),
         request_id: first_str(v, &["/insertId", "/operation/id"]).map(str::to_owned),
         producer: first_str(v, &["/protoPayload/serviceName"]).map(str::to_owned),
     }

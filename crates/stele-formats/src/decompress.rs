@@ -59,9 +59,7 @@ pub fn maybe_decompress<R: BufRead + Send + 'static>(
     let c = Compression::detect(head);
     let out: Box<dyn BufRead + Send> = match c {
         Compression::None => Box::new(input),
-        Compression::Gzip => {
-            Box::new(BufReader::with_capacity(BUF_BYTES, flate2::bufread::MultiGzDecoder::new(input)))
-        }
+        Compression::Gzip => Box::new(BufReader::with_capacity(BUF_BYTES, flate2::bufread::MultiGzDecoder::new(input))),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(input)?;
             // Refuse frames whose window exceeds 128 MiB (RFC 8878 §3.1.1.1.2

@@ -149,16 +149,16 @@ impl Default for FieldPointers {
                 "/protoPayload/status/code", // GCP audit (gRPC code; 0 = OK)
             ]),
             source_ip: strings(&[
-                "/client/ipAddress",                        // Okta
-                "/ipAddress",                               // Google Workspace
-                "/actor_ip",                                // GitHub
-                "/sourceIPAddress",                         // CloudTrail-like
-                "/protoPayload/requestMetadata/callerIp",   // GCP-like
-                "/ip_address",                              // GitLab
-                "/remote_ip",                               // generic
-                "/source_ip",                               // generic
-                "/src_ip",                                  // generic
-                "/ip",                                      // generic
+                "/client/ipAddress",                      // Okta
+                "/ipAddress",                             // Google Workspace
+                "/actor_ip",                              // GitHub
+                "/sourceIPAddress",                       // CloudTrail-like
+                "/protoPayload/requestMetadata/callerIp", // GCP-like
+                "/ip_address",                            // GitLab
+                "/remote_ip",                             // generic
+                "/source_ip",                             // generic
+                "/src_ip",                                // generic
+                "/ip",                                    // generic
             ]),
             request_id: strings(&[
                 "/uuid",               // Okta
@@ -172,11 +172,11 @@ impl Default for FieldPointers {
                 "/event_id",           // generic
             ]),
             producer: strings(&[
-                "/id/applicationName",        // Google Workspace
-                "/protoPayload/serviceName",  // GCP-like
-                "/eventSource",               // CloudTrail-like
-                "/service",                   // generic
-                "/producer",                  // generic
+                "/id/applicationName",       // Google Workspace
+                "/protoPayload/serviceName", // GCP-like
+                "/eventSource",              // CloudTrail-like
+                "/service",                  // generic
+                "/producer",                 // generic
             ]),
         }
     }

@@ -62,8 +62,8 @@ struct Outcome {
 /// the reader with the default normalizer), going on after every error.
 fn import(bytes: Vec<u8>) -> Outcome {
     let (input, _) = maybe_decompress(Cursor::new(bytes)).unwrap();
-    let mut r = EventReader::new(input, InputFormat::Auto, 1 << 20)
-        .with_normalizer(Normalizer::new(&FieldPointers::default()));
+    let mut r =
+        EventReader::new(input, InputFormat::Auto, 1 << 20).with_normalizer(Normalizer::new(&FieldPointers::default()));
     let mut out = Outcome { events: Vec::new(), rejected: 0 };
     loop {
         match r.next_event() {
@@ -144,14 +144,19 @@ fn check_fields(path: &str, bytes: &[u8], format: EventFormat, n: &Normalized) -
                 &n.actor,
                 first(
                     &v,
-                    &["/userIdentity/arn", "/userIdentity/userName", "/userIdentity/principalId", "/userIdentity/invokedBy"],
+                    &[
+                        "/userIdentity/arn",
+                        "/userIdentity/userName",
+                        "/userIdentity/principalId",
+                        "/userIdentity/invokedBy",
+                    ],
                 ),
             );
             eq(&n.request_id, first(&v, &["/requestID", "/eventID"]));
             eq(&n.source_ip, is_ip(s(&v, "/sourceIPAddress")));
             eq(&n.producer, s(&v, "/eventSource").map(|e| format!("cloudtrail:{e}")));
-            let failed = s(&v, "/errorCode").is_some()
-                || s(&v, "/responseElements/ConsoleLogin").as_deref() == Some("Failure");
+            let failed =
+                s(&v, "/errorCode").is_some() || s(&v, "/responseElements/ConsoleLogin").as_deref() == Some("Failure");
             eq(&n.outcome, Some(if failed { "failure" } else { "success" }.into()));
         }
         EventFormat::GcpAudit => {
@@ -178,7 +183,9 @@ fn check_fields(path: &str, bytes: &[u8], format: EventFormat, n: &Normalized) -
             eq(&n.source_ip, is_ip(s(&v, "/src_endpoint/ip")));
             // OCSF `time` is milliseconds since the epoch (samples that write
             // other units are read by magnitude and not compared here).
-            if let Some(t) = v.get("time").and_then(Value::as_i64).filter(|t| (100_000_000_000..100_000_000_000_000).contains(t)) {
+            if let Some(t) =
+                v.get("time").and_then(Value::as_i64).filter(|t| (100_000_000_000..100_000_000_000_000).contains(t))
+            {
                 assert_eq!(n.event_time_ns, Some(t * 1_000_000), "{}", ctx());
             }
         }
@@ -308,7 +315,10 @@ fn auditd_yaml_blocks_are_one_event_each() {
         for line in text.split(|&b| b == b'\n') {
             let trimmed: &[u8] = line.trim_ascii_start();
             if trimmed.starts_with(b"type=") {
-                blocks.last_mut().get_or_insert_with(|| unreachable!("record before a test name")).push(trimmed.to_vec());
+                blocks
+                    .last_mut()
+                    .get_or_insert_with(|| unreachable!("record before a test name"))
+                    .push(trimmed.to_vec());
             } else if line.starts_with(b"  ") && !line.starts_with(b"    ") && line.trim_ascii().ends_with(b":")
                 || line.starts_with(b"  ") && !line.starts_with(b"    ") && line.windows(2).any(|w| w == b": ")
             {

@@ -424,14 +424,18 @@ pub(crate) fn follow(
     let fmt = match input_format(format) {
         InputFormat::Auto => InputFormat::Jsonl,
         InputFormat::Json | InputFormat::Auditd => {
-            return Err(crate::Failure::usage("--follow reads JSON lines (formats auto, jsonl, k8s-audit, cloudtrail, gcp-audit, ocsf)"));
+            return Err(crate::Failure::usage(
+                "--follow reads JSON lines (formats auto, jsonl, k8s-audit, cloudtrail, gcp-audit, ocsf)",
+            ));
         }
         f => f,
     };
     let dir = config.data_dir(data.data.as_ref())?;
     stele_store::streams::check_stream_name(stream)?;
     let idle_exit = match idle_exit {
-        Some(s) if !(s.is_finite() && s >= 0.0) => return Err(crate::Failure::usage("--idle-exit must be a number of seconds")),
+        Some(s) if !(s.is_finite() && s >= 0.0) => {
+            return Err(crate::Failure::usage("--idle-exit must be a number of seconds"));
+        }
         s => s.map(Duration::from_secs_f64),
     };
     let args = crate::follow::FollowArgs { file, stream, format: fmt, poll: Duration::from_millis(100), idle_exit };

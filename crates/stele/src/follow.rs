@@ -194,8 +194,8 @@ impl Follower<'_> {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut reader = EventReader::new(lines, self.args.format, self.max_entry)
-            .with_normalizer(self.normalizer.clone());
+        let mut reader =
+            EventReader::new(lines, self.args.format, self.max_entry).with_normalizer(self.normalizer.clone());
         let mut batch = Batch::new();
         loop {
             match reader.read_batch(usize::MAX, usize::MAX, &mut batch) {

@@ -5,7 +5,6 @@
 mod cli;
 mod cmd_export;
 mod cmd_import;
-mod follow;
 mod cmd_monitor;
 mod cmd_proof;
 mod cmd_publish;
@@ -15,6 +14,7 @@ mod cmd_serve;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
+mod follow;
 mod output;
 
 use std::process::ExitCode;
