@@ -3,12 +3,18 @@
 //!
 //! This crate owns how stele recognises events in its inputs:
 //! - [`EventReader`] streams events out of a `BufRead` (for `stele import`),
-//!   in JSON lines, a JSON array, concatenated JSON objects, or Kubernetes
+//!   in JSON lines, a JSON array, concatenated JSON objects, Kubernetes
 //!   audit logs (one `Event` per line, or `EventList` documents whose items
-//!   are streamed one by one), with memory bounded by the maximum event size;
+//!   are streamed one by one), AWS CloudTrail log files (`Records` streamed
+//!   record by record) or Linux audit logs ([`auditd`]: records grouped into
+//!   one event each), with memory bounded by the maximum event size;
+//! - [`decompress`] unwraps gzip and zstd inputs as a stream;
 //! - [`split_body`] splits an HTTP request body into events;
-//! - [`parse_event`] validates one event and extracts its [`Normalized`]
-//!   fields (time, actor, action, resource, outcome) in one parse.
+//! - [`parse_event`] validates one event, recognises its format (Kubernetes
+//!   audit, CloudTrail, GCP audit, OCSF, generic JSON) and extracts its
+//!   [`Normalized`] fields (time, actor, action, resource, outcome, source
+//!   address, request id, producer; the mapping per format is in
+//!   `docs/ingest-formats.md`).
 //!
 //! It does no file or network I/O of its own and knows nothing of storage,
 //! hashing or HTTP. Events are kept as their exact bytes: splitters return
