@@ -968,6 +968,9 @@ impl<R: BufRead> EventReader<R> {
             if e > s && self.buf[e - 1] == b'\r' {
                 e -= 1;
             }
+            if e - s > self.limit {
+                return Err(FormatError::TooLarge { location: line_loc, size: (e - s) as u64, limit: self.limit });
+            }
             if self.buf[s..e].iter().all(|b| is_ws(*b)) {
                 continue;
             }
