@@ -103,6 +103,28 @@ mod tests {
     }
 
     #[test]
+    fn a_bomb_is_streamed_not_buffered() {
+        // 16 MiB of one line expanding from a few KiB: the reader skips it as too
+        // large without holding it, and finds the event after it.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..16 {
+            gz.write_all(&zeros).unwrap();
+        }
+        gz.write_all(b"\n{\"after\":1}\n").unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 64 << 10);
+        let (input, _) = maybe_decompress(io::Cursor::new(gz)).unwrap();
+        let mut r = crate::EventReader::new(input, crate::InputFormat::Jsonl, 4096);
+        match r.next_event() {
+            Err(crate::FormatError::TooLarge { size, .. }) => assert_eq!(size, 16 << 20),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.next_event().unwrap().unwrap().bytes, b"{\"after\":1}");
+        assert!(r.next_event().unwrap().is_none());
+    }
+
+    #[test]
     fn corrupt_gzip_is_an_io_error() {
         let mut bad = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
         bad.extend_from_slice(&[0xff; 64]);
