@@ -212,6 +212,22 @@ fn check_fields(path: &str, bytes: &[u8], format: EventFormat, n: &Normalized) -
             eq(&n.producer, Some("auditd".into()));
             assert!(n.action.is_some(), "{}", ctx());
         }
+        EventFormat::Json => {
+            // The default pointers' first choice for each source, where present.
+            let v: Value = serde_json::from_slice(bytes).unwrap();
+            let (ip, id) = match path.split('/').next() {
+                Some("okta") => ("/client/ipAddress", "/uuid"),
+                Some("google-workspace") => ("/ipAddress", "/id/uniqueQualifier"),
+                Some("github-audit") => ("/actor_ip", "/_document_id"),
+                _ => ("", ""),
+            };
+            if let Some(want) = s(&v, ip).filter(|_| !ip.is_empty()) {
+                eq(&n.source_ip, Some(want));
+            }
+            if let Some(want) = s(&v, id).filter(|_| !id.is_empty()) {
+                eq(&n.request_id, Some(want));
+            }
+        }
         _ => {}
     }
     checked
@@ -296,7 +312,7 @@ fn every_file_holds_to_the_table() {
     }
     let stale: Vec<_> = table.keys().filter(|k| !seen.contains(*k)).collect();
     assert!(stale.is_empty(), "rows for files that do not exist: {stale:?}");
-    for f in ["cloudtrail", "gcp-audit", "ocsf", "k8s-audit", "auditd"] {
+    for f in ["cloudtrail", "gcp-audit", "ocsf", "k8s-audit", "auditd", "json"] {
         assert!(per_format_checks.get(f).copied().unwrap_or(0) > 20, "few {f} fields checked: {per_format_checks:?}");
     }
 }
