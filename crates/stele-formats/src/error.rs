@@ -46,6 +46,21 @@ pub enum InvalidReason {
     /// A Kubernetes `EventList` whose `items` member is not an array.
     #[error("Kubernetes EventList: \"items\" is not an array")]
     BadEventList,
+    /// An event of another format was required (an input format such as
+    /// `cloudtrail`, or a format hint) but the object does not have its shape.
+    #[error("not a {format} event ({detail})")]
+    NotFormat {
+        /// The required format's name ([`crate::EventFormat::name`]).
+        format: &'static str,
+        /// What the event lacks, e.g. `no string "eventSource"`.
+        detail: String,
+    },
+    /// Bytes that should be Linux audit records are not (see [`crate::auditd`]).
+    #[error("not a Linux audit record: {detail}")]
+    NotAuditRecord {
+        /// What is wrong, e.g. `no "msg=audit(" stamp`.
+        detail: String,
+    },
 }
 
 /// An error from [`crate::EventReader`] or [`crate::parse_event`].

@@ -358,7 +358,7 @@ fn compare_normalized(bytes: &[u8], trie: &Trie) -> bool {
         let slow: Result<(EventFormat, Normalized), InvalidReason> =
             slow_caps.as_ref().map_err(Clone::clone).and_then(|caps| {
                 let format = normalize::resolve_format(caps, hint)?;
-                Ok((format, normalize::fields(caps, format)))
+                Ok((format, normalize::fields(caps, format, bytes)))
             });
         assert_eq!(fast, slow, "hint {hint:?} on {:?}", String::from_utf8_lossy(bytes));
     }
@@ -422,8 +422,14 @@ fn shared_data_matches_serde_implementation() {
                 Ok(Some(ev)) => {
                     let (bytes, format) = (ev.bytes.to_vec(), ev.format);
                     let got = r.last_normalized().cloned().unwrap();
+                    if format == EventFormat::Auditd {
+                        // Text records, not JSON: nothing for the JSON parsers to compare.
+                        assert_eq!(got, crate::auditd::normalize(&bytes).unwrap());
+                        accepted += 1;
+                        continue;
+                    }
                     let caps = crate::json_serde::parse(&bytes, &trie).unwrap();
-                    assert_eq!(got, normalize::fields(&caps, format), "{}", path.display());
+                    assert_eq!(got, normalize::fields(&caps, format, &bytes), "{}", path.display());
                     accepted += 1;
                 }
                 Ok(None) => break,

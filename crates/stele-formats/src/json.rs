@@ -77,7 +77,25 @@ pub(crate) mod field {
     pub(crate) const RESOURCE: usize = 14;
     pub(crate) const OUTCOME: usize = 15;
     pub(crate) const FAILURE_IF_PRESENT: usize = 16;
-    pub(crate) const COUNT: usize = 17;
+    pub(crate) const AUDIT_ID: usize = 17;
+    pub(crate) const SOURCE_IP: usize = 18;
+    /// The JSON string of a Kubernetes event wrapped in an Azure diagnostic record.
+    pub(crate) const AKS_LOG: usize = 19;
+    /// Azure diagnostic category (`kube-audit`, `kube-audit-admin`).
+    pub(crate) const AKS_CATEGORY: usize = 20;
+    /// CloudTrail `eventSource` and `eventName`.
+    pub(crate) const CT_SOURCE: usize = 21;
+    pub(crate) const CT_NAME: usize = 22;
+    /// GCP `protoPayload.methodName`.
+    pub(crate) const GCP_METHOD: usize = 23;
+    /// OCSF `class_uid` and `metadata.version`.
+    pub(crate) const OCSF_CLASS: usize = 24;
+    pub(crate) const OCSF_VERSION: usize = 25;
+    /// Generic source address, request id and producer pointers.
+    pub(crate) const GEN_SOURCE_IP: usize = 26;
+    pub(crate) const GEN_REQUEST_ID: usize = 27;
+    pub(crate) const GEN_PRODUCER: usize = 28;
+    pub(crate) const COUNT: usize = 29;
     /// The fixed Kubernetes pointers, in slot order.
     pub(crate) const K8S: [(&str, usize); 11] = [
         ("/kind", KIND),
@@ -92,6 +110,18 @@ pub(crate) mod field {
         ("/stageTimestamp", STAGE_TS),
         ("/requestReceivedTimestamp", RECEIVED_TS),
     ];
+    /// Pointers that recognise the other formats (and wrapped Kubernetes events).
+    pub(crate) const CLASSIFY: [(&str, usize); 7] = [
+        ("/properties/log", AKS_LOG),
+        ("/category", AKS_CATEGORY),
+        ("/eventSource", CT_SOURCE),
+        ("/eventName", CT_NAME),
+        ("/protoPayload/methodName", GCP_METHOD),
+        ("/class_uid", OCSF_CLASS),
+        ("/metadata/version", OCSF_VERSION),
+    ];
+    /// Kubernetes pointers needed only for normalization.
+    pub(crate) const K8S_EXTRA: [(&str, usize); 2] = [("/auditID", AUDIT_ID), ("/sourceIPs/0", SOURCE_IP)];
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -275,7 +305,7 @@ impl Trie {
     /// The trie with only the Kubernetes/classification pointers.
     pub(crate) fn k8s_only() -> Trie {
         let mut t = Trie::new();
-        for (p, f) in field::K8S {
+        for (p, f) in field::K8S.into_iter().chain(field::K8S_EXTRA).chain(field::CLASSIFY) {
             t.add(p, f, 0);
         }
         t
@@ -284,7 +314,7 @@ impl Trie {
     /// Only what classification needs: kind, apiVersion, verb.
     pub(crate) fn classify_only() -> Trie {
         let mut t = Trie::new();
-        for (p, f) in &field::K8S[..3] {
+        for (p, f) in field::K8S[..3].iter().chain(&field::CLASSIFY) {
             t.add(p, *f, 0);
         }
         t

@@ -3,12 +3,18 @@
 //!
 //! This crate owns how stele recognises events in its inputs:
 //! - [`EventReader`] streams events out of a `BufRead` (for `stele import`),
-//!   in JSON lines, a JSON array, concatenated JSON objects, or Kubernetes
+//!   in JSON lines, a JSON array, concatenated JSON objects, Kubernetes
 //!   audit logs (one `Event` per line, or `EventList` documents whose items
-//!   are streamed one by one), with memory bounded by the maximum event size;
+//!   are streamed one by one), AWS CloudTrail log files (`Records` streamed
+//!   record by record) or Linux audit logs ([`auditd`]: records grouped into
+//!   one event each), with memory bounded by the maximum event size;
+//! - [`decompress`] unwraps gzip and zstd inputs as a stream;
 //! - [`split_body`] splits an HTTP request body into events;
-//! - [`parse_event`] validates one event and extracts its [`Normalized`]
-//!   fields (time, actor, action, resource, outcome) in one parse.
+//! - [`parse_event`] validates one event, recognises its format (Kubernetes
+//!   audit, CloudTrail, GCP audit, OCSF, generic JSON) and extracts its
+//!   [`Normalized`] fields (time, actor, action, resource, outcome, source
+//!   address, request id, producer; the mapping per format is in
+//!   `docs/ingest-formats.md`).
 //!
 //! It does no file or network I/O of its own and knows nothing of storage,
 //! hashing or HTTP. Events are kept as their exact bytes: splitters return
@@ -53,7 +59,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auditd;
 mod body;
+mod cloud;
+pub mod decompress;
 mod error;
 mod fastjson;
 mod json;
@@ -78,7 +87,10 @@ pub use webhook::{k8s_dedup_key, split_event_list};
 /// Version of the normalization rules (which field of which format becomes which
 /// [`Normalized`] field). Derived data built from normalized fields (the query index)
 /// records it and is rebuilt when it changes. Raise it with every change to a mapping.
-pub const NORMALIZATION_VERSION: u32 = 2;
+/// 3: CloudTrail, GCP audit, OCSF, Linux audit and AKS-wrapped Kubernetes events
+/// recognised in `None`-hint parsing; generic JSON fills source address, request id
+/// and producer from pointers.
+pub const NORMALIZATION_VERSION: u32 = 3;
 
 /// The format of a stored event, recorded in its on-disk leaf as one byte
 /// ([`EventFormat::code`]).
@@ -97,16 +109,34 @@ pub enum EventFormat {
     /// [`syslog`].
     #[serde(rename = "syslog")]
     Syslog,
+    /// An AWS CloudTrail record (one item of a log file's `Records` array).
+    #[serde(rename = "cloudtrail")]
+    CloudTrail,
+    /// A Google Cloud audit log `LogEntry` (`protoPayload` an `AuditLog`).
+    #[serde(rename = "gcp-audit")]
+    GcpAudit,
+    /// The records of one Linux audit event (same serial number), as text lines.
+    #[serde(rename = "auditd")]
+    Auditd,
+    /// An OCSF event (any class).
+    #[serde(rename = "ocsf")]
+    Ocsf,
 }
 
 impl EventFormat {
-    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2, `Syslog` = 4.
+    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2,
+    /// `CloudTrail` = 6, `GcpAudit` = 7, `Auditd` = 8, `Ocsf` = 9 (3 is
+    /// stele's own records, 4 syslog (`Syslog`), 5 OTLP logs).
     /// These values are part of the on-disk format and never change.
     pub fn code(self) -> u8 {
         match self {
             EventFormat::Json => 1,
             EventFormat::KubernetesAudit => 2,
             EventFormat::Syslog => 4,
+            EventFormat::CloudTrail => 6,
+            EventFormat::GcpAudit => 7,
+            EventFormat::Auditd => 8,
+            EventFormat::Ocsf => 9,
         }
     }
 
@@ -116,16 +146,38 @@ impl EventFormat {
             1 => Some(EventFormat::Json),
             2 => Some(EventFormat::KubernetesAudit),
             4 => Some(EventFormat::Syslog),
+            6 => Some(EventFormat::CloudTrail),
+            7 => Some(EventFormat::GcpAudit),
+            8 => Some(EventFormat::Auditd),
+            9 => Some(EventFormat::Ocsf),
             _ => None,
         }
     }
 
-    /// A short lowercase name: `json`, `k8s-audit` or `syslog`.
+    /// True when an entry of this format is one JSON object (every format but
+    /// `auditd` and `syslog`, whose entries are text).
+    pub fn is_json(self) -> bool {
+        match self {
+            EventFormat::Json
+            | EventFormat::KubernetesAudit
+            | EventFormat::CloudTrail
+            | EventFormat::GcpAudit
+            | EventFormat::Ocsf => true,
+            EventFormat::Auditd | EventFormat::Syslog => false,
+        }
+    }
+
+    /// A short lowercase name: `json`, `k8s-audit`, `cloudtrail`,
+    /// `gcp-audit`, `auditd`, `ocsf` or `syslog`.
     pub fn name(self) -> &'static str {
         match self {
             EventFormat::Json => "json",
             EventFormat::KubernetesAudit => "k8s-audit",
             EventFormat::Syslog => "syslog",
+            EventFormat::CloudTrail => "cloudtrail",
+            EventFormat::GcpAudit => "gcp-audit",
+            EventFormat::Auditd => "auditd",
+            EventFormat::Ocsf => "ocsf",
         }
     }
 }
@@ -151,6 +203,19 @@ pub enum InputFormat {
     /// Kubernetes audit log: one `Event` per line, or `EventList` documents
     /// (`k8s-audit`). Every event must be a Kubernetes audit Event.
     K8sAudit,
+    /// AWS CloudTrail log files: `{"Records":[...]}` documents whose records
+    /// are streamed one by one, or records one per line (`cloudtrail`).
+    /// Every event must be a CloudTrail record.
+    CloudTrail,
+    /// Google Cloud audit log entries, as JSON lines or arrays (`gcp-audit`).
+    /// Every event must be an audit `LogEntry`.
+    GcpAudit,
+    /// OCSF events, as JSON lines, arrays or pretty-printed objects (`ocsf`).
+    /// Every event must be an OCSF event.
+    Ocsf,
+    /// Linux audit logs (`auditd`): `type=... msg=audit(T:SERIAL): ...` lines,
+    /// grouped by serial number into one event each (see [`auditd`]).
+    Auditd,
 }
 
 impl InputFormat {
@@ -161,6 +226,10 @@ impl InputFormat {
             InputFormat::Jsonl => "jsonl",
             InputFormat::Json => "json",
             InputFormat::K8sAudit => "k8s-audit",
+            InputFormat::CloudTrail => "cloudtrail",
+            InputFormat::GcpAudit => "gcp-audit",
+            InputFormat::Ocsf => "ocsf",
+            InputFormat::Auditd => "auditd",
         }
     }
 }
@@ -173,19 +242,24 @@ impl fmt::Display for InputFormat {
 
 /// Error of `InputFormat::from_str`: the unknown name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown input format {0:?}: expected auto, jsonl, json or k8s-audit")]
+#[error("unknown input format {0:?}: expected auto, jsonl, json, k8s-audit, cloudtrail, gcp-audit, ocsf or auditd")]
 pub struct UnknownInputFormat(pub String);
 
 impl FromStr for InputFormat {
     type Err = UnknownInputFormat;
 
-    /// Parses `auto`, `jsonl`, `json` or `k8s-audit` (exact, lowercase).
+    /// Parses `auto`, `jsonl`, `json`, `k8s-audit`, `cloudtrail`, `gcp-audit`,
+    /// `ocsf` or `auditd` (exact, lowercase).
     fn from_str(s: &str) -> Result<InputFormat, UnknownInputFormat> {
         match s {
             "auto" => Ok(InputFormat::Auto),
             "jsonl" => Ok(InputFormat::Jsonl),
             "json" => Ok(InputFormat::Json),
             "k8s-audit" => Ok(InputFormat::K8sAudit),
+            "cloudtrail" => Ok(InputFormat::CloudTrail),
+            "gcp-audit" => Ok(InputFormat::GcpAudit),
+            "ocsf" => Ok(InputFormat::Ocsf),
+            "auditd" => Ok(InputFormat::Auditd),
             other => Err(UnknownInputFormat(other.to_string())),
         }
     }
@@ -201,8 +275,22 @@ mod tests {
         assert_eq!(EventFormat::KubernetesAudit.code(), 2);
         assert_eq!(EventFormat::Syslog.code(), 4);
         assert_eq!(EventFormat::Syslog.name(), "syslog");
-        for f in [EventFormat::Json, EventFormat::KubernetesAudit, EventFormat::Syslog] {
+        assert_eq!(EventFormat::CloudTrail.code(), 6);
+        assert_eq!(EventFormat::GcpAudit.code(), 7);
+        assert_eq!(EventFormat::Auditd.code(), 8);
+        assert_eq!(EventFormat::Ocsf.code(), 9);
+        let all = [
+            EventFormat::Json,
+            EventFormat::KubernetesAudit,
+            EventFormat::CloudTrail,
+            EventFormat::GcpAudit,
+            EventFormat::Auditd,
+            EventFormat::Ocsf,
+            EventFormat::Syslog,
+        ];
+        for f in all {
             assert_eq!(EventFormat::from_code(f.code()), Some(f));
+            assert_eq!(serde_json::to_value(f).unwrap(), f.name());
         }
         assert_eq!(EventFormat::from_code(0), None);
         assert_eq!(EventFormat::from_code(3), None);
@@ -210,7 +298,16 @@ mod tests {
 
     #[test]
     fn input_format_names() {
-        for f in [InputFormat::Auto, InputFormat::Jsonl, InputFormat::Json, InputFormat::K8sAudit] {
+        for f in [
+            InputFormat::Auto,
+            InputFormat::Jsonl,
+            InputFormat::Json,
+            InputFormat::K8sAudit,
+            InputFormat::CloudTrail,
+            InputFormat::GcpAudit,
+            InputFormat::Ocsf,
+            InputFormat::Auditd,
+        ] {
             assert_eq!(f.name().parse::<InputFormat>(), Ok(f));
         }
         assert!("JSON".parse::<InputFormat>().is_err());

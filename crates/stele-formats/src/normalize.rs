@@ -74,6 +74,12 @@ pub struct FieldPointers {
     /// `"0"`, the outcome is `"failure"` (CloudTrail's `errorCode`, the gRPC
     /// status code of GCP audit logs).
     pub failure_if_present: Vec<String>,
+    /// Source address (OCSF `src_endpoint.ip`).
+    pub source_ip: Vec<String>,
+    /// The producer's request or event identifier (OCSF `api.request.uid`).
+    pub request_id: Vec<String>,
+    /// The producing system or application (OCSF `metadata.product.name`).
+    pub producer: Vec<String>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -142,6 +148,36 @@ impl Default for FieldPointers {
                 "/errorCode",                // CloudTrail
                 "/protoPayload/status/code", // GCP audit (gRPC code; 0 = OK)
             ]),
+            source_ip: strings(&[
+                "/client/ipAddress",                      // Okta
+                "/ipAddress",                             // Google Workspace
+                "/actor_ip",                              // GitHub
+                "/sourceIPAddress",                       // CloudTrail-like
+                "/protoPayload/requestMetadata/callerIp", // GCP-like
+                "/ip_address",                            // GitLab
+                "/remote_ip",                             // generic
+                "/source_ip",                             // generic
+                "/src_ip",                                // generic
+                "/ip",                                    // generic
+            ]),
+            request_id: strings(&[
+                "/uuid",               // Okta
+                "/_document_id",       // GitHub
+                "/id/uniqueQualifier", // Google Workspace
+                "/correlation_id",     // GitLab
+                "/requestID",          // CloudTrail-like
+                "/insertId",           // GCP-like
+                "/request_id",         // generic
+                "/requestId",          // generic
+                "/event_id",           // generic
+            ]),
+            producer: strings(&[
+                "/id/applicationName",       // Google Workspace
+                "/protoPayload/serviceName", // GCP-like
+                "/eventSource",              // CloudTrail-like
+                "/service",                  // generic
+                "/producer",                 // generic
+            ]),
         }
     }
 }
@@ -160,13 +196,16 @@ impl Normalizer {
     /// Compiles `pointers`.
     pub fn new(pointers: &FieldPointers) -> Normalizer {
         let mut trie = Trie::k8s_only();
-        let lists: [(&Vec<String>, usize); 6] = [
+        let lists: [(&Vec<String>, usize); 9] = [
             (&pointers.time, field::TIME),
             (&pointers.actor, field::ACTOR),
             (&pointers.action, field::ACTION),
             (&pointers.resource, field::RESOURCE),
             (&pointers.outcome, field::OUTCOME),
             (&pointers.failure_if_present, field::FAILURE_IF_PRESENT),
+            (&pointers.source_ip, field::GEN_SOURCE_IP),
+            (&pointers.request_id, field::GEN_REQUEST_ID),
+            (&pointers.producer, field::GEN_PRODUCER),
         ];
         for (list, f) in lists {
             for (prio, p) in list.iter().enumerate() {
@@ -219,27 +258,39 @@ thread_local! {
 ///   "Event"` and `"apiVersion"` `"audit.k8s.io/v1"` or
 ///   `"audit.k8s.io/v1beta1"`; an object with `"kind": "Event"`, no
 ///   `apiVersion` and a string `verb` also counts (exports that drop
-///   `apiVersion`). Anything else is [`EventFormat::Json`].
+///   `apiVersion`). An Azure diagnostic record wrapping one (`category`
+///   `kube-audit...` and a string `properties.log`, as AKS exports it) is
+///   also [`EventFormat::KubernetesAudit`], normalized from the inner event.
+///   Otherwise a CloudTrail record (string `eventSource` and `eventName`),
+///   a GCP audit `LogEntry` (string `protoPayload.methodName`) or an OCSF
+///   event (integer `class_uid`, string `metadata.version`) takes that
+///   format; anything else is [`EventFormat::Json`].
 /// - `Some(KubernetesAudit)`: the object must not contradict being an audit
 ///   Event (`kind` absent or `"Event"`, `apiVersion` absent or an audit
 ///   version), as items of an `EventList` usually carry neither.
 /// - `Some(Json)`: generic JSON, no classification.
 /// - `Some(Syslog)`: a syslog message, not JSON: never fails; the fields are
 ///   those of [`crate::syslog::normalize`] (`pointers` are not used).
+/// - `Some(CloudTrail | GcpAudit | Ocsf)`: any JSON object, read with that
+///   format's mapping (fields it lacks stay absent).
+/// - `Some(Auditd)`: `bytes` are the text lines of one Linux audit event
+///   (see [`crate::auditd`]), not JSON.
 ///
 /// Kubernetes audit fields: actor = `user.username`; action = `verb`;
 /// resource = `objectRef` as a path (see [`k8s_resource_path`]); outcome =
 /// `"success"` when `responseStatus.code` < 400, `"failure"` when ≥ 400,
 /// absent without a numeric code; time = `stageTimestamp`, else
-/// `requestReceivedTimestamp` (parsed as for [`FieldPointers::time`]).
-/// Generic JSON uses `pointers` (see [`FieldPointers`]).
+/// `requestReceivedTimestamp` (parsed as for [`FieldPointers::time`]);
+/// source address = `sourceIPs[0]`; request id = `auditID`; producer =
+/// `kube-apiserver`. Generic JSON uses `pointers` (see [`FieldPointers`]).
+/// The other formats' mappings are listed in `docs/ingest-formats.md`.
 ///
 /// Returns the event's format and its fields.
 ///
 /// # Errors
 /// [`FormatError::InvalidEvent`] (with `location: None`) when the bytes are
-/// not a well-formed JSON object, or not a Kubernetes audit Event while
-/// `format_hint` asks for one.
+/// not a well-formed JSON object, or not of the format `format_hint` asks
+/// for (for `Auditd`: not audit records).
 pub fn parse_event(
     bytes: &[u8],
     format_hint: Option<EventFormat>,
@@ -261,29 +312,97 @@ pub(crate) fn parse_with(
     hint: Option<EventFormat>,
     trie: &Trie,
 ) -> Result<(EventFormat, Normalized), InvalidReason> {
+    if hint == Some(EventFormat::Auditd) {
+        return crate::auditd::normalize(bytes).map(|n| (EventFormat::Auditd, n));
+    }
     let caps = json::parse(bytes, trie)?;
     let format = resolve_format(&caps, hint)?;
-    Ok((format, fields(&caps, format)))
+    Ok((format, fields(&caps, format, bytes)))
 }
 
-/// The normalized fields of a parsed event of `format`.
-pub(crate) fn fields(caps: &Captures<'_>, format: EventFormat) -> Normalized {
+/// The normalized fields of a parsed event of `format`; `bytes` are the
+/// event's (the formats read through `serde_json` parse them again).
+pub(crate) fn fields(caps: &Captures<'_>, format: EventFormat, bytes: &[u8]) -> Normalized {
     let mut out = Normalized::default();
-    fields_into(caps, format, &mut out);
+    fields_into(caps, format, bytes, &mut out);
     out
 }
 
 /// [`fields`] written over `out`, reusing the allocations of its strings.
-pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, out: &mut Normalized) {
+pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, bytes: &[u8], out: &mut Normalized) {
     out.source_ip = None;
     out.request_id = None;
     out.producer = None;
+    let via_value = |f: fn(&serde_json::Value) -> Normalized| {
+        // The bytes were validated as a JSON object by the same grammar.
+        serde_json::from_slice::<serde_json::Value>(bytes).map(|v| f(&v)).unwrap_or_default()
+    };
     match format {
-        EventFormat::KubernetesAudit => k8s_fields(caps, out),
+        EventFormat::KubernetesAudit => match caps.str(field::AKS_LOG) {
+            Some(inner) if caps.k8s_class() != K8sClass::Event => aks_fields(inner, out),
+            _ => k8s_fields(caps, out),
+        },
         EventFormat::Json => generic_fields(caps, out),
         // A syslog message is never JSON; `Normalizer::parse` sends it to `syslog::normalize`.
         EventFormat::Syslog => *out = Normalized::default(),
+        EventFormat::CloudTrail => *out = via_value(crate::cloud::cloudtrail),
+        EventFormat::GcpAudit => *out = via_value(crate::cloud::gcp_audit),
+        EventFormat::Ocsf => *out = via_value(crate::cloud::ocsf),
+        // Audit records are not JSON and never reach here; see `parse_with`.
+        EventFormat::Auditd => *out = Normalized::default(),
     }
+}
+
+/// A Kubernetes audit event wrapped in an Azure diagnostic record (AKS
+/// `kube-audit` category): `properties.log` holds the event as a JSON
+/// string. The fields are the inner event's; an inner string that is not a
+/// JSON object leaves them empty, with producer `kube-apiserver`.
+fn aks_fields(inner: &str, out: &mut Normalized) {
+    static TRIE: std::sync::OnceLock<Trie> = std::sync::OnceLock::new();
+    let trie = TRIE.get_or_init(Trie::k8s_only);
+    match json::parse(inner.as_bytes(), trie) {
+        Ok(caps) => k8s_fields(&caps, out),
+        Err(_) => {
+            *out = Normalized::default();
+            out.producer = Some(KUBE_APISERVER.to_owned());
+        }
+    }
+}
+
+/// The non-Kubernetes format an object's shape shows, if any:
+/// CloudTrail (string `eventSource` and `eventName`), GCP audit (string
+/// `protoPayload.methodName`), OCSF (integer `class_uid` and string
+/// `metadata.version`).
+pub(crate) fn detect_shape(caps: &Captures<'_>) -> Option<EventFormat> {
+    if caps.str(field::CT_SOURCE).is_some() && caps.str(field::CT_NAME).is_some() {
+        Some(EventFormat::CloudTrail)
+    } else if caps.str(field::GCP_METHOD).is_some() {
+        Some(EventFormat::GcpAudit)
+    } else if matches!(caps.get(field::OCSF_CLASS), Some(Scalar::U64(_))) && caps.str(field::OCSF_VERSION).is_some() {
+        Some(EventFormat::Ocsf)
+    } else {
+        None
+    }
+}
+
+/// True for an Azure diagnostic record wrapping a Kubernetes audit event:
+/// `category` starting with `kube-audit` and a string `properties.log`.
+pub(crate) fn is_aks_wrapped(caps: &Captures<'_>) -> bool {
+    caps.str(field::AKS_CATEGORY).is_some_and(|c| c.starts_with("kube-audit")) && caps.str(field::AKS_LOG).is_some()
+}
+
+/// Checks that an object has the shape of `format` (CloudTrail, GCP audit
+/// or OCSF), as [`detect_shape`] decides.
+pub(crate) fn require_shape(caps: &Captures<'_>, format: EventFormat) -> Result<(), InvalidReason> {
+    if detect_shape(caps) == Some(format) {
+        return Ok(());
+    }
+    let detail = match format {
+        EventFormat::CloudTrail => "needs string \"eventSource\" and \"eventName\"",
+        EventFormat::GcpAudit => "needs string \"protoPayload.methodName\"",
+        _ => "needs integer \"class_uid\" and string \"metadata.version\"",
+    };
+    Err(InvalidReason::NotFormat { format: format.name(), detail: detail.to_owned() })
 }
 
 /// Sets `dst` to what `write` writes into a cleared string (reusing `dst`'s
@@ -314,12 +433,21 @@ pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> 
             K8sClass::Event | K8sClass::Compatible => Ok(EventFormat::KubernetesAudit),
             K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() }),
         },
+        Some(EventFormat::Auditd) => Err(InvalidReason::NotAuditRecord { detail: "a JSON object".to_owned() }),
+        // A stored entry of these formats re-normalizes under its format whatever
+        // its shape (CloudTrail records of a `Records` array need no particular
+        // member); the shape check is the readers' (input formats `cloudtrail`...).
+        Some(other) => Ok(other),
         None => Ok(match caps.k8s_class() {
             K8sClass::Event => EventFormat::KubernetesAudit,
-            _ => EventFormat::Json,
+            K8sClass::Compatible if is_aks_wrapped(caps) => EventFormat::KubernetesAudit,
+            _ => detect_shape(caps).unwrap_or(EventFormat::Json),
         }),
     }
 }
+
+/// The producer of every Kubernetes audit event.
+const KUBE_APISERVER: &str = "kube-apiserver";
 
 fn k8s_fields(c: &Captures<'_>, out: &mut Normalized) {
     let time = c.get(field::STAGE_TS).and_then(time_ns).or_else(|| c.get(field::RECEIVED_TS).and_then(time_ns));
@@ -341,6 +469,9 @@ fn k8s_fields(c: &Captures<'_>, out: &mut Normalized) {
         )
     });
     set_str(&mut out.outcome, outcome);
+    set_str(&mut out.source_ip, c.str(field::SOURCE_IP));
+    set_str(&mut out.request_id, c.str(field::AUDIT_ID));
+    set_str(&mut out.producer, Some(KUBE_APISERVER));
 }
 
 /// Formats a Kubernetes audit `objectRef` as stele's resource path.
@@ -408,9 +539,14 @@ fn generic_fields(c: &Captures<'_>, out: &mut Normalized) {
         out.outcome = c.get(field::OUTCOME).map(normalize_scalar_outcome);
     }
     out.event_time_ns = c.get(field::TIME).and_then(time_ns);
-    for (dst, f) in
-        [(&mut out.actor, field::ACTOR), (&mut out.action, field::ACTION), (&mut out.resource, field::RESOURCE)]
-    {
+    for (dst, f) in [
+        (&mut out.actor, field::ACTOR),
+        (&mut out.action, field::ACTION),
+        (&mut out.resource, field::RESOURCE),
+        (&mut out.source_ip, field::GEN_SOURCE_IP),
+        (&mut out.request_id, field::GEN_REQUEST_ID),
+        (&mut out.producer, field::GEN_PRODUCER),
+    ] {
         match c.get(f) {
             Some(v) => set_with(dst, |s| {
                 v.write_text(s);

@@ -131,6 +131,8 @@ enum State {
     Items { first: bool },
     /// After the `items` array: the rest of the EventList object.
     ItemsTail,
+    /// Linux audit record lines, grouped into events.
+    Audit,
     /// End of input or after a fatal error.
     Done,
 }
@@ -139,6 +141,7 @@ enum State {
 enum Src {
     Buf,
     Pending,
+    Audit,
 }
 
 /// An event found by `advance`, as positions (so no borrow is held).
@@ -162,6 +165,8 @@ enum Step {
 enum Ctx {
     Standalone,
     Item,
+    /// An item of a CloudTrail log file's `Records` array.
+    Record,
 }
 
 /// Items of an EventList that was read whole (it fitted in the limit),
@@ -192,6 +197,9 @@ enum Head {
     /// `kind: "EventList"` (with an audit or no apiVersion) came before
     /// `items`, whose `[` is at this offset from the object's start.
     List(usize),
+    /// A `Records` array (a CloudTrail log file) is the first member; its
+    /// `[` is at this offset.
+    Records(usize),
     /// Not a streamable EventList.
     NotList,
     /// More bytes needed; resume at this offset with this state.
@@ -228,6 +236,21 @@ struct HeadState {
 ///   after it → JSON lines; otherwise (a pretty-printed object) → objects
 ///   stream. Anything else → JSON lines (which then reports each bad line).
 ///
+/// - [`InputFormat::CloudTrail`], [`InputFormat::GcpAudit`],
+///   [`InputFormat::Ocsf`]: like `Auto`, but every event must have that
+///   format's shape (see [`crate::parse_event`]), except the items of a
+///   CloudTrail `Records` array, which are records by context.
+/// - [`InputFormat::Auditd`], and `Auto` when the input starts with `type=`
+///   or `node=`: Linux audit record lines, grouped by their
+///   `audit(TIME:SERIAL)` stamp into one event of format
+///   [`EventFormat::Auditd`] each (see [`crate::auditd`]); a line that is
+///   not a record is an invalid event.
+///
+/// In `Auto`, `K8sAudit` and `CloudTrail`, an object whose first member is a
+/// `Records` array (an AWS CloudTrail log file) yields each element as an
+/// event of format [`EventFormat::CloudTrail`], streamed one by one, so the
+/// file may be of any size.
+///
 /// In `Auto` and `K8sAudit`, a Kubernetes `EventList` (`"kind":
 /// "EventList"`, apiVersion `audit.k8s.io/v1`/`v1beta1` or absent) yields
 /// each of its `items` as an event of format
@@ -237,9 +260,9 @@ struct HeadState {
 /// list may be of any size; otherwise the list must fit in `max_event_bytes`.
 /// In `Jsonl` and `Json` an EventList is an ordinary event.
 ///
-/// Each event's format is [`EventFormat::KubernetesAudit`] when it is a
-/// Kubernetes audit Event (see [`crate::parse_event`]) and
-/// [`EventFormat::Json`] otherwise.
+/// Each event's format is what [`crate::parse_event`] classifies it as
+/// without a hint (Kubernetes audit, CloudTrail, GCP audit, OCSF, or
+/// [`EventFormat::Json`]), or given by its context as above.
 ///
 /// A UTF-8 byte-order mark at the very start of the input is skipped
 /// (byte offsets still count it); anywhere else it is invalid JSON.
@@ -275,7 +298,15 @@ pub struct EventReader<R> {
 
     state: State,
     list_location: Location,
+    /// What the items of the streamed list are: EventList items or
+    /// CloudTrail records.
+    list_ctx: Ctx,
     pending: Pending,
+    /// Linux audit grouping (input format `auditd`, or detected).
+    audit: Option<crate::auditd::Grouper>,
+    audit_mode: bool,
+    /// The bytes of the last audit event returned.
+    audit_out: Vec<u8>,
 }
 
 impl<R: BufRead> EventReader<R> {
@@ -288,8 +319,14 @@ impl<R: BufRead> EventReader<R> {
             json_mode: format == InputFormat::Json,
             jsonl_mode: format == InputFormat::Jsonl,
             cls: Classifier {
-                expand_lists: matches!(format, InputFormat::Auto | InputFormat::K8sAudit),
+                expand_lists: matches!(format, InputFormat::Auto | InputFormat::K8sAudit | InputFormat::CloudTrail),
                 strict_k8s: format == InputFormat::K8sAudit,
+                require: match format {
+                    InputFormat::CloudTrail => Some(EventFormat::CloudTrail),
+                    InputFormat::GcpAudit => Some(EventFormat::GcpAudit),
+                    InputFormat::Ocsf => Some(EventFormat::Ocsf),
+                    _ => None,
+                },
                 trie: Trie::classify_only(),
                 normalizer: None,
             },
@@ -305,7 +342,11 @@ impl<R: BufRead> EventReader<R> {
             line: 1,
             state: State::Start,
             list_location: Location::default(),
+            list_ctx: Ctx::Item,
             pending: Pending::default(),
+            audit: None,
+            audit_mode: format == InputFormat::Auditd,
+            audit_out: Vec::new(),
         }
     }
 
@@ -342,6 +383,7 @@ impl<R: BufRead> EventReader<R> {
                 let data = match f.src {
                     Src::Buf => &self.buf[f.start..f.end],
                     Src::Pending => &self.pending.data[f.start..f.end],
+                    Src::Audit => &self.audit_out[f.start..f.end],
                 };
                 Ok(Some(RawEvent { bytes: data, format: f.format, location: f.location }))
             }
@@ -363,6 +405,7 @@ impl<R: BufRead> EventReader<R> {
             let data = match f.src {
                 Src::Buf => &self.buf[f.start..f.end],
                 Src::Pending => &self.pending.data[f.start..f.end],
+                Src::Audit => &self.audit_out[f.start..f.end],
             };
             out.push(RawEvent { bytes: data, format: f.format, location: f.location });
             if self.has_normalized {
@@ -404,6 +447,7 @@ impl<R: BufRead> EventReader<R> {
             State::Done => Ok(Step::Eof),
             State::Start => self.start(),
             State::Lines => self.next_line(),
+            State::Audit => self.next_audit(),
             State::Stream => {
                 let Some(b) = self.peek_non_ws()? else {
                     return Ok(Step::Eof);
@@ -445,7 +489,7 @@ impl<R: BufRead> EventReader<R> {
                 self.state = if items { State::Items { first: false } } else { State::Array { first: false } };
                 let loc = self.location_at(self.pos);
                 let s = self.scan_value(true, loc)?;
-                let ctx = if items { Ctx::Item } else { Ctx::Standalone };
+                let ctx = if items { self.list_ctx } else { Ctx::Standalone };
                 self.finish_scanned(s, loc, ctx)
             }
             State::AfterArray => match self.peek_non_ws()? {
@@ -592,6 +636,11 @@ impl<R: BufRead> EventReader<R> {
             self.state = State::Lines;
             return Ok(Step::Continue);
         }
+        if self.audit_mode || (matches!(b, b't' | b'n') && !self.json_mode && self.looks_like_audit()?) {
+            self.state = State::Audit;
+            self.audit = Some(crate::auditd::Grouper::new(self.limit));
+            return Ok(Step::Continue);
+        }
         match b {
             b'[' => {
                 self.pos += 1;
@@ -686,10 +735,11 @@ impl<R: BufRead> EventReader<R> {
                 Head::NeedMore
             };
             match head {
-                Head::List(open) => {
+                Head::List(open) | Head::Records(open) => {
                     self.anchor = None;
                     self.pos = s + open + 1;
                     self.list_location = loc;
+                    self.list_ctx = if matches!(head, Head::Records(_)) { Ctx::Record } else { Ctx::Item };
                     self.state = State::Items { first: true };
                     return Ok(None);
                 }
@@ -840,6 +890,97 @@ impl<R: BufRead> EventReader<R> {
         FormatError::TooLarge { location: loc, size, limit: self.limit }
     }
 
+    // ---- Linux audit records ------------------------------------------
+
+    /// True when the input (at `pos`, a non-whitespace byte) starts with
+    /// `type=` or `node=`, as audit record lines do.
+    fn looks_like_audit(&mut self) -> Result<bool, FormatError> {
+        while self.end - self.pos < 5 && self.fill()? {}
+        let head = &self.buf[self.pos..self.end];
+        Ok(head.starts_with(b"type=") || head.starts_with(b"node="))
+    }
+
+    /// The next grouped audit event (see [`crate::auditd`]).
+    fn next_audit(&mut self) -> Result<Step, FormatError> {
+        use crate::auditd::Grouped;
+        loop {
+            let eof = self.pos == self.end && !self.fill()?;
+            let grouper = self.audit.as_mut().expect("audit state has a grouper");
+            if let Some(g) = grouper.pop(eof) {
+                return match g {
+                    Grouped::TooLarge { line, offset, size } => Err(FormatError::TooLarge {
+                        location: Location { line, byte_offset: offset },
+                        size,
+                        limit: self.limit,
+                    }),
+                    Grouped::Event { bytes, line, offset } => {
+                        let location = Location { line, byte_offset: offset };
+                        self.has_normalized = false;
+                        if self.cls.normalizer.is_some() {
+                            self.normalized = crate::auditd::normalize(&bytes)
+                                .map_err(|reason| FormatError::InvalidEvent { location: Some(location), reason })?;
+                            self.has_normalized = true;
+                        }
+                        let end = bytes.len();
+                        self.audit_out = bytes;
+                        Ok(Step::Event(Found { src: Src::Audit, start: 0, end, format: EventFormat::Auditd, location }))
+                    }
+                };
+            }
+            if eof {
+                return Ok(Step::Eof);
+            }
+            let line_loc = self.location_at(self.pos);
+            let start = self.abs(self.pos);
+            self.anchor = Some(start);
+            let mut search = self.pos;
+            let mut newline = None;
+            let mut oversize = false;
+            loop {
+                if let Some(p) = memchr(b'\n', &self.buf[search..self.end]) {
+                    newline = Some(search + p);
+                    break;
+                }
+                if self.abs(self.end) - start > self.limit as u64 + 1 {
+                    oversize = true;
+                    break;
+                }
+                let rel = self.end - self.idx(start);
+                if !self.fill()? {
+                    break;
+                }
+                search = self.idx(start) + rel;
+            }
+            self.anchor = None;
+            if oversize {
+                return Err(self.skip_long_line(start, line_loc));
+            }
+            let s = self.idx(start);
+            let (mut e, next) = match newline {
+                Some(i) => (i, i + 1),
+                None => (self.end, self.end),
+            };
+            self.pos = next;
+            if newline.is_some() && self.counted == s {
+                self.counted = next;
+                self.line += 1;
+            }
+            if e > s && self.buf[e - 1] == b'\r' {
+                e -= 1;
+            }
+            if e - s > self.limit {
+                return Err(FormatError::TooLarge { location: line_loc, size: (e - s) as u64, limit: self.limit });
+            }
+            if self.buf[s..e].iter().all(|b| is_ws(*b)) {
+                continue;
+            }
+            let grouper = self.audit.as_mut().expect("audit state has a grouper");
+            grouper
+                .push(&self.buf[s..e], line_loc.line, line_loc.byte_offset)
+                .map_err(|reason| FormatError::InvalidEvent { location: Some(line_loc), reason })?;
+        }
+    }
+
     // ---- events -----------------------------------------------------------
 
     fn finish_scanned(&mut self, s: Scanned, loc: Location, ctx: Ctx) -> Result<Step, FormatError> {
@@ -914,6 +1055,9 @@ impl<R: BufRead> EventReader<R> {
 struct Classifier {
     expand_lists: bool,
     strict_k8s: bool,
+    /// Every event must be of this format (input formats `cloudtrail`,
+    /// `gcp-audit`, `ocsf`).
+    require: Option<EventFormat>,
     trie: Trie,
     normalizer: Option<Normalizer>,
 }
@@ -934,14 +1078,20 @@ impl Classifier {
         let caps = json::parse(bytes, trie)?;
         let format = match (caps.k8s_class(), ctx) {
             (K8sClass::EventList, Ctx::Standalone) if self.expand_lists => return Ok(None),
+            // Every item of a CloudTrail log file's Records array is a record.
+            (_, Ctx::Record) => EventFormat::CloudTrail,
             (K8sClass::Event, _) | (K8sClass::Compatible, Ctx::Item) => EventFormat::KubernetesAudit,
+            (K8sClass::Compatible, _) if crate::normalize::is_aks_wrapped(&caps) => EventFormat::KubernetesAudit,
             _ if self.strict_k8s => {
                 return Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() });
             }
-            _ => EventFormat::Json,
+            _ => crate::normalize::detect_shape(&caps).unwrap_or(EventFormat::Json),
         };
+        if let Some(want) = self.require.filter(|w| *w != format && ctx != Ctx::Record) {
+            crate::normalize::require_shape(&caps, want)?;
+        }
         if self.normalizer.is_some() {
-            crate::normalize::fields_into(&caps, format, fields);
+            crate::normalize::fields_into(&caps, format, bytes, fields);
         }
         Ok(Some((format, self.normalizer.is_some())))
     }
@@ -996,6 +1146,11 @@ fn head_scan(obj: &[u8], hs: &mut HeadState) -> Head {
         };
         if key == b"items" {
             return if hs.list_kind && hs.api_ok && v == b'[' { Head::List(j) } else { Head::NotList };
+        }
+        // A CloudTrail log file is {"Records":[...]} (CloudTrail User Guide,
+        // "CloudTrail log file examples").
+        if key == b"Records" && hs.first {
+            return if v == b'[' { Head::Records(j) } else { Head::NotList };
         }
         let Some(value_end) = complete_value_end(obj, j) else {
             return Head::NeedMore;

@@ -412,3 +412,41 @@ fn invalid_reason_is_exposed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn auditd_lines_are_grouped_in_auto_mode() {
+    let a1 = "type=SYSCALL msg=audit(1.000:7): syscall=2 success=no";
+    let b1 = "type=USER_LOGIN msg=audit(1.001:8): msg='acct=\"x\" res=success'";
+    let a2 = "type=PATH msg=audit(1.000:7): item=0 name=\"/etc/shadow\"";
+    let a3 = "type=EOE msg=audit(1.000:7): ";
+    let input = format!("{a1}\n{b1}\r\n{a2}\nnot a record\n\n{a3}\n");
+    let out = run(&input, InputFormat::Auto, 1000);
+    let a = format!("{a1}\n{a2}\n{a3}");
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(matches!(&out[0], Out::Err(e, false) if e.contains("line 4") && e.contains("not a Linux audit record")));
+    assert_eq!(out[1], ev(&a, EventFormat::Auditd, 1, 0));
+    assert_eq!(out[2], ev(b1, EventFormat::Auditd, 2, a1.len() as u64 + 1));
+    // Forced, and too large.
+    let out = run(&input, InputFormat::Auditd, 70);
+    assert_eq!(errors(&out).len(), 2, "{out:?}");
+    assert!(errors(&out)[1].contains("exceeds the limit"), "{out:?}");
+    assert_eq!(events(&out), vec![b1]);
+}
+
+#[test]
+fn cloudtrail_records_are_streamed_when_first() {
+    let r1 = r#"{"eventSource":"s3.amazonaws.com","eventName":"GetObject"}"#;
+    let r2 = r#"{"eventName":"ConsoleLogin"}"#;
+    let file = format!("{{\"Records\":[{r1},\n {r2}]}}\n");
+    let out = run(&file, InputFormat::Auto, 80);
+    let second = 12 + r1.len() as u64 + 3;
+    assert_eq!(out, vec![ev(r1, EventFormat::CloudTrail, 1, 12), ev(r2, EventFormat::CloudTrail, 2, second)]);
+    assert_eq!(run(&file, InputFormat::CloudTrail, 80), out);
+    // Records not first (a digest-like object): one JSON entry.
+    let other = format!("{{\"a\":1,\"Records\":[{r1}]}}");
+    assert_eq!(run(&other, InputFormat::Auto, 1000), vec![ev(&other, J, 1, 0)]);
+    // A line of another shape under --format cloudtrail is rejected.
+    let out = run(&format!("{r1}\n{{\"x\":1}}\n"), InputFormat::CloudTrail, 1000);
+    assert_eq!(events(&out), vec![r1]);
+    assert!(errors(&out)[0].contains("not a cloudtrail event"), "{out:?}");
+}

@@ -887,8 +887,7 @@ fn hit_line(
     let code = e.leaf.payload_format;
     let (fields, known_json) = match EventFormat::from_code(code) {
         Some(f) => match normalizer.parse(&e.payload, Some(f)) {
-            // A syslog payload is not JSON: it is shown as `event_base64`.
-            Ok((_, fields)) => (fields, f != EventFormat::Syslog),
+            Ok((f, fields)) => (fields, f.is_json()),
             Err(_) => (Default::default(), false),
         },
         None => (Default::default(), false),

@@ -49,6 +49,13 @@ pub(crate) enum Command {
         /// Append the valid events and list the invalid ones instead of stopping.
         #[arg(long)]
         skip_invalid: bool,
+        /// Tail one growing file (JSON lines) across rotation and restarts, each line
+        /// exactly once; the position is kept in the data directory.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: exit after this many seconds without new lines.
+        #[arg(long, value_name = "SECONDS", requires = "follow")]
+        idle_exit: Option<f64>,
         /// Files to read; `-` is standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -203,6 +210,14 @@ pub(crate) enum FormatArg {
     Json,
     /// Kubernetes audit events, one per line, or EventList documents.
     K8sAudit,
+    /// AWS CloudTrail log files ({"Records":[...]}) or records one per line.
+    Cloudtrail,
+    /// Google Cloud audit log entries (JSON lines or arrays).
+    GcpAudit,
+    /// OCSF events (JSON lines, arrays or pretty-printed objects).
+    Ocsf,
+    /// Linux audit logs; the records of one event become one entry.
+    Auditd,
 }
 
 /// Which time `--since`/`--until` compare.

@@ -34,15 +34,25 @@ fn input_format(f: FormatArg) -> InputFormat {
         FormatArg::Jsonl => InputFormat::Jsonl,
         FormatArg::Json => InputFormat::Json,
         FormatArg::K8sAudit => InputFormat::K8sAudit,
+        FormatArg::Cloudtrail => InputFormat::CloudTrail,
+        FormatArg::GcpAudit => InputFormat::GcpAudit,
+        FormatArg::Ocsf => InputFormat::Ocsf,
+        FormatArg::Auditd => InputFormat::Auditd,
     }
 }
 
+/// Opens a file (or standard input for `-`), decompressing gzip and zstd inputs
+/// transparently (detected by their magic bytes).
 fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())));
-    }
-    let f = std::fs::File::open(path).map_err(|e| crate::Failure::usage(format!("{}: {e}", path.display())))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+    let raw: Box<dyn BufRead + Send> = if path.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(path).map_err(|e| crate::Failure::usage(format!("{}: {e}", path.display())))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let (input, _) = stele_formats::decompress::maybe_decompress(raw)
+        .map_err(|e| crate::Failure::usage(format!("{}: {e}", path.display())))?;
+    Ok(input)
 }
 
 pub(crate) fn run(
@@ -181,15 +191,18 @@ fn is_line_mode(fmt: InputFormat, input: &mut dyn BufRead) -> anyhow::Result<boo
     if fmt == InputFormat::Jsonl {
         return Ok(true);
     }
-    if fmt == InputFormat::Json {
+    if matches!(fmt, InputFormat::Json | InputFormat::Auditd) {
         return Ok(false);
     }
     let buf = input.fill_buf()?;
     let Some(nl) = buf.iter().position(|&b| b == b'\n') else { return Ok(false) };
     let line = &buf[..nl];
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    // A CloudTrail log file is one {"Records":[...]} object, often on one line: its
+    // records are streamed by the sequential reader.
     Ok(matches!(serde_json::from_slice::<serde_json::Value>(line),
-        Ok(serde_json::Value::Object(ref m)) if m.get("kind").and_then(|k| k.as_str()) != Some("EventList")))
+        Ok(serde_json::Value::Object(ref m))
+            if m.get("kind").and_then(|k| k.as_str()) != Some("EventList") && !m.contains_key("Records")))
 }
 
 /// Starts the parser threads. In line mode a reader thread cuts the input into
@@ -225,7 +238,12 @@ fn spawn_parsers(
     }
     // Line mode. Blocks go round-robin to the workers; results come back through one
     // channel per worker and are merged in block order.
-    let line_fmt = if fmt == InputFormat::K8sAudit { InputFormat::K8sAudit } else { InputFormat::Jsonl };
+    // Strict formats keep their check on every line; their reader detects the
+    // lines framing of each block as `auto` does.
+    let line_fmt = match fmt {
+        InputFormat::K8sAudit | InputFormat::CloudTrail | InputFormat::GcpAudit | InputFormat::Ocsf => fmt,
+        _ => InputFormat::Jsonl,
+    };
     let mut handles = Vec::new();
     let mut block_txs = Vec::new();
     let mut result_rxs = Vec::new();
@@ -389,4 +407,37 @@ fn shift(e: FormatError, lines: u64, offset: u64) -> FormatError {
         FormatError::Io { location, source } => FormatError::Io { location: fix(location), source },
         other => other,
     }
+}
+
+/// `stele import --follow FILE`: see [`crate::follow`].
+pub(crate) fn follow(
+    config: &Config,
+    data: DataArg,
+    format: FormatArg,
+    stream: &str,
+    idle_exit: Option<f64>,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let [file] = files else {
+        return Err(crate::Failure::usage("--follow reads exactly one file"));
+    };
+    let fmt = match input_format(format) {
+        InputFormat::Auto => InputFormat::Jsonl,
+        InputFormat::Json | InputFormat::Auditd => {
+            return Err(crate::Failure::usage(
+                "--follow reads JSON lines (formats auto, jsonl, k8s-audit, cloudtrail, gcp-audit, ocsf)",
+            ));
+        }
+        f => f,
+    };
+    let dir = config.data_dir(data.data.as_ref())?;
+    stele_store::streams::check_stream_name(stream)?;
+    let idle_exit = match idle_exit {
+        Some(s) if !(s.is_finite() && s >= 0.0) => {
+            return Err(crate::Failure::usage("--idle-exit must be a number of seconds"));
+        }
+        s => s.map(Duration::from_secs_f64),
+    };
+    let args = crate::follow::FollowArgs { file, stream, format: fmt, poll: Duration::from_millis(100), idle_exit };
+    crate::follow::run(config, &dir, &args)
 }

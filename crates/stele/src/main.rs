@@ -16,6 +16,7 @@ mod cmd_serve;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
+mod follow;
 mod output;
 mod serve_syslog;
 
@@ -89,7 +90,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     use cli::Command::*;
     match cli.command {
         Init { data, origin } => cmd_read::init(&config, data, origin),
-        Import { data, format, stream, skip_invalid, files } => {
+        Import { data, format, stream, follow: true, idle_exit, files, .. } => {
+            cmd_import::follow(&config, data, format, &stream, idle_exit, &files)
+        }
+        Import { data, format, stream, skip_invalid, follow: false, files, .. } => {
             cmd_import::run(&config, data, format, &stream, skip_invalid, &files)
         }
         Verify { data, against, index } => cmd_verify::run(&config, data, against, index),
