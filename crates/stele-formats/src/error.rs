@@ -46,6 +46,10 @@ pub enum InvalidReason {
     /// A Kubernetes `EventList` whose `items` member is not an array.
     #[error("Kubernetes EventList: \"items\" is not an array")]
     BadEventList,
+    /// A stored OpenTelemetry log entry ([`crate::EventFormat::OtlpLog`]) is not a
+    /// canonical OTLP record (see [`crate::otlp`]).
+    #[error("{0}")]
+    Otlp(crate::otlp::OtlpError),
 }
 
 /// An error from [`crate::EventReader`] or [`crate::parse_event`].

@@ -59,6 +59,7 @@ mod fastjson;
 mod json;
 mod json_serde;
 mod normalize;
+pub mod otlp;
 mod reader;
 mod scan;
 
@@ -85,15 +86,20 @@ pub enum EventFormat {
     /// A Kubernetes audit `Event` (`audit.k8s.io/v1` or `v1beta1`).
     #[serde(rename = "k8s-audit")]
     KubernetesAudit,
+    /// One OpenTelemetry `LogRecord` with its resource and scope, stored as the
+    /// canonical protobuf `ResourceLogs` described in [`otlp`].
+    #[serde(rename = "otlp-log")]
+    OtlpLog,
 }
 
 impl EventFormat {
-    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2.
+    /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2, `OtlpLog` = 5.
     /// These values are part of the on-disk format and never change.
     pub fn code(self) -> u8 {
         match self {
             EventFormat::Json => 1,
             EventFormat::KubernetesAudit => 2,
+            EventFormat::OtlpLog => 5,
         }
     }
 
@@ -102,15 +108,17 @@ impl EventFormat {
         match code {
             1 => Some(EventFormat::Json),
             2 => Some(EventFormat::KubernetesAudit),
+            5 => Some(EventFormat::OtlpLog),
             _ => None,
         }
     }
 
-    /// A short lowercase name: `json` or `k8s-audit`.
+    /// A short lowercase name: `json`, `k8s-audit` or `otlp-log`.
     pub fn name(self) -> &'static str {
         match self {
             EventFormat::Json => "json",
             EventFormat::KubernetesAudit => "k8s-audit",
+            EventFormat::OtlpLog => "otlp-log",
         }
     }
 }
@@ -184,7 +192,9 @@ mod tests {
     fn codes_are_stable() {
         assert_eq!(EventFormat::Json.code(), 1);
         assert_eq!(EventFormat::KubernetesAudit.code(), 2);
-        for f in [EventFormat::Json, EventFormat::KubernetesAudit] {
+        assert_eq!(EventFormat::OtlpLog.code(), 5);
+        assert_eq!(EventFormat::OtlpLog.name(), "otlp-log");
+        for f in [EventFormat::Json, EventFormat::KubernetesAudit, EventFormat::OtlpLog] {
             assert_eq!(EventFormat::from_code(f.code()), Some(f));
         }
         assert_eq!(EventFormat::from_code(0), None);

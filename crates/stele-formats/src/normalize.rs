@@ -194,6 +194,12 @@ impl Normalizer {
         bytes: &[u8],
         format_hint: Option<EventFormat>,
     ) -> Result<(EventFormat, Normalized), FormatError> {
+        // A stored OTLP record is protobuf (see `crate::otlp`), not JSON.
+        if format_hint == Some(EventFormat::OtlpLog) {
+            return crate::otlp::parse_canonical(bytes)
+                .map(|fields| (EventFormat::OtlpLog, fields))
+                .map_err(|e| FormatError::InvalidEvent { location: None, reason: InvalidReason::Otlp(e) });
+        }
         parse_with(bytes, format_hint, &self.trie)
             .map_err(|reason| FormatError::InvalidEvent { location: None, reason })
     }
@@ -276,6 +282,8 @@ pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, out: &mut No
     match format {
         EventFormat::KubernetesAudit => k8s_fields(caps, out),
         EventFormat::Json => generic_fields(caps, out),
+        // Never reached: `resolve_format` refuses an OTLP hint for a JSON object.
+        EventFormat::OtlpLog => {}
     }
 }
 
@@ -303,6 +311,9 @@ fn set_str(dst: &mut Option<String>, v: Option<&str>) {
 pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> Result<EventFormat, InvalidReason> {
     match hint {
         Some(EventFormat::Json) => Ok(EventFormat::Json),
+        Some(EventFormat::OtlpLog) => Err(InvalidReason::Otlp(crate::otlp::OtlpError::NotCanonical(
+            "a JSON object, but OpenTelemetry log entries are stored as protobuf".into(),
+        ))),
         Some(EventFormat::KubernetesAudit) => match caps.k8s_class() {
             K8sClass::Event | K8sClass::Compatible => Ok(EventFormat::KubernetesAudit),
             K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() }),

@@ -803,7 +803,8 @@ fn hit_line(
     let code = e.leaf.payload_format;
     let (fields, known_json) = match EventFormat::from_code(code) {
         Some(f) => match normalizer.parse(&e.payload, Some(f)) {
-            Ok((_, fields)) => (fields, true),
+            // OTLP entries are protobuf: shown as `event_base64`.
+            Ok((_, fields)) => (fields, f != EventFormat::OtlpLog),
             Err(_) => (Default::default(), false),
         },
         None => (Default::default(), false),
