@@ -320,6 +320,8 @@ mod keys {
 /// Attributes are looked up on the record first, then on the resource; the first key
 /// present with a string, integer, boolean or double value (an array: its first such
 /// element) wins. Integers and booleans become their decimal / `true` text.
+// `..Normalized::default()` keeps this compiling when fields are added to `Normalized`.
+#[allow(clippy::needless_update)]
 pub fn fields(resource: Option<&Resource>, record: &LogRecord) -> Normalized {
     let res_attrs: &[KeyValue] = resource.map_or(&[], |r| &r.attributes);
     let find = |list: &[&str]| -> Option<String> {

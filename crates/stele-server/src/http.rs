@@ -63,6 +63,8 @@ pub(crate) struct App {
     pub(crate) normalizer: Arc<Normalizer>,
     pub(crate) limits: Limits,
     pub(crate) default_stream: String,
+    /// Stream of OTLP log records whose request names none.
+    pub(crate) otlp_stream: String,
 }
 
 type AppState = Arc<App>;
@@ -70,6 +72,7 @@ type AppState = Arc<App>;
 pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
+        .route("/v1/logs", post(crate::otlp_http::post_logs))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/query", get(get_query))
         .route("/checkpoint", get(get_checkpoint))
@@ -112,6 +115,29 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
+    }
+}
+
+impl ApiError {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `"error"` message.
+    pub(crate) fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| self.body.clone())
+    }
+
+    pub(crate) fn retry_after(&self) -> bool {
+        self.retry_after
+    }
+
+    pub(crate) fn with_retry_after(mut self) -> ApiError {
+        self.retry_after = true;
+        self
     }
 }
 
@@ -178,6 +204,7 @@ fn push_event(out: &mut Vec<u8>, payload: &[u8], known_json: bool, one_line: boo
 async fn count_requests(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| match p.as_str() {
         "/v1/events" => "/v1/events",
+        "/v1/logs" => "/v1/logs",
         "/v1/entries/{index}" => "/v1/entries/{index}",
         "/v1/query" => "/v1/query",
         "/checkpoint" => "/checkpoint",
@@ -353,7 +380,7 @@ pub(crate) fn body_too_large(limit: usize) -> ApiError {
 }
 
 /// The stream from `?stream=` or `X-Stele-Stream`, else the default.
-fn stream_name(uri: &Uri, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
+pub(crate) fn stream_name(uri: &Uri, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
     let params = query_pairs(uri)?;
     let mut from_query = None;
     for (k, v) in params {

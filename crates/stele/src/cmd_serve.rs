@@ -18,6 +18,7 @@ pub(crate) fn run(
     origin: Option<String>,
     checkpoint_interval: Option<f64>,
     (witness_flags, witnesses_required): (&[String], Option<usize>),
+    otlp_grpc: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
     let (witnesses, witnesses_required) = config.witnesses(witness_flags, witnesses_required)?;
@@ -77,12 +78,19 @@ pub(crate) fn run(
     server.verify_webhook = config.verify_webhook.clone();
     server.witnesses = witnesses;
     server.witnesses_required = witnesses_required;
+    server.otlp_grpc = otlp_grpc.or(config.otlp_grpc);
+    if let Some(s) = &config.otlp_stream {
+        server.otlp_default_stream = s.clone();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         eprintln!("stele: serving {} on http://{listen}", dir.display());
+        if let Some(addr) = server.otlp_grpc {
+            eprintln!("stele: OTLP/gRPC logs on {addr}");
+        }
         stele_server::run(server, log, shutdown).await
     })?;
     Ok(())

@@ -44,6 +44,10 @@ pub(crate) struct Config {
     /// Cosignatures a checkpoint needs before `serve` publishes the cosigned note
     /// (default 0; at most the number of witnesses).
     pub(crate) witnesses_required: Option<usize>,
+    /// OTLP/gRPC logs listen address (`serve --otlp-grpc`); none by default.
+    pub(crate) otlp_grpc: Option<SocketAddr>,
+    /// Stream of OpenTelemetry log records whose request names none (default `otlp`).
+    pub(crate) otlp_stream: Option<String>,
 }
 
 /// One `[[witness]]` table: where to submit checkpoints and the witness's key.

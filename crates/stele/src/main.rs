@@ -96,8 +96,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
         VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
-        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required } => {
-            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, (&witnesses, witnesses_required))
+        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, otlp_grpc } => {
+            let witnesses = (&witnesses[..], witnesses_required);
+            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, otlp_grpc)
         }
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
