@@ -8,7 +8,9 @@
 //!   are streamed one by one), with memory bounded by the maximum event size;
 //! - [`split_body`] splits an HTTP request body into events;
 //! - [`parse_event`] validates one event and extracts its [`Normalized`]
-//!   fields (time, actor, action, resource, outcome) in one parse.
+//!   fields (time, actor, action, resource, outcome) in one parse;
+//! - [`otlp`] decodes OpenTelemetry log requests (protobuf, OTLP/JSON) into
+//!   one canonical protobuf entry per `LogRecord`, with its normalized fields.
 //!
 //! It does no file or network I/O of its own and knows nothing of storage,
 //! hashing or HTTP. Events are kept as their exact bytes: splitters return

@@ -53,7 +53,7 @@ impl LogsService for Logs {
         let app = &self.app;
         if let Some(e) = app.refuse_early() {
             // tonic has already decoded the message: its records are known.
-            app.shared.metrics.count_ingest(PROTOCOL, "dropped", record_count(request.get_ref()));
+            app.shared.metrics.count_ingest(PROTOCOL, "rejected", record_count(request.get_ref()));
             return Err(submit_status(e));
         }
         let stream = match request.metadata().get("x-stele-stream") {
@@ -92,12 +92,7 @@ impl LogsService for Logs {
             match app.submit(stream, body, events).await {
                 Ok(_) => metrics.count_ingest(PROTOCOL, "accepted", n),
                 Err(e) => {
-                    let result = if matches!(e, SubmitError::Overloaded(_) | SubmitError::Unavailable(_)) {
-                        "dropped"
-                    } else {
-                        "rejected"
-                    };
-                    metrics.count_ingest(PROTOCOL, result, n);
+                    metrics.count_ingest(PROTOCOL, "rejected", n);
                     return Err(submit_status(e));
                 }
             }

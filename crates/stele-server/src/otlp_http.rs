@@ -20,11 +20,10 @@
 //!   writes: exporters retry. Nothing of the request was appended.
 //!
 //! `stele_ingest_events_total{protocol="otlp-http"}` counts records by result:
-//! `accepted` (durable), `rejected` (refused for what they are: too large, or in a
-//! request that was refused whole for its content) and `dropped` (refused because
-//! of overload or an unavailable log, so the exporter may send them again). A request
-//! refused before its body is read (queue already full) is not counted: its records
-//! are unknown.
+//! `accepted` (durable) and `rejected` (refused with an answer: too large, in a
+//! request refused for its content, or refused for overload). OTLP never drops a
+//! record without answering. A request refused before its body is read (queue
+//! already full) is not counted: its records are unknown.
 
 use std::time::Instant;
 
@@ -121,12 +120,7 @@ async fn export(
         match app.submit(stream, body, events).await {
             Ok(_) => metrics.count_ingest(PROTOCOL, "accepted", n),
             Err(e) => {
-                let result = if matches!(e, SubmitError::Overloaded(_) | SubmitError::Unavailable(_)) {
-                    "dropped"
-                } else {
-                    "rejected"
-                };
-                metrics.count_ingest(PROTOCOL, result, n);
+                metrics.count_ingest(PROTOCOL, "rejected", n);
                 return Err(Failure::submit(e));
             }
         }

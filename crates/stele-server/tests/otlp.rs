@@ -419,7 +419,7 @@ fn overload_is_retryable() {
     assert_eq!(otlp_indexes(addr).len() as u64, acked + acked_grpc);
     assert_eq!(metric(addr, "otlp-http", "accepted"), acked);
     assert_eq!(metric(addr, "otlp-grpc", "accepted"), acked_grpc);
-    assert_eq!(metric(addr, "otlp-grpc", "dropped"), 64 * overloaded_grpc);
+    assert_eq!(metric(addr, "otlp-grpc", "rejected"), 64 * overloaded_grpc);
     h.stop();
 }
 
