@@ -61,6 +61,10 @@ pub enum InvalidReason {
         /// What is wrong, e.g. `no "msg=audit(" stamp`.
         detail: String,
     },
+    /// A stored OpenTelemetry log entry ([`crate::EventFormat::OtlpLog`]) is not a
+    /// canonical OTLP record (see [`crate::otlp`]).
+    #[error("{0}")]
+    Otlp(crate::otlp::OtlpError),
 }
 
 /// An error from [`crate::EventReader`] or [`crate::parse_event`].

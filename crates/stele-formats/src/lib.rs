@@ -15,6 +15,8 @@
 //!   [`Normalized`] fields (time, actor, action, resource, outcome, source
 //!   address, request id, producer; the mapping per format is in
 //!   `docs/ingest-formats.md`).
+//! - [`otlp`] decodes OpenTelemetry log requests (protobuf, OTLP/JSON) into
+//!   one canonical protobuf entry per `LogRecord`, with its normalized fields.
 //!
 //! It does no file or network I/O of its own and knows nothing of storage,
 //! hashing or HTTP. Events are kept as their exact bytes: splitters return
@@ -68,6 +70,7 @@ mod fastjson;
 mod json;
 mod json_serde;
 mod normalize;
+pub mod otlp;
 mod reader;
 mod scan;
 pub mod syslog;
@@ -121,12 +124,16 @@ pub enum EventFormat {
     /// An OCSF event (any class).
     #[serde(rename = "ocsf")]
     Ocsf,
+    /// One OpenTelemetry `LogRecord` with its resource and scope, stored as the
+    /// canonical protobuf `ResourceLogs` described in [`otlp`].
+    #[serde(rename = "otlp-log")]
+    OtlpLog,
 }
 
 impl EventFormat {
     /// The byte stored in the leaf: `Json` = 1, `KubernetesAudit` = 2,
     /// `CloudTrail` = 6, `GcpAudit` = 7, `Auditd` = 8, `Ocsf` = 9 (3 is
-    /// stele's own records, 4 syslog (`Syslog`), 5 OTLP logs).
+    /// stele's own records, 4 syslog (`Syslog`), 5 OTLP logs (`OtlpLog`)).
     /// These values are part of the on-disk format and never change.
     pub fn code(self) -> u8 {
         match self {
@@ -137,6 +144,7 @@ impl EventFormat {
             EventFormat::GcpAudit => 7,
             EventFormat::Auditd => 8,
             EventFormat::Ocsf => 9,
+            EventFormat::OtlpLog => 5,
         }
     }
 
@@ -150,12 +158,13 @@ impl EventFormat {
             7 => Some(EventFormat::GcpAudit),
             8 => Some(EventFormat::Auditd),
             9 => Some(EventFormat::Ocsf),
+            5 => Some(EventFormat::OtlpLog),
             _ => None,
         }
     }
 
     /// True when an entry of this format is one JSON object (every format but
-    /// `auditd` and `syslog`, whose entries are text).
+    /// `auditd` and `syslog`, whose entries are text, and `otlp-log`, protobuf).
     pub fn is_json(self) -> bool {
         match self {
             EventFormat::Json
@@ -163,12 +172,12 @@ impl EventFormat {
             | EventFormat::CloudTrail
             | EventFormat::GcpAudit
             | EventFormat::Ocsf => true,
-            EventFormat::Auditd | EventFormat::Syslog => false,
+            EventFormat::Auditd | EventFormat::Syslog | EventFormat::OtlpLog => false,
         }
     }
 
     /// A short lowercase name: `json`, `k8s-audit`, `cloudtrail`,
-    /// `gcp-audit`, `auditd`, `ocsf` or `syslog`.
+    /// `gcp-audit`, `auditd`, `ocsf`, `syslog` or `otlp-log`.
     pub fn name(self) -> &'static str {
         match self {
             EventFormat::Json => "json",
@@ -178,6 +187,7 @@ impl EventFormat {
             EventFormat::GcpAudit => "gcp-audit",
             EventFormat::Auditd => "auditd",
             EventFormat::Ocsf => "ocsf",
+            EventFormat::OtlpLog => "otlp-log",
         }
     }
 }
@@ -273,6 +283,8 @@ mod tests {
     fn codes_are_stable() {
         assert_eq!(EventFormat::Json.code(), 1);
         assert_eq!(EventFormat::KubernetesAudit.code(), 2);
+        assert_eq!(EventFormat::OtlpLog.code(), 5);
+        assert_eq!(EventFormat::OtlpLog.name(), "otlp-log");
         assert_eq!(EventFormat::Syslog.code(), 4);
         assert_eq!(EventFormat::Syslog.name(), "syslog");
         assert_eq!(EventFormat::CloudTrail.code(), 6);
@@ -287,6 +299,7 @@ mod tests {
             EventFormat::Auditd,
             EventFormat::Ocsf,
             EventFormat::Syslog,
+            EventFormat::OtlpLog,
         ];
         for f in all {
             assert_eq!(EventFormat::from_code(f.code()), Some(f));

@@ -236,6 +236,12 @@ impl Normalizer {
         if format_hint == Some(EventFormat::Syslog) {
             return Ok((EventFormat::Syslog, crate::syslog::normalize(bytes)));
         }
+        // A stored OTLP record is protobuf (see `crate::otlp`), not JSON.
+        if format_hint == Some(EventFormat::OtlpLog) {
+            return crate::otlp::parse_canonical(bytes)
+                .map(|fields| (EventFormat::OtlpLog, fields))
+                .map_err(|e| FormatError::InvalidEvent { location: None, reason: InvalidReason::Otlp(e) });
+        }
         parse_with(bytes, format_hint, &self.trie)
             .map_err(|reason| FormatError::InvalidEvent { location: None, reason })
     }
@@ -350,6 +356,8 @@ pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, bytes: &[u8]
         EventFormat::Ocsf => *out = via_value(crate::cloud::ocsf),
         // Audit records are not JSON and never reach here; see `parse_with`.
         EventFormat::Auditd => *out = Normalized::default(),
+        // Never reached: `resolve_format` refuses an OTLP hint for a JSON object.
+        EventFormat::OtlpLog => {}
     }
 }
 
@@ -429,6 +437,9 @@ fn set_str(dst: &mut Option<String>, v: Option<&str>) {
 pub(crate) fn resolve_format(caps: &Captures<'_>, hint: Option<EventFormat>) -> Result<EventFormat, InvalidReason> {
     match hint {
         Some(EventFormat::Json | EventFormat::Syslog) => Ok(EventFormat::Json),
+        Some(EventFormat::OtlpLog) => Err(InvalidReason::Otlp(crate::otlp::OtlpError::NotCanonical(
+            "a JSON object, but OpenTelemetry log entries are stored as protobuf".into(),
+        ))),
         Some(EventFormat::KubernetesAudit) => match caps.k8s_class() {
             K8sClass::Event | K8sClass::Compatible => Ok(EventFormat::KubernetesAudit),
             K8sClass::EventList | K8sClass::Other => Err(InvalidReason::NotK8sEvent { detail: caps.describe_kind() }),

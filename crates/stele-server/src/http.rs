@@ -67,6 +67,8 @@ pub(crate) struct App {
     /// Stream → JSON pointer of the field that identifies its events (retries of an
     /// event with the same id and bytes are appended once).
     pub(crate) event_id_fields: std::collections::HashMap<String, String>,
+    /// Stream of OTLP log records whose request names none.
+    pub(crate) otlp_stream: String,
 }
 
 type AppState = Arc<App>;
@@ -75,6 +77,7 @@ pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/k8s/audit", post(crate::k8s_webhook::post_k8s_audit))
+        .route("/v1/logs", post(crate::otlp_http::post_logs))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/query", get(get_query))
         .route("/checkpoint", get(get_checkpoint))
@@ -117,6 +120,29 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
+    }
+}
+
+impl ApiError {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `"error"` message.
+    pub(crate) fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| self.body.clone())
+    }
+
+    pub(crate) fn retry_after(&self) -> bool {
+        self.retry_after
+    }
+
+    pub(crate) fn with_retry_after(mut self) -> ApiError {
+        self.retry_after = true;
+        self
     }
 }
 
@@ -183,6 +209,7 @@ fn push_event(out: &mut Vec<u8>, payload: &[u8], known_json: bool, one_line: boo
 async fn count_requests(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| match p.as_str() {
         "/v1/events" => "/v1/events",
+        "/v1/logs" => "/v1/logs",
         "/v1/entries/{index}" => "/v1/entries/{index}",
         "/v1/query" => "/v1/query",
         "/checkpoint" => "/checkpoint",

@@ -33,6 +33,7 @@
 //! | `GET /v1/proof/consistency?first=M[&second=N]` | RFC 9162 consistency proof: `{"first","second","hashes","first_root","second_root","checkpoint"}`; `second` defaults to the newest checkpoint's size. 400 as above, and for `first` 0 or above `second`. |
 //! | `GET /v1/entries/{index}` | `{"index","received","received_ns","stream","format","leaf_hash","leaf","salt","event","inclusion_proof":{"tree_size","root_hash","hashes","checkpoint"}}`. `event` is the stored bytes verbatim. The proof is to the newest checkpoint (its note is in `checkpoint`) when that covers the entry, else to the current tree size with `"checkpoint":null` and an `unsigned` explanation. 404 past the tree, 400 for a non-integer. |
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
+//! | `POST /v1/logs[?stream=NAME]` | OTLP/HTTP logs (see `src/otlp_http.rs`): protobuf or OTLP/JSON `ExportLogsServiceRequest`, gzip accepted; one `otlp-log` entry per `LogRecord` in stream `otlp` by default. 200 `ExportLogsServiceResponse` after fsync (with `partial_success` for records over the entry limit); 400/413/415 with a `google.rpc.Status`; 503 + `Retry-After: 1` on overload. The same service over gRPC listens on `otlp_grpc` (see `src/otlp_grpc.rs`). |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
 //! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`. |
 //!
@@ -80,6 +81,8 @@ mod lifecycle;
 mod listener;
 mod metrics;
 mod nodes;
+mod otlp_grpc;
+mod otlp_http;
 pub mod proofs;
 mod retention_task;
 mod selfcheck;
@@ -141,6 +144,9 @@ pub const DEFAULT_VERIFY_FULL_INTERVAL: Duration = Duration::from_secs(168 * 360
 /// Default `verify_max_bytes_per_sec` (100 MB/s of payload): self-verification stays
 /// far below what ingestion and the disk can do.
 pub const DEFAULT_VERIFY_MAX_BYTES_PER_SEC: u64 = 100_000_000;
+/// Default `otlp_default_stream`: OpenTelemetry log records go to their own stream
+/// unless the request names one.
+pub const DEFAULT_OTLP_STREAM: &str = "otlp";
 /// Most query hits per request (the default is 1000).
 pub const MAX_QUERY_LIMIT: u64 = http::MAX_QUERY_LIMIT;
 
@@ -213,6 +219,11 @@ pub struct ServerConfig {
     pub retention_interval: Duration,
     /// Syslog listeners (UDP, TCP, TLS); none by default. See [`syslog`].
     pub syslog: syslog::SyslogConfig,
+    /// Address of the OTLP/gRPC logs listener (`LogsService/Export`), if any.
+    /// OTLP/HTTP (`POST /v1/logs`) is always served on `listen`.
+    pub otlp_grpc: Option<SocketAddr>,
+    /// Stream of OTLP log records whose request names none.
+    pub otlp_default_stream: String,
 }
 
 impl ServerConfig {
@@ -245,6 +256,8 @@ impl ServerConfig {
             retention: Vec::new(),
             retention_interval: Duration::from_secs(3600),
             syslog: syslog::SyslogConfig::default(),
+            otlp_grpc: None,
+            otlp_default_stream: DEFAULT_OTLP_STREAM.to_string(),
         }
     }
 
@@ -324,6 +337,8 @@ impl ServerConfig {
                 ));
             }
         }
+        stele_store::streams::check_stream_name(&self.otlp_default_stream)
+            .map_err(|e| ServerError::Config(format!("otlp_default_stream: {e}")))?;
         stele_store::streams::check_stream_name(&self.default_stream)
             .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
     }
@@ -333,6 +348,7 @@ impl ServerConfig {
 pub struct RunningServer {
     local_addr: SocketAddr,
     syslog_addrs: syslog::Addrs,
+    otlp_grpc_addr: Option<SocketAddr>,
     handle: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
@@ -355,6 +371,11 @@ impl RunningServer {
     /// The syslog TLS listener's address, when one is configured.
     pub fn syslog_tls_addr(&self) -> Option<SocketAddr> {
         self.syslog_addrs.2
+    }
+
+    /// The address the OTLP/gRPC listener listens on, when configured.
+    pub fn otlp_grpc_addr(&self) -> Option<SocketAddr> {
+        self.otlp_grpc_addr
     }
 
     /// Waits until the server has shut down: open connections finished, queued events
@@ -380,6 +401,15 @@ pub async fn start(
     let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let syslog_bound = if config.syslog.enabled() { Some(syslog::bind(&config.syslog).await?) } else { None };
     let syslog_addrs = syslog_bound.as_ref().map_or((None, None, None), syslog::Bound::addrs);
+    let grpc_listener = match config.otlp_grpc {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+            let bound = l.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let otlp_grpc_addr = grpc_listener.as_ref().map(|(_, a)| *a);
 
     let reader = log.reader();
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
@@ -447,31 +477,39 @@ pub async fn start(
         },
         default_stream: config.default_stream.clone(),
         event_id_fields: config.event_id_fields.clone(),
+        otlp_stream: config.otlp_default_stream.clone(),
     });
-    silence::spawn(app.clone(), config.expected_sources.clone());
-    lifecycle::record_start(&app).await;
-    lifecycle::spawn_shedding(app.clone());
-    let stopping_app = app.clone();
-    // One shutdown signal for the HTTP server and the syslog listeners.
+    // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
-    let mut http_stop = stop_rx;
-    let shutdown = async move {
-        let _ = http_stop.wait_for(|s| *s).await;
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
+    let grpc = grpc_listener.map(|(l, addr)| {
+        tracing::info!(%addr, "OTLP/gRPC listening");
+        tokio::spawn(otlp_grpc::serve(l, app.clone(), stopped(stop_rx.clone())))
+    });
+    silence::spawn(app.clone(), config.expected_sources.clone());
+    lifecycle::record_start(&app).await;
+    lifecycle::spawn_shedding(app.clone());
+    let stopping_app = app.clone();
+    let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
     tracing::info!(%local_addr, "stele server listening");
     let handle = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(listener, router).with_graceful_shutdown(stopped(stop_rx)).await;
         // Syslog connections append what they have read before the sequencer stops.
         if let Some(s) = syslog {
             s.wait().await;
         }
+        let grpc_served = match grpc {
+            Some(task) => task.await.map_err(|e| ServerError::Sequencer(format!("OTLP/gRPC task: {e}")))?,
+            None => Ok(()),
+        };
         // Every connection is closed: let the sequencer commit what is queued and stop.
         drop(selfcheck);
         drop(retention);
@@ -483,9 +521,10 @@ pub async fn start(
             .map_err(|e| ServerError::Sequencer(format!("joining: {e}")))?;
         let sequenced = joined.map_err(|_| ServerError::Sequencer("panicked".into()))?;
         served.map_err(ServerError::Io)?;
+        grpc_served.map_err(|e| ServerError::Io(std::io::Error::other(format!("OTLP/gRPC: {e}"))))?;
         sequenced
     });
-    Ok(RunningServer { local_addr, syslog_addrs, handle })
+    Ok(RunningServer { local_addr, syslog_addrs, otlp_grpc_addr, handle })
 }
 
 /// Runs the server until `shutdown` completes (see [`start`]), then returns once

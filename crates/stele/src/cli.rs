@@ -144,6 +144,10 @@ pub(crate) enum Command {
         witnesses_required: Option<usize>,
         #[command(flatten)]
         syslog: crate::serve_syslog::SyslogArgs,
+        /// Also serve OTLP/gRPC logs (`LogsService/Export`) on this address (or
+        /// `otlp_grpc` in the config file). OTLP/HTTP is always at `POST /v1/logs`.
+        #[arg(long, value_name = "ADDR")]
+        otlp_grpc: Option<SocketAddr>,
     },
     /// Watch a C2SP tlog-tiles log: verify its checkpoints, tiles and consistency.
     Monitor {

@@ -81,7 +81,7 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
         }
         let mut m = output::entry_json(&e);
         m.insert("fields".into(), fields_json(&fields));
-        m.insert("event".into(), serde_json::to_value(output::raw_event(&e.payload)).unwrap_or_default());
+        output::insert_event(&mut m, &e);
         if let Err(e) =
             serde_json::to_writer(&mut out, &m).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n"))
         {

@@ -49,7 +49,7 @@ pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<
     let mut m = output::entry_json(&e);
     m.insert("leaf_hash".into(), e.leaf_hash.to_base64().into());
     m.insert("leaf".into(), base64::engine::general_purpose::STANDARD.encode(e.leaf.encode()).into());
-    m.insert("event".into(), serde_json::to_value(output::raw_event(&e.payload))?);
+    output::insert_event(&mut m, &e);
     // Prove inclusion in the newest checkpoint when it covers the entry, else in the
     // current tree (which no checkpoint has signed yet).
     let (size, note) = match reader.newest_checkpoint() {

@@ -18,7 +18,7 @@ pub(crate) fn run(
     origin: Option<String>,
     checkpoint_interval: Option<f64>,
     (witness_flags, witnesses_required): (&[String], Option<usize>),
-    syslog: &crate::serve_syslog::SyslogArgs,
+    (syslog, otlp_grpc): (&crate::serve_syslog::SyslogArgs, Option<SocketAddr>),
 ) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
     let (witnesses, witnesses_required) = config.witnesses(witness_flags, witnesses_required)?;
@@ -88,12 +88,19 @@ pub(crate) fn run(
         server.retention_interval = Duration::from_secs_f64(m * 60.0);
     }
     server.syslog = crate::serve_syslog::syslog_config(config.syslog.as_ref(), syslog)?;
+    server.otlp_grpc = otlp_grpc.or(config.otlp_grpc);
+    if let Some(s) = &config.otlp_stream {
+        server.otlp_default_stream = s.clone();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         eprintln!("stele: serving {} on http://{listen}", dir.display());
+        if let Some(addr) = server.otlp_grpc {
+            eprintln!("stele: OTLP/gRPC logs on {addr}");
+        }
         stele_server::run(server, log, shutdown).await
     })?;
     Ok(())

@@ -61,6 +61,10 @@ pub(crate) struct Config {
     pub(crate) retention_interval_minutes: Option<f64>,
     /// `[syslog]`: syslog listeners of `serve`.
     pub(crate) syslog: Option<crate::serve_syslog::SyslogSection>,
+    /// OTLP/gRPC logs listen address (`serve --otlp-grpc`); none by default.
+    pub(crate) otlp_grpc: Option<SocketAddr>,
+    /// Stream of OpenTelemetry log records whose request names none (default `otlp`).
+    pub(crate) otlp_stream: Option<String>,
 }
 
 /// One `[[retention]]` table.
@@ -330,6 +334,14 @@ mod tests {
         let ids: Config = toml::from_str("[[source]]\nstream = \"a\"\nevent_id = \"/id\"\n").unwrap();
         ids.apply_ingest(&mut server).unwrap();
         assert_eq!(server.event_id_fields.get("a").map(String::as_str), Some("/id"));
+    }
+
+    #[test]
+    fn otlp_keys() {
+        let c: Config = toml::from_str("otlp_grpc = \"127.0.0.1:4317\"\notlp_stream = \"otel/logs\"\n").unwrap();
+        assert_eq!(c.otlp_grpc, Some("127.0.0.1:4317".parse().unwrap()));
+        assert_eq!(c.otlp_stream.as_deref(), Some("otel/logs"));
+        assert!(toml::from_str::<Config>("otlp_grpc = \"not an address\"\n").is_err());
     }
 
     #[test]

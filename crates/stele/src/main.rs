@@ -103,15 +103,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
         VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
-        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog } => cmd_serve::run(
-            &config,
-            data,
-            listen,
-            origin,
-            checkpoint_interval,
-            (&witnesses, witnesses_required),
-            &syslog,
-        ),
+        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog, otlp_grpc } => {
+            let witnesses = (&witnesses[..], witnesses_required);
+            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, (&syslog, otlp_grpc))
+        }
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),

@@ -28,6 +28,17 @@ pub(crate) fn raw_event(payload: &[u8]) -> Box<RawValue> {
     })
 }
 
+/// Adds the entry's payload to `m`: `"event"` as for [`raw_event`], or, for formats
+/// stored as binary (OpenTelemetry records are protobuf), `"event_base64"`.
+pub(crate) fn insert_event(m: &mut serde_json::Map<String, serde_json::Value>, e: &Entry) {
+    use base64::Engine as _;
+    if e.leaf.payload_format == stele_formats::EventFormat::OtlpLog.code() {
+        m.insert("event_base64".into(), base64::engine::general_purpose::STANDARD.encode(&e.payload).into());
+    } else {
+        m.insert("event".into(), serde_json::to_value(raw_event(&e.payload)).unwrap_or_default());
+    }
+}
+
 /// Name of a payload format code.
 pub(crate) fn format_name(code: u8) -> &'static str {
     match code {

@@ -17,6 +17,8 @@ use stele_tlog::Hash;
 pub(crate) struct TestServer {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The OTLP/gRPC listener's address, when configured.
+    pub otlp_grpc_addr: Option<SocketAddr>,
     rt: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<RunningServer>,
@@ -36,7 +38,14 @@ impl TestServer {
                 let _ = stopped.await;
             }))
             .unwrap();
-        TestServer { dir, addr: server.local_addr(), rt, stop: Some(stop), server: Some(server) }
+        TestServer {
+            dir,
+            addr: server.local_addr(),
+            otlp_grpc_addr: server.otlp_grpc_addr(),
+            rt,
+            stop: Some(stop),
+            server: Some(server),
+        }
     }
 
     /// Starts a server over a new data directory for `origin`.
