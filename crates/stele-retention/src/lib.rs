@@ -19,12 +19,14 @@
 //! stele's own `_stele/` streams are never deleted.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod hold;
 mod pass;
 mod plan;
 mod policy;
 mod recorded;
 
+pub use audit::{AuditProblem, audit};
 pub use hold::{HoldFilters, HoldRecord, ReleaseRecord, active_holds, held_segments};
 pub use pass::{PassReport, apply};
 pub use plan::{Due, StreamSchedule, plan, schedule};

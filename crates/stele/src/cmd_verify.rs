@@ -51,6 +51,12 @@ pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, chec
         eprintln!("deleted: {d}");
     }
     let mut problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    // Deletions against the policy and hold records before them (from the log alone).
+    let (audited, audit_problems) = stele_retention::audit(&reader)?;
+    if audited > 0 {
+        eprintln!("retention: {audited} deletion record(s) checked against the recorded policies and holds");
+    }
+    problems.extend(audit_problems.iter().map(|p| format!("entry {}: {}", p.record_index, p.what)));
     if check_index {
         problems.extend(crate::cmd_query::check_index(config, &dir, &reader)?);
     }

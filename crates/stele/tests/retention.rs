@@ -87,6 +87,7 @@ fn expired_segments_are_deleted_on_the_record() {
     let verify = run(&["verify"]);
     verify.expect_code(0, "verify after deletion");
     assert!(verify.stderr.contains(&format!("recorded at entry {record}")), "{verify}");
+    assert!(verify.stderr.contains("1 deletion record(s) checked against the recorded policies"), "{verify}");
     // The other stream and the new entries are untouched; a second pass deletes nothing.
     let again = run(&["retention", "apply"]);
     again.expect_code(0, "second pass");
