@@ -2,7 +2,7 @@
 
 use stele_store::Log;
 use stele_store::StoreError;
-use stele_store::retention::{DeletionRecord, segment_summaries};
+use stele_store::retention::segment_summaries;
 
 use crate::RetentionError;
 use crate::plan::{Due, plan};
@@ -53,20 +53,7 @@ pub fn apply(
             continue;
         }
         let s = &due.segment;
-        let record = DeletionRecord {
-            kind: "deletion".into(),
-            segment: s.segno,
-            stream: s.stream.clone(),
-            entries: s.entries,
-            ranges: s.ranges.clone(),
-            oldest_received_ns: s.oldest_received_ns,
-            newest_received_ns: s.newest_received_ns,
-            policy: due.policy.stream.clone(),
-            min_retention_seconds: due.policy.min_retention.as_secs(),
-            max_retention_seconds: due.policy.max_retention.map_or(0, |d| d.as_secs()),
-            mode: due.policy.mode.name().into(),
-            deleted_ns: now_ns,
-        };
+        let record = due.deletion_record(now_ns);
         match log.delete_segment(s.segno, &record) {
             Ok(index) => report.deleted.push((due, Some(index))),
             Err(StoreError::SegmentNotDeletable { reason, .. }) => report.skipped.push((due, reason)),

@@ -39,6 +39,27 @@ pub struct StreamSchedule {
     pub held: usize,
 }
 
+impl Due {
+    /// The deletion record of this segment, decided at `now_ns`.
+    pub fn deletion_record(&self, now_ns: u64) -> stele_store::retention::DeletionRecord {
+        let s = &self.segment;
+        stele_store::retention::DeletionRecord {
+            kind: "deletion".into(),
+            segment: s.segno,
+            stream: s.stream.clone(),
+            entries: s.entries,
+            ranges: s.ranges.clone(),
+            oldest_received_ns: s.oldest_received_ns,
+            newest_received_ns: s.newest_received_ns,
+            policy: self.policy.stream.clone(),
+            min_retention_seconds: self.policy.min_retention.as_secs(),
+            max_retention_seconds: self.policy.max_retention.map_or(0, |d| d.as_secs()),
+            mode: self.policy.mode.name().into(),
+            deleted_ns: now_ns,
+        }
+    }
+}
+
 fn ns(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use stele_retention::{Policy, plan};
-use stele_store::retention::{DeletionRecord, segment_summaries};
+use stele_store::retention::segment_summaries;
 
 use crate::error::ServerError;
 use crate::selfcheck::{Guard, Stop};
@@ -60,20 +60,7 @@ fn pass(policies: &[Policy], shared: &Shared, tx: &Sender<Msg>, stop: &Stop) -> 
             return Ok(());
         }
         let s = &due.segment;
-        let record = DeletionRecord {
-            kind: "deletion".into(),
-            segment: s.segno,
-            stream: s.stream.clone(),
-            entries: s.entries,
-            ranges: s.ranges.clone(),
-            oldest_received_ns: s.oldest_received_ns,
-            newest_received_ns: s.newest_received_ns,
-            policy: due.policy.stream.clone(),
-            min_retention_seconds: due.policy.min_retention.as_secs(),
-            max_retention_seconds: due.policy.max_retention.map_or(0, |d| d.as_secs()),
-            mode: due.policy.mode.name().into(),
-            deleted_ns: now,
-        };
+        let record = due.deletion_record(now);
         let (reply, answer) = std::sync::mpsc::channel();
         if tx.send(Msg::DeleteSegment { segno: s.segno, record: Box::new(record), reply }).is_err() {
             return Ok(());
