@@ -51,6 +51,8 @@ pub struct LogOptions {
     /// Older checkpoints are thinned to the first of each period of this length, ns
     /// (default one hour), kept for the life of the log.
     pub checkpoint_keep_every_ns: u64,
+    /// Where received times come from (default: the system clock).
+    pub clock: Clock,
 }
 
 impl Default for LogOptions {
@@ -62,6 +64,7 @@ impl Default for LogOptions {
             segment_max_bytes: 1 << 30,
             checkpoint_keep_all_ns: 7 * 86_400 * 1_000_000_000,
             checkpoint_keep_every_ns: 3_600 * 1_000_000_000,
+            clock: Clock::System,
         }
     }
 }
@@ -115,6 +118,42 @@ pub struct Log {
     last_thinned_ns: u64,
     poisoned: Option<String>,
     _lock: Option<File>,
+}
+
+/// The source of a log's received times, checkpoint signing times and the "now"
+/// its deletion checks compare with: the system clock, or a function (a simulated
+/// clock that tests drive through years of retention in seconds).
+#[derive(Clone, Default)]
+pub enum Clock {
+    /// `SystemTime::now()`, ns since the Unix epoch.
+    #[default]
+    System,
+    /// A function returning ns since the Unix epoch.
+    Fn(Arc<dyn Fn() -> u64 + Send + Sync>),
+}
+
+impl Clock {
+    /// A clock that reads the shared atomic `ns` (ns since the Unix epoch).
+    pub fn simulated(ns: Arc<std::sync::atomic::AtomicU64>) -> Clock {
+        Clock::Fn(Arc::new(move || ns.load(std::sync::atomic::Ordering::SeqCst)))
+    }
+
+    /// The time now, ns since the Unix epoch.
+    pub fn now_ns(&self) -> u64 {
+        match self {
+            Clock::System => now_ns(),
+            Clock::Fn(f) => f(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Clock::System => "Clock::System",
+            Clock::Fn(_) => "Clock::Fn",
+        })
+    }
 }
 
 /// Current time in ns since the Unix epoch.
@@ -423,7 +462,7 @@ impl Log {
     #[allow(clippy::type_complexity)]
     fn commit(&mut self, all: &[(u32, u8, &[u8])], new_streams: &[StreamRecord]) -> Result<(Vec<u64>, Vec<Hash>, u64)> {
         let first = self.frontier.size();
-        let received_ns = now_ns().max(self.last_received_ns);
+        let received_ns = self.options.clock.now_ns().max(self.last_received_ns);
         let mut salts = vec![0u8; all.len() * SALT_LEN];
         getrandom::fill(&mut salts).map_err(|e| StoreError::Io {
             op: "reading randomness",
@@ -578,7 +617,7 @@ impl Log {
         let r = self.write_checkpoint(size);
         let cp = self.poison(r)?;
         // Thinning runs at most once per keep-every period.
-        let now = now_ns();
+        let now = self.options.clock.now_ns();
         if now.saturating_sub(self.last_thinned_ns) >= self.options.checkpoint_keep_every_ns {
             let r = self.thin_checkpoints(now);
             self.poison(r)?;
@@ -687,7 +726,7 @@ impl Log {
         let open_stream =
             self.open_segments.iter().find(|(_, s)| s.segno == segno).map(|(stream, s)| (*stream, s.window_start_ns));
         if let Some((stream, window_start)) = open_stream {
-            let now = now_ns().max(self.last_received_ns);
+            let now = self.options.clock.now_ns().max(self.last_received_ns);
             if now < window_start.saturating_add(self.options.segment_window_ns.max(1)) {
                 return refuse("its time window has not ended; it still receives entries".into());
             }
@@ -733,7 +772,12 @@ impl Log {
             extensions: vec![],
         };
         let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
-        let cp = StoredCheckpoint { tree_size: size, signed_ns: now_ns(), note, offset: self.checkpoints_len };
+        let cp = StoredCheckpoint {
+            tree_size: size,
+            signed_ns: self.options.clock.now_ns(),
+            note,
+            offset: self.checkpoints_len,
+        };
         let framed = records::frame(&cp.encode());
         let ck = self.files.checkpoints();
         ck.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;
