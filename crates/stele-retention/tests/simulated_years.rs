@@ -463,7 +463,7 @@ fn run(seed: u64, years: u64) {
             sim.pass();
         }
         sim.check_proofs();
-        if step % 25 == 0 {
+        if step.is_multiple_of(25) {
             sim.full_verify();
         }
     }
