@@ -3,7 +3,9 @@
 //!
 //! `serve_killed_mid_write`: round after round on ONE data directory (so recovery runs
 //! on a directory that has been killed many times), `stele serve` is started on a free
-//! 127.0.0.1 port with `--checkpoint-interval 0.05`; 4–8 writer threads POST single
+//! 127.0.0.1 port with `--checkpoint-interval 0.05` and a syslog TCP listener; 1–3
+//! syslog senders stream octet-counted RFC 5424 messages (bursts split mid-frame) and
+//! remember every message; 4–8 writer threads POST single
 //! events and small batches (a JSON object, arrays, NDJSON, whitespace-separated
 //! objects; default stream, `?stream=` and `X-Stele-Stream`), every event carrying a
 //! unique id, and remember every (index, exact bytes) a 200 acknowledged; a poller
@@ -11,7 +13,8 @@
 //! the largest tree size. After a random delay (3–300 ms) the server is SIGKILLed.
 //! Offline: `stele verify` exits 0; every acknowledged (index, bytes) is present byte
 //! for byte; every entry of the round is an event some writer sent, whole and at most
-//! once (acknowledged or not; system records are stream registrations); indexes are
+//! once (acknowledged or not; system records are stream registrations); every stored
+//! syslog message is one a sender sent, whole (never a partial frame), at most once; indexes are
 //! dense; the newest checkpoint verifies, covers at least every tree size seen signed
 //! before the kill and never goes back. The next round's server must start on the
 //! directory, and its recovery must find the same tree size as the read-only open.
@@ -22,7 +25,7 @@
 //! second import of the same file must succeed and append the whole file after it.
 //!
 //! Knobs (environment):
-//! - `STELE_KILL_ROUNDS` — serve rounds (default 25: about 10 s in a debug build).
+//! - `STELE_KILL_ROUNDS` — serve rounds (default 100: about a minute in a debug build).
 //!   `STELE_KILL_ROUNDS=10000 cargo test -p stele --test kill serve -- --nocapture`
 //!   runs 10,000 rounds (about two hours on two busy cores; 200 rounds took 100–200 s).
 //! - `STELE_KILL_ROUNDS_PER_DIR` (default 100) — rounds on one data directory before
@@ -64,6 +67,9 @@ use stele_tlog::note::NoteVerifier;
 const STELE: &str = env!("CARGO_BIN_EXE_stele");
 const ORIGIN: &str = "kill.example/log";
 const SYSTEM_STREAM: &str = "_stele/system";
+const SYSLOG_STREAM: &str = "kill-syslog";
+/// Format code of syslog messages.
+const FORMAT_SYSLOG: u8 = 4;
 /// Format code of stele's own records.
 const FORMAT_STELE_RECORD: u8 = 3;
 const HEADER_LEN: u64 = 32;
@@ -288,6 +294,8 @@ fn tail(path: &Path, max: usize) -> String {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The syslog TCP listener.
+    syslog: SocketAddr,
     stderr: PathBuf,
 }
 
@@ -297,6 +305,7 @@ fn start_server(dir: &Path, logs: &Path, round: u64) -> Result<(Server, u64, Dur
     let mut last_err = String::new();
     for attempt in 0..5 {
         let addr = free_port();
+        let syslog = free_port();
         let stderr = logs.join(format!("serve-{round}-{attempt}.stderr"));
         let started = Instant::now();
         let child = Command::new(STELE)
@@ -304,12 +313,13 @@ fn start_server(dir: &Path, logs: &Path, round: u64) -> Result<(Server, u64, Dur
             .arg("--data")
             .arg(dir)
             .args(["--origin", ORIGIN, "--listen", &addr.to_string(), "--checkpoint-interval", "0.05"])
+            .args(["--syslog-tcp", &syslog.to_string(), "--syslog-stream", SYSLOG_STREAM])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("spawning stele serve: {e}"))?;
-        let mut server = Server { child, addr, stderr };
+        let mut server = Server { child, addr, syslog, stderr };
         loop {
             if let Some(status) = server.child.try_wait().map_err(|e| e.to_string())? {
                 let err = tail(&server.stderr, 4000);
@@ -688,6 +698,54 @@ fn writer(
     log
 }
 
+/// Sends RFC 5424 messages over TCP with RFC 6587 octet counting until stopped or the
+/// connection fails. Syslog has no acknowledgement: what it sends is remembered so
+/// the check can demand that every stored message is one of them, whole and once.
+/// Frames go out in bursts, some split mid-frame across writes, so a kill often
+/// lands with a partial frame in the server's buffer (which must never be stored).
+fn syslog_writer(addr: SocketAddr, seed: u64, round: u64, w: usize, stop: &AtomicBool) -> WriterLog {
+    let mut rng = Rng::new(seed);
+    let mut log = WriterLog::default();
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return log };
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut burst = Vec::new();
+        for _ in 0..rng.range(1, 30) {
+            let id = format!("s{round}.{w}.{n}");
+            n += 1;
+            let pad = "x".repeat(rng.range(0, 400) as usize);
+            let msg = format!(
+                "<134>1 2026-11-29T12:00:{:02}.{:06}Z host{w} app {} - - id={id} user=u{} {pad}",
+                rng.range(0, 60),
+                rng.range(0, 1_000_000),
+                rng.range(1, 99999),
+                rng.range(0, 9)
+            )
+            .into_bytes();
+            burst.extend_from_slice(format!("{} ", msg.len()).as_bytes());
+            burst.extend_from_slice(&msg);
+            log.sent.push((id, msg));
+        }
+        log.requests += 1;
+        if rng.pct(50) {
+            std::thread::sleep(Duration::from_millis(rng.range(0, 3)));
+        }
+        let cut = if rng.pct(30) { rng.range(1, burst.len() as u64) as usize } else { burst.len() };
+        if conn.write_all(&burst[..cut]).is_err() {
+            break;
+        }
+        if cut < burst.len() {
+            std::thread::sleep(Duration::from_millis(rng.range(0, 3)));
+            if conn.write_all(&burst[cut..]).is_err() {
+                break;
+            }
+        }
+    }
+    log
+}
+
 /// Fetches `/checkpoint` until stopped; returns the largest verified tree size seen.
 fn poller(addr: SocketAddr, verifier: &NoteVerifier, stop: &AtomicBool, seed: u64) -> Result<u64, String> {
     let mut rng = Rng::new(seed);
@@ -760,10 +818,14 @@ struct Totals {
     max_round: Duration,
     requests: u64,
     overloaded: u64,
+    syslog_sent: u64,
+    syslog_entries: u64,
 }
 
 struct RoundPlan {
     writers: usize,
+    /// Syslog TCP senders beside the HTTP writers.
+    syslog_writers: usize,
     delay: Duration,
     /// A stream never seen, and the request of writer 0 that first uses it.
     new_stream: Option<(String, u64)>,
@@ -775,7 +837,8 @@ fn plan(rng: &mut Rng, round: u64) -> RoundPlan {
     // Now and then a stream never seen, so that the commit registers it and creates
     // its segment file.
     let new_stream = rng.pct(10).then(|| (format!("kill-r{round}-{:x}", rng.next_u64() & 0xffff), rng.range(0, 12)));
-    RoundPlan { writers, delay: Duration::from_millis(delay_ms), new_stream }
+    let syslog_writers = rng.range(1, 4) as usize;
+    RoundPlan { writers, syslog_writers, delay: Duration::from_millis(delay_ms), new_stream }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -857,6 +920,25 @@ fn check_round(
             if e.leaf.payload_format != FORMAT_STELE_RECORD || !known {
                 return Err(format!("gap entry {i} is not a server record: {v}"));
             }
+            continue;
+        }
+        if e.leaf.payload_format == FORMAT_SYSLOG {
+            let text = String::from_utf8_lossy(&e.payload);
+            let id = text
+                .split(' ')
+                .find_map(|w| w.strip_prefix("id="))
+                .ok_or_else(|| format!("syslog entry {i} has no id: {text}"))?;
+            if e.stream != SYSLOG_STREAM {
+                return Err(format!("syslog entry {i} is in stream {}", e.stream));
+            }
+            match sent.get(id) {
+                Some(bytes) if *bytes == e.payload.as_slice() => {}
+                _ => return Err(format!("syslog entry {i} is not a whole message sent in round {round}: {text}")),
+            }
+            if !seen_ids.insert(id.to_string()) {
+                return Err(format!("syslog message {id} is in the log twice (again at entry {i})"));
+            }
+            totals.syslog_entries += 1;
             continue;
         }
         user_entries += 1;
@@ -953,7 +1035,7 @@ fn check_round(
 fn serve_killed_mid_write() {
     let _serial = serial();
     let given_seed = env_u64("STELE_KILL_SEED");
-    let rounds = env_u64("STELE_KILL_ROUNDS").unwrap_or(if given_seed.is_some() { 1 } else { 25 });
+    let rounds = env_u64("STELE_KILL_ROUNDS").unwrap_or(if given_seed.is_some() { 1 } else { 100 });
     let strict = std::env::var("STELE_KILL_STRICT_VERIFY").map_or(true, |v| v != "0");
     let mut seed = given_seed.unwrap_or_else(fresh_seed);
     println!("serve kill test: {rounds} rounds, first seed {seed:#018x} (STELE_KILL_SEED={seed:#x} replays)");
@@ -993,8 +1075,9 @@ fn serve_killed_mid_write() {
         let mut rng = Rng::new(round_seed);
         let plan = plan(&mut rng, round);
         println!(
-            "round {round} seed {round_seed:#018x}: {} writers, kill after {} ms{}",
+            "round {round} seed {round_seed:#018x}: {} writers, {} syslog senders, kill after {} ms{}",
             plan.writers,
+            plan.syslog_writers,
             plan.delay.as_millis(),
             plan.new_stream.as_ref().map(|(s, at)| format!(", new stream {s} at request {at}")).unwrap_or_default()
         );
@@ -1037,6 +1120,14 @@ fn serve_killed_mid_write() {
                 std::thread::spawn(move || writer(addr, wseed, round, w, new_stream, &stop))
             })
             .collect();
+        let syslog_writers: Vec<_> = (0..plan.syslog_writers)
+            .map(|w| {
+                let stop = stop.clone();
+                let wseed = splitmix(round_seed ^ (w as u64 + 1).wrapping_mul(0x9FB2_1C65_1E98_DF25));
+                let syslog = server.syslog;
+                std::thread::spawn(move || syslog_writer(syslog, wseed, round, w, &stop))
+            })
+            .collect();
         let poll = {
             let (stop, v) = (stop.clone(), v.clone());
             let pseed = splitmix(round_seed ^ 0x5157);
@@ -1047,7 +1138,12 @@ fn serve_killed_mid_write() {
         std::thread::sleep(plan.delay);
         kill(&mut server.child);
         stop.store(true, Ordering::Relaxed);
-        let logs: Vec<WriterLog> = handles.into_iter().map(|h| h.join().expect("writer thread")).collect();
+        let mut logs: Vec<WriterLog> = handles.into_iter().map(|h| h.join().expect("writer thread")).collect();
+        for h in syslog_writers {
+            let l = h.join().expect("syslog writer thread");
+            totals.syslog_sent += l.sent.len() as u64;
+            logs.push(l);
+        }
         let max_seen_signed = match poll.join().expect("poller thread") {
             Ok(m) => m,
             Err(e) => fail(tmp, &dir, format!("round {round} (seed {round_seed:#x}): {e}")),
@@ -1096,7 +1192,8 @@ fn serve_killed_mid_write() {
         "summary: {} rounds in {:.1} s; {} acknowledged entries checked, all present byte for byte; \
          {} unacknowledged entries survived (allowed); {} kills during a commit (rounds with entries present but not acknowledged), \
          {} rounds with a torn tail for recovery to cut, {} of them where `stele verify` on the killed directory exited 1 (torn tail only); \
-         max recovery (spawn to /healthz ok) {} ms; max round {} ms, max verify {} ms; {} requests ({} answered 503); {} entries written",
+         max recovery (spawn to /healthz ok) {} ms; max round {} ms, max verify {} ms; {} requests ({} answered 503); {} entries written; \
+         {} syslog messages sent over TCP, {} stored (each whole, once; syslog has no acknowledgement)",
         totals.rounds,
         started.elapsed().as_secs_f64(),
         totals.acked_checked,
@@ -1110,6 +1207,8 @@ fn serve_killed_mid_write() {
         totals.requests,
         totals.overloaded,
         totals.final_size,
+        totals.syslog_sent,
+        totals.syslog_entries,
     );
     for ex in &totals.torn_tail_examples {
         println!("  verify on a killed directory: {ex}");
