@@ -81,6 +81,10 @@ pub struct LogFiles {
     chunk_cache: Mutex<Vec<CachedChunk>>,
     /// Segments removed by retention → index of their deletion record.
     deleted: std::sync::RwLock<HashMap<u32, u64>>,
+    /// End of the last valid record of `deletions.dat` (0: no file yet): where the next
+    /// record goes. Kept rather than re-scanned, so a read error can never make an
+    /// append overwrite a record.
+    deletions_end: Mutex<u64>,
     writable: bool,
 }
 
@@ -99,6 +103,7 @@ fn open_checked(backend: &Arc<dyn Backend>, name: &str, kind: Kind) -> Result<Ar
 impl LogFiles {
     /// Opens the files of an existing data directory, checking each header.
     pub fn open(backend: Arc<dyn Backend>, writable: bool) -> Result<LogFiles> {
+        let (deleted, deletions_end) = read_deletions(&backend)?;
         Ok(LogFiles {
             leaves: open_checked(&backend, layout::LEAVES, Kind::Leaves)?,
             locators: open_checked(&backend, layout::LOCATORS, Kind::Locators)?,
@@ -108,7 +113,8 @@ impl LogFiles {
             state: open_checked(&backend, layout::STATE, Kind::State)?,
             segments: Mutex::new(HashMap::new()),
             chunk_cache: Mutex::new(Vec::new()),
-            deleted: std::sync::RwLock::new(read_deletions(&backend)?),
+            deleted: std::sync::RwLock::new(deleted),
+            deletions_end: Mutex::new(deletions_end),
             backend,
             writable,
         })
@@ -131,21 +137,28 @@ impl LogFiles {
     /// entry `record`. The segment file is removed afterwards by the caller.
     pub fn record_deletion(&self, segno: u32, record: u64) -> Result<()> {
         let name = layout::DELETIONS;
-        let f = if self.backend.exists(name) {
+        let mut end = self.deletions_end.lock().unwrap_or_else(|p| p.into_inner());
+        let f = if *end >= HEADER_LEN && self.backend.exists(name) {
             open_checked(&self.backend, name, Kind::Deletions)?
         } else {
-            let f = self.backend.open(name, true).map_err(StoreError::io("creating", name))?;
-            f.set_len(0).map_err(StoreError::io("truncating", name))?;
-            Header::new(Kind::Deletions, 0, 0, 0).write(&f, name)?;
-            f
+            // Created whole under another name and renamed into place, so a crash never
+            // leaves a `deletions.dat` shorter than its header.
+            let tmp = format!("{name}.tmp");
+            let f = self.backend.open(&tmp, true).map_err(StoreError::io("creating", &tmp))?;
+            f.set_len(0).map_err(StoreError::io("truncating", &tmp))?;
+            Header::new(Kind::Deletions, 0, 0, 0).write(&f, &tmp)?;
+            f.sync().map_err(StoreError::io("syncing", &tmp))?;
+            self.backend.rename(&tmp, name).map_err(StoreError::io("renaming", &tmp))?;
+            *end = HEADER_LEN;
+            open_checked(&self.backend, name, Kind::Deletions)?
         };
-        let (_, end) = records::scan(&f, name, HEADER_LEN)?;
         let mut payload = Vec::with_capacity(12);
         payload.extend_from_slice(&segno.to_be_bytes());
         payload.extend_from_slice(&record.to_be_bytes());
-        f.write_at(end, &records::frame(&payload)).map_err(StoreError::io("writing", name))?;
-        f.set_len(end + records::FRAME_LEN + 12).map_err(StoreError::io("truncating", name))?;
+        f.write_at(*end, &records::frame(&payload)).map_err(StoreError::io("writing", name))?;
+        f.set_len(*end + records::FRAME_LEN + 12).map_err(StoreError::io("truncating", name))?;
         f.sync().map_err(StoreError::io("syncing", name))?;
+        *end += records::FRAME_LEN + 12;
         self.deleted.write().unwrap_or_else(|p| p.into_inner()).insert(segno, record);
         Ok(())
     }
@@ -281,6 +294,11 @@ impl LogFiles {
         }
     }
 
+    /// Forgets every cached chunk (after a failed write, whose chunks may be cached).
+    pub fn clear_chunk_cache(&self) {
+        self.chunk_cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Forgets a cached segment handle and its cached chunks (after removal).
     pub fn forget_segment(&self, segno: u32) {
         self.segments.lock().unwrap_or_else(|p| p.into_inner()).remove(&segno);
@@ -356,13 +374,13 @@ impl LogFiles {
 
 /// Reads `deletions.dat` (absent: nothing deleted). A torn last record (an interrupted
 /// deletion) is ignored: its segment was not removed yet.
-fn read_deletions(backend: &Arc<dyn Backend>) -> Result<HashMap<u32, u64>> {
+fn read_deletions(backend: &Arc<dyn Backend>) -> Result<(HashMap<u32, u64>, u64)> {
     let name = layout::DELETIONS;
     if !backend.exists(name) {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), 0));
     }
     let f = open_checked(backend, name, Kind::Deletions)?;
-    let (recs, _) = records::scan(&f, name, HEADER_LEN)?;
+    let (recs, end) = records::scan(&f, name, HEADER_LEN)?;
     let mut out = HashMap::new();
     for (offset, p) in recs {
         if p.len() != 12 {
@@ -372,7 +390,7 @@ fn read_deletions(backend: &Arc<dyn Backend>) -> Result<HashMap<u32, u64>> {
         let record = u64::from_be_bytes(p[4..].try_into().expect("8"));
         out.insert(segno, record);
     }
-    Ok(out)
+    Ok((out, end))
 }
 
 fn io_or_corrupt(e: std::io::Error, name: &str, offset: u64, what: &str) -> StoreError {

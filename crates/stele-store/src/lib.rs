@@ -31,6 +31,7 @@ pub mod backend;
 pub mod checkpoints;
 pub mod chunk;
 pub mod error;
+pub mod faults;
 pub mod files;
 pub mod hashes;
 pub mod header;

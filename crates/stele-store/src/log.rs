@@ -109,6 +109,8 @@ pub struct Log {
     frontier: Frontier,
     streams: Streams,
     streams_len: u64,
+    /// Length of `streams.dat` at the last successful commit (what is durable).
+    durable_streams_len: u64,
     open_segments: HashMap<u32, OpenSegment>,
     next_segno: u32,
     state: State,
@@ -118,6 +120,49 @@ pub struct Log {
     last_thinned_ns: u64,
     poisoned: Option<String>,
     _lock: Option<File>,
+}
+
+/// The writer's state, rebuilt from what recovery found.
+struct WriterParts {
+    frontier: Frontier,
+    streams: Streams,
+    streams_len: u64,
+    open_segments: HashMap<u32, OpenSegment>,
+    next_segno: u32,
+    state: State,
+    checkpoints_len: u64,
+    newest_checkpoint: Option<StoredCheckpoint>,
+    last_received_ns: u64,
+}
+
+impl WriterParts {
+    fn from_recovered(files: &Arc<LogFiles>, rec: Recovered) -> Result<WriterParts> {
+        let mut open_segments = HashMap::new();
+        for s in &rec.open_segments {
+            let (file, _) = files.segment(s.segno)?;
+            open_segments
+                .insert(s.stream, OpenSegment { segno: s.segno, file, len: s.len, window_start_ns: s.window_start_ns });
+        }
+        let last_received_ns = if rec.size > 0 { files.read_leaf(rec.size - 1)?.received_ns } else { 0 };
+        let mut state = rec.state.clone();
+        state.tree_size = rec.size;
+        state.streams_len = rec.streams_len;
+        state.checkpoints_len = rec.checkpoints_len;
+        state.newest_checkpoint_offset = rec.newest_checkpoint.as_ref().map(|c| c.offset);
+        state.next_segno = rec.next_segno;
+        state.open_segments = rec.open_segments.clone();
+        Ok(WriterParts {
+            frontier: rec.frontier,
+            streams: rec.streams,
+            streams_len: rec.streams_len,
+            open_segments,
+            next_segno: rec.next_segno,
+            state,
+            checkpoints_len: rec.checkpoints_len,
+            newest_checkpoint: rec.newest_checkpoint,
+            last_received_ns,
+        })
+    }
 }
 
 /// The source of a log's received times, checkpoint signing times and the "now"
@@ -317,13 +362,6 @@ impl Log {
     ) -> Result<Log> {
         let files = Arc::new(LogFiles::open(backend, true)?);
         let rec: Recovered = recover::recover(&files)?;
-        let mut open_segments = HashMap::new();
-        for s in &rec.open_segments {
-            let (file, _) = files.segment(s.segno)?;
-            open_segments
-                .insert(s.stream, OpenSegment { segno: s.segno, file, len: s.len, window_start_ns: s.window_start_ns });
-        }
-        let last_received_ns = if rec.size > 0 { files.read_leaf(rec.size - 1)?.received_ns } else { 0 };
         let reader = LogReader::from_parts(
             files.clone(),
             origin,
@@ -332,31 +370,84 @@ impl Log {
             rec.streams.clone(),
             rec.newest_checkpoint.clone(),
         );
-        let mut state = rec.state.clone();
-        state.tree_size = rec.size;
-        state.streams_len = rec.streams_len;
-        state.checkpoints_len = rec.checkpoints_len;
-        state.newest_checkpoint_offset = rec.newest_checkpoint.as_ref().map(|c| c.offset);
-        state.next_segno = rec.next_segno;
-        state.open_segments = rec.open_segments.clone();
+        let parts = WriterParts::from_recovered(&files, rec)?;
         Ok(Log {
             files,
             reader,
             options,
             signer,
-            frontier: rec.frontier,
-            streams: rec.streams,
-            streams_len: rec.streams_len,
-            open_segments,
-            next_segno: rec.next_segno,
-            state,
-            checkpoints_len: rec.checkpoints_len,
-            newest_checkpoint: rec.newest_checkpoint,
-            last_received_ns,
+            frontier: parts.frontier,
+            streams: parts.streams,
+            streams_len: parts.streams_len,
+            durable_streams_len: parts.streams_len,
+            open_segments: parts.open_segments,
+            next_segno: parts.next_segno,
+            state: parts.state,
+            checkpoints_len: parts.checkpoints_len,
+            newest_checkpoint: parts.newest_checkpoint,
+            last_received_ns: parts.last_received_ns,
             last_thinned_ns: 0,
             poisoned: None,
             _lock: None,
         })
+    }
+
+    /// Makes a poisoned log writable again without trusting anything the failed write
+    /// or sync left behind: every append-only file is cut back to what was durable at
+    /// the last acknowledged commit and checkpoint (so bytes a failed `fsync` left only
+    /// in the page cache are dropped, never read back as if durable), cached chunks are
+    /// forgotten, recovery runs over the files again, and the writer's state is rebuilt
+    /// from what it finds. Readers keep working throughout; their tree size never
+    /// changes, because nothing past it was ever published.
+    ///
+    /// Returns `Ok(false)` when the log was not poisoned.
+    ///
+    /// # Errors
+    /// The I/O error that still prevents writing (for example, the disk is still full):
+    /// the log stays poisoned and the call can be retried. [`StoreError::Corrupt`] if
+    /// recovery finds fewer entries than were acknowledged.
+    pub fn recover_after_failure(&mut self) -> Result<bool> {
+        if self.poisoned.is_none() {
+            return Ok(false);
+        }
+        let acked = self.reader.tree_size();
+        let cut = |f: &Arc<dyn StorageFile>, name: &str, len: u64| -> Result<()> {
+            if LogFiles::len(f, name)? > len {
+                f.set_len(len).map_err(StoreError::io("truncating", name))?;
+            }
+            f.sync().map_err(StoreError::io("syncing", name))
+        };
+        cut(&self.files.leaves, layout::LEAVES, HEADER_LEN + acked * LEAF_LEN as u64)?;
+        cut(&self.files.locators, layout::LOCATORS, HEADER_LEN + acked * LOCATOR_LEN as u64)?;
+        cut(&self.files.checkpoints(), layout::CHECKPOINTS, self.checkpoints_len)?;
+        cut(&self.files.streams, layout::STREAMS, self.durable_streams_len)?;
+        self.files.hashes.truncate_to(acked)?;
+        self.files.hashes.sync(0..self.files.hashes.levels())?;
+        self.files.clear_chunk_cache();
+        let rec = recover::recover(&self.files)?;
+        if rec.size != acked {
+            return Err(StoreError::Corrupt(format!(
+                "recovery after a failed write found {} entries, but {acked} were acknowledged",
+                rec.size
+            )));
+        }
+        self.reader.publish(rec.size, Some(&rec.streams));
+        if let Some(cp) = rec.newest_checkpoint.clone() {
+            self.reader.publish_checkpoint(cp);
+        }
+        let parts = WriterParts::from_recovered(&self.files, rec)?;
+        self.frontier = parts.frontier;
+        self.streams = parts.streams;
+        self.streams_len = parts.streams_len;
+        self.durable_streams_len = parts.streams_len;
+        self.open_segments = parts.open_segments;
+        self.next_segno = parts.next_segno;
+        self.state = parts.state;
+        self.checkpoints_len = parts.checkpoints_len;
+        self.newest_checkpoint = parts.newest_checkpoint;
+        self.last_received_ns = self.last_received_ns.max(parts.last_received_ns);
+        self.poisoned = None;
+        Ok(true)
     }
 
     /// A reader that shares this writer's files and sees each commit once it is durable.
@@ -596,6 +687,7 @@ impl Log {
             to_sync.push((self.files.hashes.file(*k)?, layout::hash_level(*k)));
         }
         sync_all(&to_sync)?;
+        self.durable_streams_len = self.streams_len;
 
         for r in new_streams {
             self.streams.insert(r.id, r.name.clone());

@@ -167,11 +167,16 @@ impl LogReader {
         self.inner.files.read_leaf(index)
     }
 
-    /// Entry `index` with its payload, checked against the leaf digest (a payload that
-    /// does not match is reported as damage, never returned).
+    /// Entry `index` with its payload. The leaf is checked against the stored leaf hash
+    /// (the tree's level 0) and the payload against the leaf digest: bytes damaged on
+    /// disk or on the way from it are reported as [`StoreError::Corrupt`], never returned.
     pub fn entry(&self, index: u64) -> Result<Entry> {
         self.check_index(index)?;
         let raw = self.inner.files.read_leaf_bytes(index, 1)?;
+        let stored = self.inner.files.read_leaf_hashes(index, 1)?;
+        if stored.first() != Some(&leaf_hash(&raw)) {
+            return Err(StoreError::Corrupt(format!("entry {index}: the leaf does not match its stored leaf hash")));
+        }
         let leaf = Leaf::decode(&raw).map_err(|e| StoreError::Corrupt(format!("entry {index}: {e}")))?;
         let payload = self.inner.files.read_payload(index, &leaf)?;
         let stream = self.stream_name(leaf.stream_id).unwrap_or_else(|| format!("#{}", leaf.stream_id));

@@ -147,6 +147,14 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
                     return Err(format!("unknown stream id {}", leaf.stream_id));
                 }
                 let loc = locs[j];
+                // A segment retention removed: its entries were under a signed
+                // checkpoint when it was deleted, so the root check below covers them.
+                if files.deleted_segment(loc.segno).is_some() {
+                    if newest_checkpoint.as_ref().is_some_and(|c| index < c.tree_size) {
+                        return Ok(());
+                    }
+                    return Err("entry in a deleted segment beyond the newest checkpoint".into());
+                }
                 let (_, info) = files.segment(loc.segno).map_err(|e| e.to_string())?;
                 if info.stream != leaf.stream_id {
                     return Err("locator names a segment of another stream".into());
@@ -221,7 +229,14 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
 
     // Segment lengths: the state's open segments, extended by chunks used after it;
     // segments created after the state that no kept entry uses are removed.
-    let mut open: BTreeMap<u32, OpenSegmentState> = st.open_segments.iter().map(|s| (s.segno, s.clone())).collect();
+    // A segment the state still lists as open may have been sealed by a later commit
+    // and deleted by retention before the next state was written: it is gone, not open.
+    let mut open: BTreeMap<u32, OpenSegmentState> = st
+        .open_segments
+        .iter()
+        .filter(|s| files.deleted_segment(s.segno).is_none())
+        .map(|s| (s.segno, s.clone()))
+        .collect();
     let mut next_segno = st.next_segno;
     for (&(segno, _), &(_, _, end)) in &chunks_used {
         let entry = match open.get_mut(&segno) {
@@ -238,6 +253,11 @@ pub fn recover(files: &LogFiles) -> Result<Recovered> {
         };
         entry.len = entry.len.max(end);
         next_segno = next_segno.max(segno + 1);
+    }
+    // Numbers of deleted segments are never reused (reads would take a new segment's
+    // entries for deleted ones).
+    if let Some(max_deleted) = files.deleted_segments().iter().map(|(segno, _)| *segno).max() {
+        next_segno = next_segno.max(max_deleted + 1);
     }
     let mut orphans = Vec::new();
     for name in files.backend.list(layout::SEGMENTS_DIR).map_err(StoreError::io("listing", layout::SEGMENTS_DIR))? {
