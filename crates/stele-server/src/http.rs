@@ -396,7 +396,18 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Overloaded(m) => overloaded(m),
-        SubmitError::Unavailable(m) | SubmitError::Unknown(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+        // The log cannot write (a failed write or sync, a full disk): the sequencer
+        // retries recovery every few seconds, so a sender should retry too.
+        SubmitError::Unavailable(m) => {
+            let mut e = error_with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                m,
+                serde_json::json!({ "retry_after_seconds": crate::sequencer::RECOVERY_RETRY.as_secs() }),
+            );
+            e.retry_after = true;
+            e
+        }
+        SubmitError::Unknown(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
         SubmitError::Rejected(m) => error(StatusCode::BAD_REQUEST, m),
         SubmitError::Failed(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
         SubmitError::Conflict(m) => error(StatusCode::CONFLICT, m),

@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     pub(crate) retention_deleted_entries: Counter,
     /// Time the sequencer spent on one segment deletion (ingestion waits that long).
     pub(crate) retention_delete_duration: Histogram,
+    /// Times the log recovered from a failed write or sync and took writes again.
+    pub(crate) log_recoveries: Counter,
     /// 1 while a declared source is silent for longer than it may be.
     pub(crate) source_silent: Family<StreamLabels, Gauge>,
     /// Seconds since a declared source's newest event (or since the start).
@@ -170,6 +172,12 @@ impl Metrics {
             "Time the sequencer spent removing one segment (ingestion waits that long)",
             retention_delete_duration.clone(),
         );
+        let log_recoveries = Counter::default();
+        registry.register(
+            "stele_log_recoveries",
+            "Times the log recovered from a failed write or sync (disk full, I/O error) and took writes again",
+            log_recoveries.clone(),
+        );
         let syslog_closed = Family::<IngestLabels, Counter>::default();
         registry.register(
             "stele_syslog_connections_closed",
@@ -181,6 +189,7 @@ impl Metrics {
             retention_deleted_segments,
             retention_deleted_entries,
             retention_delete_duration,
+            log_recoveries,
             ingest_events,
             source_silent,
             source_last_event_age,

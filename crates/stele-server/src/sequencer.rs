@@ -159,7 +159,13 @@ pub(crate) struct Sequencer {
     checkpoint_interval: Duration,
     stream_ids: HashMap<String, u32>,
     dedup: DedupTables,
+    /// When a poisoned log next tries to recover.
+    next_recovery: Option<Instant>,
 }
+
+/// How often a log that cannot write tries to recover (and the `Retry-After` of the
+/// 503 answers meanwhile).
+pub(crate) const RECOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl Sequencer {
     pub(crate) fn new(
@@ -179,6 +185,7 @@ impl Sequencer {
             checkpoint_interval,
             stream_ids: HashMap::new(),
             dedup,
+            next_recovery: None,
         }
     }
 
@@ -256,6 +263,7 @@ impl Sequencer {
 
     fn checkpoint(&mut self) {
         if self.log.poisoned().is_some() {
+            self.try_recover();
             return;
         }
         let grew = self.log.tree_size() > self.log.newest_checkpoint().map_or(0, |c| c.tree_size);
@@ -293,6 +301,32 @@ impl Sequencer {
         self.note_poison();
         Metrics::observe(&self.shared.metrics.retention_delete_duration, started.elapsed());
         let _ = reply.send(r);
+    }
+
+    /// While the log is poisoned, every [`RECOVERY_RETRY`]: cut back to what was
+    /// durable and recover (`Log::recover_after_failure`); on success the log takes
+    /// writes again. Nothing a failed write or sync left behind is trusted.
+    fn try_recover(&mut self) {
+        let now = Instant::now();
+        if self.next_recovery.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_recovery = Some(now + RECOVERY_RETRY);
+        match self.log.recover_after_failure() {
+            Ok(true) => {
+                tracing::warn!(
+                    tree_size = self.log.tree_size(),
+                    "the log recovered after a failed write and takes writes again"
+                );
+                *self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.shared.metrics.log_recoveries.inc();
+                self.next_recovery = None;
+            }
+            Ok(false) => self.next_recovery = None,
+            Err(e) => {
+                tracing::error!("recovering after a failed write: {e}; retrying in {} s", RECOVERY_RETRY.as_secs())
+            }
+        }
     }
 
     fn note_poison(&self) {

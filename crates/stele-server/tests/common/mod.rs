@@ -27,10 +27,19 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// Starts a server over `dir` (checkpoints every 50 ms unless `edit` says otherwise).
     pub(crate) fn start(dir: tempfile::TempDir, edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        TestServer::start_with(dir, edit, |dir, options| Log::open(dir, options).unwrap())
+    }
+
+    /// As [`TestServer::start`], with the log opened by `open` (a test's own backend).
+    pub(crate) fn start_with(
+        dir: tempfile::TempDir,
+        edit: impl FnOnce(&mut ServerConfig),
+        open: impl FnOnce(&Path, stele_store::LogOptions) -> Log,
+    ) -> TestServer {
         let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         config.checkpoint_interval = Duration::from_millis(50);
         edit(&mut config);
-        let log = Log::open(dir.path(), config.log_options.clone()).unwrap();
+        let log = open(dir.path(), config.log_options.clone());
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = rt
