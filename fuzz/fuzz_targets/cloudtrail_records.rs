@@ -1,50 +1,6 @@
 #![no_main]
-//! CloudTrail log files: arbitrary bytes wrapped as `{"Records":[ ... ]}` (and as
-//! they are), read with `InputFormat::CloudTrail` in small chunks and a small limit.
-//! The reader must end; every record it yields is a JSON object within the limit, of
-//! format `cloudtrail` when it came from the Records array, and re-normalizes under
-//! that format.
-
-use std::io::{BufReader, Read};
+//! See `stele_fuzz_checks::cloudtrail_records`.
 
 use libfuzzer_sys::fuzz_target;
-use stele_formats::{EventFormat, EventReader, FieldPointers, InputFormat, Normalizer};
 
-struct Trickle<'a> {
-    data: &'a [u8],
-    n: usize,
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.n.min(out.len()).min(self.data.len());
-        out[..k].copy_from_slice(&self.data[..k]);
-        self.data = &self.data[k..];
-        Ok(k)
-    }
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, body)) = data.split_first() else { return };
-    let wrapped = [b"{\"Records\":[".as_slice(), body, b"]}"].concat();
-    let input: &[u8] = if ctl & 1 == 0 { &wrapped } else { body };
-    let limit = 16 + usize::from(ctl >> 1) * 8;
-    let src = BufReader::with_capacity(1, Trickle { data: input, n: 1 + usize::from(ctl % 5) });
-    let mut reader = EventReader::new(src, InputFormat::CloudTrail, limit);
-    let normalizer = Normalizer::new(&FieldPointers::default());
-    for _ in 0..=input.len() + 2 {
-        match reader.next_event() {
-            Ok(None) => return,
-            Ok(Some(ev)) => {
-                assert!(ev.bytes.len() <= limit);
-                let v: serde_json::Value = serde_json::from_slice(ev.bytes).expect("a record is valid JSON");
-                assert!(v.is_object());
-                assert_eq!(ev.format, EventFormat::CloudTrail);
-                let (f, _) = normalizer.parse(ev.bytes, Some(ev.format)).expect("re-normalizes");
-                assert_eq!(f, EventFormat::CloudTrail);
-            }
-            Err(_) => {}
-        }
-    }
-    panic!("reader did not reach the end");
-});
+fuzz_target!(|data: &[u8]| stele_fuzz_checks::cloudtrail_records::check(data));

@@ -1,17 +1,6 @@
 #![no_main]
+//! See `stele_fuzz_checks::k8s_webhook`.
 
 use libfuzzer_sys::fuzz_target;
 
-// The Kubernetes audit webhook body: an EventList split into exact item bytes, each
-// item's dedup key. Items are sub-slices of the body and never panic the key finder.
-fuzz_target!(|data: &[u8]| {
-    if let Ok(items) = stele_formats::split_event_list(data) {
-        let range = data.as_ptr_range();
-        for item in items {
-            assert!(range.contains(&item.as_ptr()) || item.is_empty());
-            if let Some(key) = stele_formats::k8s_dedup_key(item) {
-                assert!(key.contains('/'));
-            }
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| stele_fuzz_checks::k8s_webhook::check(data));

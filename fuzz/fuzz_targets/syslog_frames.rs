@@ -1,43 +1,6 @@
 #![no_main]
-//! The syslog deframer (`stele_formats::syslog::Deframer`, RFC 6587 octet counting and
-//! LF framing) and the message normalizer on arbitrary streams. The first two input
-//! bytes pick a chunk size and a message limit; the rest is the stream, fed once whole
-//! and once in chunks. Must never panic; both feeds must give the same frames and the
-//! same error, every frame must be within the limit, and every frame must be normalized
-//! without panicking.
+//! See `stele_fuzz_checks::syslog_frames`.
 
 use libfuzzer_sys::fuzz_target;
-use stele_formats::syslog::{Deframer, FrameError, normalize};
 
-fn frames(stream: &[u8], chunk: usize, max: usize) -> (Vec<Vec<u8>>, Option<FrameError>) {
-    let mut d = Deframer::new(max);
-    let mut out = Vec::new();
-    for c in stream.chunks(chunk) {
-        d.push(c);
-        loop {
-            match d.next_frame() {
-                Ok(Some(f)) => out.push(f.to_vec()),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    match d.finish() {
-        Ok(Some(f)) => out.push(f.to_vec()),
-        Ok(None) => {}
-        Err(e) => return (out, Some(e)),
-    }
-    (out, None)
-}
-
-fuzz_target!(|data: &[u8]| {
-    let [chunk, max, stream @ ..] = data else { return };
-    let (chunk, max) = (usize::from(*chunk).max(1), usize::from(*max) * 4 + 1);
-    let whole = frames(stream, stream.len().max(1), max);
-    let split = frames(stream, chunk, max);
-    assert_eq!(whole, split);
-    for f in &whole.0 {
-        assert!(!f.is_empty() && f.len() <= max);
-        let _ = normalize(f);
-    }
-});
+fuzz_target!(|data: &[u8]| stele_fuzz_checks::syslog_frames::check(data));

@@ -244,10 +244,11 @@ impl MemoryBackend {
         MemoryBackend::default()
     }
 
-    /// Makes the `n`-th and every later `sync` (counting from 1 across all files) fail.
+    /// Makes the `n`-th and every later `sync` (counting from 1 across all files) fail
+    /// (`u64::MAX`: none).
     pub fn fail_syncs_from(&self, n: u64) {
         let mut b = lock(&self.inner);
-        b.fail_sync_at = Some(b.syncs + n);
+        b.fail_sync_at = Some(b.syncs.saturating_add(n));
     }
 
     /// Number of syncs so far.
