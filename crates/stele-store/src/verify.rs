@@ -150,6 +150,9 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     let files = reader.files();
     let n = reader.tree_size();
     let mut report = VerifyReport { tree_size: n, ..VerifyReport::default() };
+    // File headers first: damage there explains what follows, and must not be crowded
+    // out of the report by the problems it causes.
+    check_header_fields(files, &mut report)?;
 
     // Checkpoints: parse, check signatures (batched) and order; roots are checked as
     // the tree is rebuilt.
@@ -280,7 +283,6 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
         let (_, end) = records::scan(&file, name, HEADER_LEN)?;
         check_len(&mut report, name, LogFiles::len(&file, name)?, end);
     }
-    check_header_fields(files, &mut report)?;
     for (size, roots) in &expected_roots {
         for (what, _) in roots {
             report.problem(None, layout::CHECKPOINTS, format!("{what} covers {size} entries, beyond the log's {n}"));
