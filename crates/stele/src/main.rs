@@ -5,6 +5,7 @@
 mod cli;
 mod cmd_export;
 mod cmd_hold;
+mod cmd_token;
 mod cmd_import;
 mod cmd_monitor;
 mod cmd_proof;
@@ -111,6 +112,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),
         Hold { what } => cmd_hold::run(&config, what),
+        Token { what } => cmd_token::run(&config, what),
         Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
         Witness { args } => cmd_witness::run(args),
     }
