@@ -470,8 +470,8 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, mut req: Request, ne
             StatusCode::UNAUTHORIZED,
             "GET /metrics needs credentials (public_metrics is off)",
         )),
-        RouteClass::Admin => (!caller.has_role(Role::Admin) && !caller.has_role(Role::HoldRelease))
-            .then(|| caller.forbidden(Role::Admin, "*")),
+        // The administrative handlers check the role on the hold's stream pattern.
+        RouteClass::Admin => None,
         _ => None,
     };
     let read_kind = match class {

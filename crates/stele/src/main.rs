@@ -6,6 +6,7 @@ mod cli;
 mod cmd_export;
 mod cmd_hold;
 mod cmd_token;
+mod serve_auth;
 mod cmd_import;
 mod cmd_monitor;
 mod cmd_proof;
