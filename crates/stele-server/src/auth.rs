@@ -546,7 +546,7 @@ pub(crate) fn check_config(config: &crate::ServerConfig) -> Result<(), String> {
         }
         if config.tls.is_none() && !a.allow_plain_http {
             return Err(format!(
-                "{key} address {addr} is not a loopback address and no TLS certificate is configured: credentials and events would cross the network in clear text. Configure tls_cert and tls_key, or set allow_plain_http = true (only behind a TLS-terminating proxy on the same host)"
+                "{key} address {addr} is not a loopback address and no TLS certificate is configured: credentials and events would cross the network in clear text. Configure TLS ([tls] cert and key), or set allow_plain_http = true (only behind a TLS-terminating proxy on the same host)"
             ));
         }
         if !principals && !a.allow_anonymous {

@@ -489,3 +489,56 @@ fn a_non_loopback_listener_needs_tls_or_consent_and_a_principal_or_consent() {
     .unwrap_err();
     assert!(e.contains("otlp_grpc address"), "{e}");
 }
+
+/// An OTLP/gRPC export request of one record.
+fn otlp_request(stream: Option<&str>, token: Option<&str>) -> tonic::Request<stele_formats::otlp::proto::ExportLogsServiceRequest> {
+    use stele_formats::otlp::proto::{AnyValue, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs, any_value};
+    let record = LogRecord {
+        body: Some(AnyValue { value: Some(any_value::Value::StringValue("hello".into())) }),
+        ..LogRecord::default()
+    };
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs { log_records: vec![record], ..ScopeLogs::default() }],
+            ..ResourceLogs::default()
+        }],
+    };
+    let mut r = tonic::Request::new(req);
+    if let Some(s) = stream {
+        r.metadata_mut().insert("x-stele-stream", s.parse().unwrap());
+    }
+    if let Some(t) = token {
+        r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
+#[test]
+fn otlp_grpc_needs_an_append_grant_for_its_stream() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let dir = fresh_dir();
+    let t = make_tokens(dir.path(), &[("otel", &["append:otlp"]), ("rd", &["read:*"]), ("gone", &["append:*"])]);
+    revoke(dir.path(), "gone");
+    let srv = TestServer::start(dir, |c| {
+        c.otlp_grpc = Some("127.0.0.1:0".parse().unwrap());
+        c.auth.append_events_per_second = 1;
+    });
+    let grpc = srv.otlp_grpc_addr.unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = LogsServiceClient::connect(format!("http://{grpc}")).await.unwrap();
+        let code = |r: Result<_, tonic::Status>| r.map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code());
+        assert_eq!(code(c.export(otlp_request(None, None)).await), tonic::Code::Unauthenticated);
+        assert_eq!(code(c.export(otlp_request(None, Some("stele_nope"))).await), tonic::Code::Unauthenticated);
+        assert_eq!(code(c.export(otlp_request(None, Some(&t[2]))).await), tonic::Code::Unauthenticated);
+        assert_eq!(code(c.export(otlp_request(None, Some(&t[1]))).await), tonic::Code::PermissionDenied);
+        assert_eq!(code(c.export(otlp_request(Some("prod"), Some(&t[0]))).await), tonic::Code::PermissionDenied);
+        assert_eq!(code(c.export(otlp_request(None, Some(&t[0]))).await), tonic::Code::Ok);
+        // One event per second: the next one at once is refused with RetryInfo.
+        let s = c.export(otlp_request(None, Some(&t[0]))).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+        let details = tonic_types::StatusExt::get_error_details(&s);
+        assert!(details.retry_info().is_some(), "{s:?}");
+    });
+    srv.stop();
+}
