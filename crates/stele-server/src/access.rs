@@ -189,7 +189,12 @@ impl Access {
         if failures.len() >= MAX_KEYS && !failures.contains_key(&ip) {
             return;
         }
-        let f = failures.entry(ip).or_insert(Failures { failures: 0, reasons: BTreeMap::new(), first_ns: now, last_ns: now });
+        let f = failures.entry(ip).or_insert(Failures {
+            failures: 0,
+            reasons: BTreeMap::new(),
+            first_ns: now,
+            last_ns: now,
+        });
         f.failures += 1;
         *f.reasons.entry(reason).or_default() += 1;
         f.last_ns = now;
@@ -254,13 +259,8 @@ pub(crate) async fn flush(app: &App) {
         events.push(PreparedEvent {
             range: start..body.len(),
             format: stele_store::log::FORMAT_STELE_RECORD,
-            fields: Normalized {
-                action: r["type"].as_str().map(str::to_string),
-                actor: r["principal"].as_str().map(str::to_string),
-                resource: r["stream"].as_str().map(str::to_string),
-                source_ip: r["source"].as_str().map(str::to_string),
-                ..Normalized::default()
-            },
+            // Records re-normalize to no fields (format 3), so the index holds none either.
+            fields: Normalized::default(),
         });
     }
     let n = events.len();

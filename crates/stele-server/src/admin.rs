@@ -87,12 +87,8 @@ async fn append(app: &App, record: serde_json::Value) -> Result<u64, ApiError> {
     let event = PreparedEvent {
         range: 0..payload.len(),
         format: stele_store::log::FORMAT_STELE_RECORD,
-        fields: Normalized {
-            action: record["type"].as_str().map(str::to_string),
-            actor: record["placed_by"].as_str().or(record["released_by"].as_str()).map(str::to_string),
-            resource: record["case"].as_str().map(str::to_string),
-            ..Normalized::default()
-        },
+        // Records re-normalize to no fields (format 3), so the index holds none either.
+        fields: Normalized::default(),
     };
     let stream = stele_store::streams::RETENTION_STREAM.to_string();
     app.submit_patiently(stream, Bytes::from(payload), vec![event], Duration::from_secs(5))

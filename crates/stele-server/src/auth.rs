@@ -49,13 +49,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use stele_formats::Normalized;
 
-pub use crate::tokens::{Grant, Role};
 use crate::access::{Access, Bucket};
 use crate::http::{ApiError, App, error, error_with};
 use crate::sequencer::PreparedEvent;
 use crate::submit::SubmitError;
 use crate::tls::PeerInfo;
 use crate::tokens::{AUTH_STREAM, TokenFile, TokenRecord};
+pub use crate::tokens::{Grant, Role};
 
 /// A principal authenticated by its client certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,10 +182,7 @@ pub(crate) fn charge_append(n: usize) -> Result<(), SubmitError> {
     match bucket {
         None => Ok(()),
         Some(b) => b.take(n).map_err(|secs| {
-            SubmitError::RateLimited(
-                format!("append rate limit of this principal reached; retry in {secs} s"),
-                secs,
-            )
+            SubmitError::RateLimited(format!("append rate limit of this principal reached; retry in {secs} s"), secs)
         }),
     }
 }
@@ -334,13 +331,10 @@ impl Auth {
 
 /// 401 with `WWW-Authenticate`.
 fn unauthorized(f: &Failure) -> Response {
-    let challenge = if f.bearer_error {
-        "Bearer realm=\"stele\", error=\"invalid_token\""
-    } else {
-        "Bearer realm=\"stele\""
-    };
-    let mut r = error_with(StatusCode::UNAUTHORIZED, &f.message, serde_json::json!({ "reason": f.reason }))
-        .into_response();
+    let challenge =
+        if f.bearer_error { "Bearer realm=\"stele\", error=\"invalid_token\"" } else { "Bearer realm=\"stele\"" };
+    let mut r =
+        error_with(StatusCode::UNAUTHORIZED, &f.message, serde_json::json!({ "reason": f.reason })).into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     r
 }
@@ -417,8 +411,8 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, mut req: Request, ne
         RouteClass::Metrics => auth.config.public_metrics,
         _ => false,
     };
-    let has_credentials = req.headers().contains_key(header::AUTHORIZATION)
-        || peer.as_ref().is_some_and(|p| p.cert_ids.is_some());
+    let has_credentials =
+        req.headers().contains_key(header::AUTHORIZATION) || peer.as_ref().is_some_and(|p| p.cert_ids.is_some());
     let needs_check = auth.enforced.load(Ordering::Acquire) && (!public || has_credentials);
     if needs_check && let Some(secs) = auth.access.blocked(source) {
         return too_many_failures(secs);
@@ -429,8 +423,9 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, mut req: Request, ne
         Ok(None) => {
             let f = Failure {
                 reason: "missing",
-                message: "this route needs credentials: an `Authorization: Bearer <token>` header or a client certificate"
-                    .into(),
+                message:
+                    "this route needs credentials: an `Authorization: Bearer <token>` header or a client certificate"
+                        .into(),
                 bearer_error: false,
             };
             auth.access.failed(source, f.reason);
@@ -466,10 +461,9 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, mut req: Request, ne
         }
         RouteClass::Read(_) => (!caller.has_role(Role::Read)).then(|| caller.forbidden(Role::Read, "*")),
         RouteClass::Proof(_) if !public => (!caller.has_role(Role::Read)).then(|| caller.forbidden(Role::Read, "*")),
-        RouteClass::Metrics if !public && !caller.authenticated() => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "GET /metrics needs credentials (public_metrics is off)",
-        )),
+        RouteClass::Metrics if !public && !caller.authenticated() => {
+            Some(error(StatusCode::UNAUTHORIZED, "GET /metrics needs credentials (public_metrics is off)"))
+        }
         // The administrative handlers check the role on the hold's stream pattern.
         RouteClass::Admin => None,
         _ => None,
@@ -478,7 +472,8 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, mut req: Request, ne
         RouteClass::Read(k) | RouteClass::Proof(k) => Some(k),
         _ => None,
     };
-    let default_stream = read_kind.map(|_| if matches!(class, RouteClass::Read("query")) { query_stream(req.uri()) } else { "*".into() });
+    let default_stream = read_kind
+        .map(|_| if matches!(class, RouteClass::Read("query")) { query_stream(req.uri()) } else { "*".into() });
     let resp = match denied {
         Some(e) => e.into_response(),
         None => {
@@ -511,7 +506,8 @@ pub(crate) fn grpc_caller(
     if auth.enforced.load(Ordering::Acquire) && auth.access.blocked(source).is_some() {
         return Err(tonic::Status::resource_exhausted("too many failed authentications from this address"));
     }
-    let header = metadata.get("authorization").and_then(|v| v.to_str().ok()).and_then(|s| HeaderValue::from_str(s).ok());
+    let header =
+        metadata.get("authorization").and_then(|v| v.to_str().ok()).and_then(|s| HeaderValue::from_str(s).ok());
     let caller = match auth.authenticate(header.as_ref(), peer) {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -561,7 +557,10 @@ pub(crate) fn check_config(config: &crate::ServerConfig) -> Result<(), String> {
     }
     for p in &a.cert_principals {
         if p.subject.is_empty() || p.grants.is_empty() {
-            return Err(format!("client certificate principal {:?}: subject and at least one grant are needed", p.name));
+            return Err(format!(
+                "client certificate principal {:?}: subject and at least one grant are needed",
+                p.name
+            ));
         }
     }
     if a.access_interval < Duration::from_millis(100) {
@@ -597,7 +596,11 @@ pub(crate) async fn load_tokens(app: &App, force: bool) -> Result<bool, String> 
         }
     }
     if bytes.len() as u64 > crate::tokens::MAX_FILE_BYTES {
-        return Err(format!("token file {}: larger than {} bytes", TokenFile::path(&dir).display(), crate::tokens::MAX_FILE_BYTES));
+        return Err(format!(
+            "token file {}: larger than {} bytes",
+            TokenFile::path(&dir).display(),
+            crate::tokens::MAX_FILE_BYTES
+        ));
     }
     let file = TokenFile::parse(&bytes).map_err(|e| format!("token file {}: {e}", TokenFile::path(&dir).display()))?;
     let (snapshot, reader) = (app.shared.snapshot(), app.shared.reader.clone());
@@ -632,14 +635,11 @@ async fn append_records(app: &App, records: &[TokenRecord]) -> Result<(), String
     for r in records {
         let start = body.len();
         body.extend_from_slice(&r.encode());
-        let (action, actor) = match r {
-            TokenRecord::TokenCreated { name, .. } => ("token_created", name),
-            TokenRecord::TokenRevoked { name, .. } => ("token_revoked", name),
-        };
         events.push(PreparedEvent {
             range: start..body.len(),
             format: stele_store::log::FORMAT_STELE_RECORD,
-            fields: Normalized { action: Some(action.into()), resource: Some(actor.clone()), ..Normalized::default() },
+            // Records re-normalize to no fields (format 3), so the index holds none either.
+            fields: Normalized::default(),
         });
     }
     app.submit_patiently(AUTH_STREAM.to_string(), Bytes::from(body), events, Duration::from_secs(30))

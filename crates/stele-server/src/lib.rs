@@ -522,7 +522,13 @@ pub async fn start(
     };
     let grpc = grpc_listener.map(|(l, addr)| {
         tracing::info!(%addr, "OTLP/gRPC listening");
-        tokio::spawn(otlp_grpc::serve(l, grpc_tls.clone(), config.request_timeout, app.clone(), stopped(stop_rx.clone())))
+        tokio::spawn(otlp_grpc::serve(
+            l,
+            grpc_tls.clone(),
+            config.request_timeout,
+            app.clone(),
+            stopped(stop_rx.clone()),
+        ))
     });
     silence::spawn(app.clone(), config.expected_sources.clone());
     lifecycle::record_start(&app).await;

@@ -64,8 +64,7 @@ impl LogsService for Logs {
         };
         stele_store::streams::check_stream_name(&stream).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let peer = request.extensions().get::<crate::tls::PeerInfo>().cloned();
-        let caller =
-            crate::auth::grpc_caller(app, request.metadata(), peer.as_ref(), request.remote_addr(), &stream)?;
+        let caller = crate::auth::grpc_caller(app, request.metadata(), peer.as_ref(), request.remote_addr(), &stream)?;
         crate::auth::with_caller(&caller, self.append(stream, request.into_inner())).await
     }
 }

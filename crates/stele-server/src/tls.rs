@@ -80,8 +80,7 @@ pub(crate) fn server_config(
     if certs.is_empty() {
         return Err(format!("certificate {}: no certificate in the file", cert_pem.display()));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(key_pem).map_err(|e| format!("private key {}: {e}", key_pem.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|e| format!("private key {}: {e}", key_pem.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -131,13 +130,7 @@ impl Reloader {
     }
 
     fn build(files: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, String> {
-        server_config(
-            &files.cert_pem,
-            &files.key_pem,
-            files.client_ca_pem.as_deref(),
-            files.client_cert_required,
-            alpn,
-        )
+        server_config(&files.cert_pem, &files.key_pem, files.client_ca_pem.as_deref(), files.client_cert_required, alpn)
     }
 
     /// The acceptor for a new connection.

@@ -148,7 +148,9 @@ impl FromStr for Grant {
     fn from_str(s: &str) -> Result<Grant, TokenError> {
         let (role, scope) = s.split_once(':').unwrap_or((s, "*"));
         if scope.is_empty() {
-            return Err(TokenError::Usage(format!("grant {s:?}: the scope after `:` is empty (use `*` for every stream)")));
+            return Err(TokenError::Usage(format!(
+                "grant {s:?}: the scope after `:` is empty (use `*` for every stream)"
+            )));
         }
         let role = match role {
             "append" => Role::Append,
@@ -236,9 +238,7 @@ pub fn check_name(name: &str) -> Result<(), TokenError> {
     if ok {
         Ok(())
     } else {
-        Err(TokenError::Usage(format!(
-            "token name {name:?}: use 1 to {MAX_NAME} characters among A-Z a-z 0-9 . _ -"
-        )))
+        Err(TokenError::Usage(format!("token name {name:?}: use 1 to {MAX_NAME} characters among A-Z a-z 0-9 . _ -")))
     }
 }
 
@@ -544,7 +544,8 @@ mod tests {
         // A recorded token missing from the file is recorded as revoked.
         let all: Vec<TokenRecord> = recs.iter().chain(&more).cloned().collect();
         let empty = TokenFile { version: 1, tokens: vec![] };
-        let extra = TokenRecord::TokenCreated { name: "x".into(), fingerprint: "00".repeat(8), grants: vec![], created_ns: 1 };
+        let extra =
+            TokenRecord::TokenCreated { name: "x".into(), fingerprint: "00".repeat(8), grants: vec![], created_ns: 1 };
         let mut with_extra = all.clone();
         with_extra.push(extra);
         let gone = missing_records(&empty, &with_extra, 11);

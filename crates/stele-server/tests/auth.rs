@@ -14,8 +14,7 @@ use stele_server::ServerConfig;
 use stele_server::tokens::{Grant, TokenFile};
 
 const K8S_EVENT: &[u8] = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-1","stage":"ResponseComplete","verb":"get","user":{"username":"zed"}}"#;
-const OTLP_JSON: &[u8] =
-    br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hello"}}]}]}]}"#;
+const OTLP_JSON: &[u8] = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hello"}}]}]}]}"#;
 
 /// Creates tokens (name, grants) in `dir`'s token file and returns their texts.
 fn make_tokens(dir: &Path, specs: &[(&str, &[&str])]) -> Vec<String> {
@@ -239,7 +238,8 @@ fn every_route_answers_each_kind_of_credential_as_documented() {
         assert_eq!(r.status, c.ok, "{what} right: {}", r.text());
     }
     // The admin of another stream sees no hold of prod in the list.
-    let placed = call(addr, "POST", "/v1/admin/holds", Some(adm), br#"{"case":"c-2","reason":"audit","stream":"prod-eu"}"#);
+    let placed =
+        call(addr, "POST", "/v1/admin/holds", Some(adm), br#"{"case":"c-2","reason":"audit","stream":"prod-eu"}"#);
     assert_eq!(placed.status, 201, "{}", placed.text());
     let seen = call(addr, "GET", "/v1/admin/holds", Some(adm), b"").json();
     assert_eq!(seen["holds"].as_array().unwrap().len(), 1, "{seen}");
@@ -397,8 +397,7 @@ fn reads_are_recorded_aggregated_per_principal_and_interval() {
     }
     // The anonymous reads of the public checkpoint: ours, and the one 200 of the wait
     // for the first checkpoint (its 404s are counted apart).
-    let anon: u64 =
-        of("anonymous", "checkpoint").iter().map(|r| r["statuses"]["200"].as_u64().unwrap_or(0)).sum();
+    let anon: u64 = of("anonymous", "checkpoint").iter().map(|r| r["statuses"]["200"].as_u64().unwrap_or(0)).sum();
     assert_eq!(anon, reads + 1);
 }
 
@@ -491,8 +490,13 @@ fn a_non_loopback_listener_needs_tls_or_consent_and_a_principal_or_consent() {
 }
 
 /// An OTLP/gRPC export request of one record.
-fn otlp_request(stream: Option<&str>, token: Option<&str>) -> tonic::Request<stele_formats::otlp::proto::ExportLogsServiceRequest> {
-    use stele_formats::otlp::proto::{AnyValue, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs, any_value};
+fn otlp_request(
+    stream: Option<&str>,
+    token: Option<&str>,
+) -> tonic::Request<stele_formats::otlp::proto::ExportLogsServiceRequest> {
+    use stele_formats::otlp::proto::{
+        AnyValue, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs, any_value,
+    };
     let record = LogRecord {
         body: Some(AnyValue { value: Some(any_value::Value::StringValue("hello".into())) }),
         ..LogRecord::default()

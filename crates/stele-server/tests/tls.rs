@@ -66,8 +66,7 @@ impl Pki {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        p.subject_alt_names
-            .push(rcgen::SanType::Rfc822Name(format!("{name}@example.org").try_into().unwrap()));
+        p.subject_alt_names.push(rcgen::SanType::Rfc822Name(format!("{name}@example.org").try_into().unwrap()));
         let cert = p.signed_by(&key, issuer).unwrap();
         std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).unwrap();
         std::fs::write(self.path(&format!("{name}-key.pem")), key.serialize_pem()).unwrap();
@@ -103,8 +102,7 @@ impl Pki {
             }
             None => builder.with_no_client_auth(),
         };
-        let conn =
-            rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
         let sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         rustls::StreamOwned::new(conn, sock)
@@ -286,7 +284,13 @@ fn curl_appends_and_reads_over_mutual_tls() {
         &pki,
         srv.addr,
         Some("alice"),
-        &["-H", "Content-Type: application/json", "-d", r#"{"actor":"curl","action":"login"}"#, &format!("{base}/v1/events?stream=prod")],
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"actor":"curl","action":"login"}"#,
+            &format!("{base}/v1/events?stream=prod"),
+        ],
     );
     assert_eq!(code, 0, "{out}");
     let (body, status) = out.rsplit_once('\n').unwrap();

@@ -104,8 +104,7 @@ fn record(config: &Config, dir: &std::path::Path, file: &TokenFile) -> anyhow::R
     let reader = log.reader();
     let snap = Index::open(dir, reader.clone(), &config.field_pointers(), false)?.snapshot();
     let recorded = stele_server::tokens::recorded(&snap, &reader).map_err(anyhow::Error::msg)?;
-    let missing: Vec<TokenRecord> =
-        stele_server::tokens::missing_records(file, &recorded, stele_store::log::now_ns());
+    let missing: Vec<TokenRecord> = stele_server::tokens::missing_records(file, &recorded, stele_store::log::now_ns());
     if missing.is_empty() {
         return Ok(());
     }

@@ -5,8 +5,6 @@
 mod cli;
 mod cmd_export;
 mod cmd_hold;
-mod cmd_token;
-mod serve_auth;
 mod cmd_import;
 mod cmd_monitor;
 mod cmd_proof;
@@ -15,11 +13,13 @@ mod cmd_query;
 mod cmd_read;
 mod cmd_retention;
 mod cmd_serve;
+mod cmd_token;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
 mod follow;
 mod output;
+mod serve_auth;
 mod serve_syslog;
 
 use std::process::ExitCode;

@@ -859,6 +859,15 @@ fn check_round(
             }
             continue;
         }
+        if e.stream == "_stele/access" {
+            // Aggregated records of the reads of /checkpoint (see docs/access.md).
+            let v: serde_json::Value = serde_json::from_slice(&e.payload)
+                .map_err(|_| format!("access entry {i} is not JSON: {:?}", String::from_utf8_lossy(&e.payload)))?;
+            if e.leaf.payload_format != FORMAT_STELE_RECORD || v["type"] != "access" {
+                return Err(format!("access entry {i} is not an access record: {v}"));
+            }
+            continue;
+        }
         user_entries += 1;
         let shown = || String::from_utf8_lossy(&e.payload[..e.payload.len().min(300)]).into_owned();
         let v: serde_json::Value = serde_json::from_slice(&e.payload)
