@@ -286,7 +286,7 @@ impl Auth {
             };
         }
         if let Some(ids) = peer.and_then(|p| p.cert_ids.as_ref()) {
-            let found = self.config.cert_principals.iter().find(|p| ids.iter().any(|id| *id == p.subject));
+            let found = self.config.cert_principals.iter().find(|p| ids.contains(&p.subject));
             return match found {
                 Some(p) => {
                     let name: Arc<str> = p.name.as_str().into();
@@ -609,17 +609,17 @@ pub(crate) async fn load_tokens(app: &App, force: bool) -> Result<bool, String> 
         .map_err(|e| e.to_string())??;
     let missing = crate::tokens::missing_records(&file, &recorded, stele_store::log::now_ns());
     let mut unrecorded = Vec::new();
-    if !missing.is_empty() {
-        if let Err(e) = append_records(app, &missing).await {
-            tracing::error!("recording token changes in {AUTH_STREAM}: {e}; new tokens wait for the next reload");
-            unrecorded = missing
-                .iter()
-                .filter_map(|r| match r {
-                    TokenRecord::TokenCreated { fingerprint, .. } => Some(fingerprint.clone()),
-                    TokenRecord::TokenRevoked { .. } => None,
-                })
-                .collect();
-        }
+    if !missing.is_empty()
+        && let Err(e) = append_records(app, &missing).await
+    {
+        tracing::error!("recording token changes in {AUTH_STREAM}: {e}; new tokens wait for the next reload");
+        unrecorded = missing
+            .iter()
+            .filter_map(|r| match r {
+                TokenRecord::TokenCreated { fingerprint, .. } => Some(fingerprint.clone()),
+                TokenRecord::TokenRevoked { .. } => None,
+            })
+            .collect();
     }
     app.auth.install(&file, &unrecorded);
     if unrecorded.is_empty() {

@@ -310,3 +310,65 @@ fn curl_appends_and_reads_over_mutual_tls() {
     assert_ne!(code, 0, "curl with another CA's certificate got through");
     srv.stop();
 }
+
+#[test]
+fn otlp_grpc_over_mutual_tls() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use stele_formats::otlp::proto::{
+        AnyValue, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs, any_value,
+    };
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let pki = Pki::new();
+    let srv = TestServer::fresh("tls.test/log", |c| {
+        c.tls = Some(pki.tls_config(true));
+        c.auth.cert_principals = vec![alice(&["append:otlp"])];
+        c.otlp_grpc = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let grpc = srv.otlp_grpc_addr.unwrap();
+    let request = || {
+        let record = LogRecord {
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue("over mTLS".into())) }),
+            ..LogRecord::default()
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs { log_records: vec![record], ..ScopeLogs::default() }],
+                ..ResourceLogs::default()
+            }],
+        }
+    };
+    let read = |name: &str| std::fs::read(pki.path(name)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let connect = |client: Option<&str>| {
+            let mut tls =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("localhost");
+            if let Some(name) = client {
+                tls = tls.identity(Identity::from_pem(read(&format!("{name}.pem")), read(&format!("{name}-key.pem"))));
+            }
+            Channel::from_shared(format!("https://localhost:{}", grpc.port())).unwrap().tls_config(tls).unwrap()
+        };
+        let channel = connect(Some("alice")).connect().await.unwrap();
+        let mut c = LogsServiceClient::new(channel);
+        c.export(request()).await.expect("alice may append to otlp");
+        let mut req = tonic::Request::new(request());
+        req.metadata_mut().insert("x-stele-stream", "prod".parse().unwrap());
+        assert_eq!(c.export(req).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+        // Issued by the CA but no principal: the call is refused.
+        let mut m = LogsServiceClient::new(connect(Some("mallory")).connect().await.unwrap());
+        assert_eq!(m.export(request()).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+        // Another CA, or no certificate: no call gets through.
+        for client in [Some("eve"), None] {
+            let refused = match connect(client).connect().await {
+                Err(_) => true,
+                Ok(ch) => LogsServiceClient::new(ch).export(request()).await.is_err(),
+            };
+            assert!(refused, "{client:?} got through");
+        }
+    });
+    let dir = srv.stop();
+    let log = stele_store::Log::open(dir.path(), Default::default()).unwrap();
+    let reader = log.reader();
+    let otlp = (0..reader.tree_size()).filter_map(|i| reader.entry(i).ok()).filter(|e| e.stream == "otlp").count();
+    assert_eq!(otlp, 1);
+}
