@@ -94,11 +94,13 @@ pub(crate) fn run(
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        eprintln!("stele: serving {} on {scheme}://{listen}", dir.display());
-        if let Some(addr) = server.otlp_grpc {
+        // Said once the listeners are bound and the configuration accepted.
+        let running = stele_server::start(server, log, shutdown).await?;
+        eprintln!("stele: serving {} on {scheme}://{}", dir.display(), running.local_addr());
+        if let Some(addr) = running.otlp_grpc_addr() {
             eprintln!("stele: OTLP/gRPC logs on {addr}");
         }
-        stele_server::run(server, log, shutdown).await
+        running.wait().await
     })?;
     Ok(())
 }

@@ -860,10 +860,11 @@ fn check_round(
             continue;
         }
         if e.stream == "_stele/access" {
-            // Aggregated records of the reads of /checkpoint (see docs/access.md).
+            // Aggregated access records, e.g. of the reads of /checkpoint (docs/access.md).
             let v: serde_json::Value = serde_json::from_slice(&e.payload)
                 .map_err(|_| format!("access entry {i} is not JSON: {:?}", String::from_utf8_lossy(&e.payload)))?;
-            if e.leaf.payload_format != FORMAT_STELE_RECORD || v["type"] != "access" {
+            let known = matches!(v["type"].as_str(), Some("access" | "auth_failures"));
+            if e.leaf.payload_format != FORMAT_STELE_RECORD || !known {
                 return Err(format!("access entry {i} is not an access record: {v}"));
             }
             continue;
