@@ -37,6 +37,16 @@
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
 //! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`. |
 //!
+//! ## Access control and TLS
+//! Every route passes [`auth`]'s check: a principal (API token or client certificate)
+//! with a role (`append`, `read`, `admin`, `hold-release`) on the stream; 401/403/429
+//! otherwise. Without any principal the server is open, and starts so only on loopback
+//! (or with `allow_anonymous`). Reads are recorded, aggregated, in `_stele/access`
+//! ([`access`]). Legal holds are placed with `POST /v1/admin/holds`, listed with `GET
+//! /v1/admin/holds` and released with `POST /v1/admin/holds/{case}/release`. With
+//! [`ServerConfig::tls`], the HTTP and OTLP/gRPC listeners speak TLS, reloaded when the
+//! files change ([`tls`]).
+//!
 //! ## Syslog
 //! With [`ServerConfig::syslog`] set, the server also receives syslog over UDP, TCP and
 //! TLS and appends each message as an entry of format `syslog`; see [`syslog`].
