@@ -69,6 +69,8 @@ pub(crate) struct App {
     pub(crate) event_id_fields: std::collections::HashMap<String, String>,
     /// Stream of OTLP log records whose request names none.
     pub(crate) otlp_stream: String,
+    /// Principals, tokens, access records and rate limits.
+    pub(crate) auth: Arc<crate::auth::Auth>,
 }
 
 type AppState = Arc<App>;
@@ -86,8 +88,11 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/proof/consistency", get(get_consistency_proof))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/admin/holds", post(crate::admin::place_hold).get(crate::admin::list_holds))
+        .route("/v1/admin/holds/{case}/release", post(crate::admin::release_hold))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), crate::auth::middleware))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
 }
@@ -111,13 +116,15 @@ pub(crate) struct ApiError {
     status: StatusCode,
     body: String,
     pub(crate) retry_after: bool,
+    /// The `Retry-After` value in seconds when `retry_after` is set.
+    retry_secs: u64,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = json(self.status, self.body);
         if self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(self.retry_secs.max(1)));
         }
         r
     }
@@ -144,6 +151,13 @@ impl ApiError {
         self.retry_after = true;
         self
     }
+
+    /// `Retry-After: secs`.
+    pub(crate) fn with_retry_after_secs(mut self, secs: u64) -> ApiError {
+        self.retry_after = true;
+        self.retry_secs = secs;
+        self
+    }
 }
 
 /// `{"error": message, ...extra}`.
@@ -152,7 +166,7 @@ pub(crate) fn error_with(status: StatusCode, message: impl Display, extra: serde
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
     }
-    ApiError { status, body: v.to_string(), retry_after: false }
+    ApiError { status, body: v.to_string(), retry_after: false, retry_secs: 1 }
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Display) -> ApiError {
@@ -218,6 +232,8 @@ async fn count_requests(State(app): State<AppState>, req: Request, next: Next) -
         "/v1/proof/consistency" => "/v1/proof/consistency",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
+        "/v1/admin/holds" => "/v1/admin/holds",
+        "/v1/admin/holds/{case}/release" => "/v1/admin/holds/{case}/release",
         _ => "other",
     });
     let resp = next.run(req).await;
@@ -411,6 +427,10 @@ pub(crate) fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::Rejected(m) => error(StatusCode::BAD_REQUEST, m),
         SubmitError::Failed(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
         SubmitError::Conflict(m) => error(StatusCode::CONFLICT, m),
+        SubmitError::RateLimited(m, secs) => {
+            error_with(StatusCode::TOO_MANY_REQUESTS, m, serde_json::json!({ "retry_after_seconds": secs }))
+                .with_retry_after_secs(secs)
+        }
     }
 }
 
@@ -655,13 +675,26 @@ fn body_error(e: BodyError) -> ApiError {
 // ---------------------------------------------------------------------------------
 // GET /v1/entries/{index}
 
-async fn get_entry(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+async fn get_entry(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+) -> Result<Response, ApiError> {
     let Ok(index) = raw.parse::<u64>() else {
         return Err(error(StatusCode::BAD_REQUEST, format!("entry index {raw:?} is not a non-negative integer")));
     };
     let reader = app.shared.reader.clone();
-    match tokio::task::spawn_blocking(move || entry_json(&reader, index)).await {
-        Ok(Ok(body)) => Ok(json(StatusCode::OK, body)),
+    let allowed = caller.clone();
+    let allowed = move |stream: &str| allowed.allows(crate::auth::Role::Read, stream);
+    match tokio::task::spawn_blocking(move || entry_json(&reader, index, &allowed)).await {
+        Ok(Ok((stream, body))) => {
+            let mut r = match body {
+                Some(body) => json(StatusCode::OK, body),
+                None => caller.forbidden(crate::auth::Role::Read, &stream).into_response(),
+            };
+            r.extensions_mut().insert(crate::auth::AccessedStream(stream));
+            Ok(r)
+        }
         Ok(Err(e @ StoreError::NoSuchEntry { .. })) => Err(error(StatusCode::NOT_FOUND, e)),
         Ok(Err(e @ StoreError::Deleted { record, .. })) => Err(error_with(
             StatusCode::GONE,
@@ -673,8 +706,16 @@ async fn get_entry(State(app): State<AppState>, Path(raw): Path<String>) -> Resu
     }
 }
 
-fn entry_json(reader: &LogReader, index: u64) -> Result<Vec<u8>, StoreError> {
+/// The entry's stream and JSON document; no document when `allowed` refuses its stream.
+fn entry_json(
+    reader: &LogReader,
+    index: u64,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Result<(String, Option<Vec<u8>>), StoreError> {
     let e = reader.entry(index)?;
+    if !allowed(&e.stream) {
+        return Ok((e.stream, None));
+    }
     let newest = reader.newest_checkpoint();
     let (proof_size, note) = match newest {
         Some(cp) if cp.tree_size > index => (cp.tree_size, Some(cp.note)),
@@ -728,7 +769,7 @@ fn entry_json(reader: &LogReader, index: u64) -> Result<Vec<u8>, StoreError> {
     }
     s.push_str("}}");
     out.extend_from_slice(s.as_bytes());
-    Ok(out)
+    Ok((e.stream, Some(out)))
 }
 
 // ---------------------------------------------------------------------------------
@@ -812,11 +853,15 @@ fn parse_query(uri: &Uri) -> Result<(Query, u64), ApiError> {
 
 type QueryMsg = Result<Bytes, (StatusCode, String)>;
 
-async fn get_query(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+async fn get_query(
+    State(app): State<AppState>,
+    uri: Uri,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+) -> Result<Response, ApiError> {
     let (q, limit) = parse_query(&uri)?;
     let (tx, mut rx) = mpsc::channel::<QueryMsg>(4);
     let app2 = app.clone();
-    tokio::task::spawn_blocking(move || run_query(&app2, &q, limit, &tx));
+    tokio::task::spawn_blocking(move || run_query(&app2, &q, limit, &tx, &caller));
     // Wait for the first chunk: a query that fails before any output gets a proper
     // status; one that fails later ends its output with an error line.
     let first = match rx.recv().await {
@@ -854,7 +899,8 @@ impl futures_core::Stream for NdjsonBody {
 /// Runs a query on the blocking pool, sending NDJSON chunks. Every hit of the index is
 /// re-read from the log (which checks the payload against its leaf) and re-matched
 /// against the query on freshly normalized fields: the index is never trusted.
-fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>) {
+/// Hits in streams the caller may not read are left out.
+fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>, caller: &crate::auth::Caller) {
     let snapshot = app.shared.snapshot();
     let reader = &app.shared.reader;
     let deadline = Instant::now() + app.limits.query_timeout;
@@ -866,6 +912,9 @@ fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>) {
     let mut gone = false;
     if limit > 0 {
         let r = snapshot.query(&index_query, |hit| {
+            if !caller.allows(crate::auth::Role::Read, &hit.stream) {
+                return true;
+            }
             match hit_line(reader, &app.normalizer, q, hit.index, &mut buf) {
                 Ok(true) => given += 1,
                 // Removed by retention after it was indexed: not an answer any more.

@@ -37,6 +37,16 @@
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
 //! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`. |
 //!
+//! ## Access control and TLS
+//! Every route passes [`auth`]'s check: a principal (API token or client certificate)
+//! with a role (`append`, `read`, `admin`, `hold-release`) on the stream; 401/403/429
+//! otherwise. Without any principal the server is open, and starts so only on loopback
+//! (or with `allow_anonymous`). Reads are recorded, aggregated, in `_stele/access`
+//! ([`access`]). Legal holds are placed with `POST /v1/admin/holds`, listed with `GET
+//! /v1/admin/holds` and released with `POST /v1/admin/holds/{case}/release`. With
+//! [`ServerConfig::tls`], the HTTP and OTLP/gRPC listeners speak TLS, reloaded when the
+//! files change ([`tls`]).
+//!
 //! ## Syslog
 //! With [`ServerConfig::syslog`] set, the server also receives syslog over UDP, TCP and
 //! TLS and appends each message as an entry of format `syslog`; see [`syslog`].
@@ -72,6 +82,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
+mod admin;
+pub mod auth;
 mod dedup;
 pub use dedup::DedupConfig;
 mod error;
@@ -91,6 +104,8 @@ mod silence;
 pub use silence::ExpectedSource;
 mod submit;
 pub mod syslog;
+pub mod tls;
+pub mod tokens;
 pub mod witness_client;
 
 use std::future::Future;
@@ -224,6 +239,11 @@ pub struct ServerConfig {
     pub otlp_grpc: Option<SocketAddr>,
     /// Stream of OTLP log records whose request names none.
     pub otlp_default_stream: String,
+    /// Principals, roles, public routes, access records and rate limits (see [`auth`]).
+    pub auth: auth::AuthConfig,
+    /// TLS of the HTTP listener and the OTLP/gRPC listener (see [`tls`]); plain when
+    /// `None`, which a non-loopback address allows only with `auth.allow_plain_http`.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 impl ServerConfig {
@@ -258,6 +278,8 @@ impl ServerConfig {
             syslog: syslog::SyslogConfig::default(),
             otlp_grpc: None,
             otlp_default_stream: DEFAULT_OTLP_STREAM.to_string(),
+            auth: auth::AuthConfig::default(),
+            tls: None,
         }
     }
 
@@ -339,6 +361,7 @@ impl ServerConfig {
         }
         stele_store::streams::check_stream_name(&self.otlp_default_stream)
             .map_err(|e| ServerError::Config(format!("otlp_default_stream: {e}")))?;
+        auth::check_config(self).map_err(ServerError::Config)?;
         stele_store::streams::check_stream_name(&self.default_stream)
             .map_err(|e| ServerError::Config(format!("default_stream: {e}")))
     }
@@ -410,6 +433,16 @@ pub async fn start(
         None => None,
     };
     let otlp_grpc_addr = grpc_listener.as_ref().map(|(_, a)| *a);
+    let (http_tls, grpc_tls) = match &config.tls {
+        Some(t) => (
+            Some(tls::Reloader::new(t, &[b"http/1.1"], "HTTP").map_err(ServerError::Config)?),
+            match config.otlp_grpc {
+                Some(_) => Some(tls::Reloader::new(t, &[b"h2"], "OTLP/gRPC").map_err(ServerError::Config)?),
+                None => None,
+            },
+        ),
+        None => (None, None),
+    };
 
     let reader = log.reader();
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
@@ -478,7 +511,16 @@ pub async fn start(
         default_stream: config.default_stream.clone(),
         event_id_fields: config.event_id_fields.clone(),
         otlp_stream: config.otlp_default_stream.clone(),
+        auth: Arc::new(auth::Auth::new(config.auth.clone(), config.data_dir.clone())),
     });
+    // Tokens are loaded (and their creation recorded) before the first request.
+    if let Err(e) = auth::load_tokens(&app, true).await {
+        let _ = tx.send(Msg::Shutdown);
+        return Err(ServerError::Config(e));
+    }
+    auth::spawn_token_reload(app.clone());
+    access::spawn_flush(app.clone());
+    tls::spawn_reload(http_tls.iter().chain(grpc_tls.iter()).cloned().collect(), config.auth.reload_interval);
     // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -490,7 +532,13 @@ pub async fn start(
     };
     let grpc = grpc_listener.map(|(l, addr)| {
         tracing::info!(%addr, "OTLP/gRPC listening");
-        tokio::spawn(otlp_grpc::serve(l, app.clone(), stopped(stop_rx.clone())))
+        tokio::spawn(otlp_grpc::serve(
+            l,
+            grpc_tls.clone(),
+            config.request_timeout,
+            app.clone(),
+            stopped(stop_rx.clone()),
+        ))
     });
     silence::spawn(app.clone(), config.expected_sources.clone());
     lifecycle::record_start(&app).await;
@@ -499,9 +547,17 @@ pub async fn start(
     let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
     let router = http::router(app);
     let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
-    tracing::info!(%local_addr, "stele server listening");
+    tracing::info!(%local_addr, tls = http_tls.is_some(), "stele server listening");
+    let handshake_timeout = config.request_timeout;
     let handle = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(stopped(stop_rx)).await;
+        let service = router.into_make_service_with_connect_info::<tls::PeerInfo>();
+        let served = match http_tls {
+            None => axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx)).await,
+            Some(r) => {
+                let listener = tls::TlsListener::new(listener, r, handshake_timeout);
+                axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx)).await
+            }
+        };
         // Syslog connections append what they have read before the sequencer stops.
         if let Some(s) = syslog {
             s.wait().await;
@@ -513,6 +569,7 @@ pub async fn start(
         // Every connection is closed: let the sequencer commit what is queued and stop.
         drop(selfcheck);
         drop(retention);
+        access::flush(&stopping_app).await;
         lifecycle::record_stop(&stopping_app).await;
         drop(stopping_app);
         let _ = tx.send(Msg::Shutdown);

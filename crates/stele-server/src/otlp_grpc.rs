@@ -63,7 +63,20 @@ impl LogsService for Logs {
             None => app.otlp_stream.clone(),
         };
         stele_store::streams::check_stream_name(&stream).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let req = request.into_inner();
+        let peer = request.extensions().get::<crate::tls::PeerInfo>().cloned();
+        let caller = crate::auth::grpc_caller(app, request.metadata(), peer.as_ref(), request.remote_addr(), &stream)?;
+        crate::auth::with_caller(&caller, self.append(stream, request.into_inner())).await
+    }
+}
+
+impl Logs {
+    /// Splits and appends an authorized request.
+    async fn append(
+        &self,
+        stream: String,
+        req: ExportLogsServiceRequest,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let app = &self.app;
         let limits = OtlpLimits {
             max_records: app.limits.max_batch_events,
             max_record_bytes: app.limits.max_entry_bytes,
@@ -112,6 +125,11 @@ fn submit_status(e: SubmitError) -> Status {
         SubmitError::Unknown(m) => Status::unknown(m),
         // OTLP requests carry no idempotency key.
         SubmitError::Conflict(m) => Status::already_exists(m),
+        SubmitError::RateLimited(m, secs) => Status::with_error_details(
+            Code::ResourceExhausted,
+            m,
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(secs))),
+        ),
     }
 }
 
@@ -133,8 +151,11 @@ fn oversize_is_resource_exhausted(mut resp: http::Response<tonic::body::Body>) -
 
 /// Serves the OTLP/gRPC logs service on `listener` until `shutdown` completes, then
 /// lets open calls finish.
+/// With `tls`, connections are TLS (ALPN `h2`), reloaded as the files change.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<crate::tls::Reloader>>,
+    handshake_timeout: Duration,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
@@ -142,9 +163,16 @@ pub(crate) async fn serve(
     let service = LogsServiceServer::new(Logs { app })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max);
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(oversize_is_resource_exhausted))
-        .add_service(service)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
-        .await
+        .add_service(service);
+    match tls {
+        None => {
+            router.serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown).await
+        }
+        Some(r) => {
+            let incoming = crate::tls::GrpcTlsIncoming::new(listener, r, handshake_timeout);
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+    }
 }

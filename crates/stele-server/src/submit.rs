@@ -32,6 +32,9 @@ pub(crate) enum SubmitError {
     Unknown(String),
     /// An idempotency key reused with a different body (409). Nothing was appended.
     Conflict(String),
+    /// The principal's append rate is used up; retry after the seconds given (HTTP
+    /// 429 + Retry-After, gRPC RESOURCE_EXHAUSTED with RetryInfo). Nothing was appended.
+    RateLimited(String, u64),
 }
 
 impl std::fmt::Display for SubmitError {
@@ -42,7 +45,8 @@ impl std::fmt::Display for SubmitError {
             | SubmitError::Rejected(m)
             | SubmitError::Failed(m)
             | SubmitError::Unknown(m)
-            | SubmitError::Conflict(m) => f.write_str(m),
+            | SubmitError::Conflict(m)
+            | SubmitError::RateLimited(m, _) => f.write_str(m),
         }
     }
 }
@@ -89,6 +93,7 @@ impl App {
             return Err(SubmitError::Unavailable(stele_store::StoreError::Poisoned(reason).to_string()));
         }
         let n = events.len();
+        crate::auth::charge_append(n)?;
         self.reserve(n, body.len()).inspect_err(|_| self.shared.shed.count(n))?;
         self.send(stream, body, events, dedup).await
     }

@@ -261,35 +261,7 @@ pub(crate) async fn bind(config: &SyslogConfig) -> Result<Bound, ServerError> {
 }
 
 fn tls_acceptor(t: &SyslogTlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(&t.cert_pem)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("certificate {}: {e}", t.cert_pem.display()))?;
-    if certs.is_empty() {
-        return Err(format!("certificate {}: no certificate in the file", t.cert_pem.display()));
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(&t.key_pem).map_err(|e| format!("private key {}: {e}", t.key_pem.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = match &t.client_ca_pem {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("client CA {}: {e}", ca.display()))? {
-                let c = c.map_err(|e| format!("client CA {}: {e}", ca.display()))?;
-                roots.add(c).map_err(|e| format!("client CA {}: {e}", ca.display()))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("client CA {}: {e}", ca.display()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let config = builder.with_single_cert(certs, key).map_err(|e| format!("certificate and key: {e}"))?;
+    let config = crate::tls::server_config(&t.cert_pem, &t.key_pem, t.client_ca_pem.as_deref(), true, &[])?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -159,6 +159,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         args: crate::cmd_witness::WitnessArgs,
     },
+    /// API tokens of the server: create (shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        what: crate::cmd_token::TokenCommand,
+    },
     /// Legal holds: held entries are never deleted, whatever their policy.
     Hold {
         #[command(subcommand)]

@@ -33,11 +33,6 @@ pub(crate) fn run(
         }
     }
     let listen = listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    if !listen.ip().is_loopback() {
-        eprintln!(
-            "stele: warning: listening on {listen}, which is not a loopback address; put TLS and authentication in front of it"
-        );
-    }
     let options = config.log_options();
     let log = Log::open(&dir, options.clone()).map_err(|e| match e {
         StoreError::Locked => crate::Failure::usage("another stele process holds this data directory"),
@@ -92,16 +87,20 @@ pub(crate) fn run(
     if let Some(s) = &config.otlp_stream {
         server.otlp_default_stream = s.clone();
     }
+    (server.auth, server.tls) = crate::serve_auth::settings(config.auth.as_ref(), config.tls.as_ref())?;
+    let scheme = if server.tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        eprintln!("stele: serving {} on http://{listen}", dir.display());
-        if let Some(addr) = server.otlp_grpc {
+        // Said once the listeners are bound and the configuration accepted.
+        let running = stele_server::start(server, log, shutdown).await?;
+        eprintln!("stele: serving {} on {scheme}://{}", dir.display(), running.local_addr());
+        if let Some(addr) = running.otlp_grpc_addr() {
             eprintln!("stele: OTLP/gRPC logs on {addr}");
         }
-        stele_server::run(server, log, shutdown).await
+        running.wait().await
     })?;
     Ok(())
 }

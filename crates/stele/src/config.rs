@@ -65,6 +65,10 @@ pub(crate) struct Config {
     pub(crate) otlp_grpc: Option<SocketAddr>,
     /// Stream of OpenTelemetry log records whose request names none (default `otlp`).
     pub(crate) otlp_stream: Option<String>,
+    /// `[auth]`: principals, public routes, access records, rate limits.
+    pub(crate) auth: Option<crate::serve_auth::AuthSection>,
+    /// `[tls]`: TLS of the HTTP and OTLP/gRPC listeners.
+    pub(crate) tls: Option<crate::serve_auth::TlsSection>,
 }
 
 /// One `[[retention]]` table.

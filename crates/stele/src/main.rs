@@ -13,11 +13,13 @@ mod cmd_query;
 mod cmd_read;
 mod cmd_retention;
 mod cmd_serve;
+mod cmd_token;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
 mod follow;
 mod output;
+mod serve_auth;
 mod serve_syslog;
 
 use std::process::ExitCode;
@@ -111,6 +113,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),
         Hold { what } => cmd_hold::run(&config, what),
+        Token { what } => cmd_token::run(&config, what),
         Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
         Witness { args } => cmd_witness::run(args),
     }

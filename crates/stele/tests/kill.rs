@@ -941,6 +941,16 @@ fn check_round(
             totals.syslog_entries += 1;
             continue;
         }
+        if e.stream == "_stele/access" {
+            // Aggregated access records, e.g. of the reads of /checkpoint (docs/access.md).
+            let v: serde_json::Value = serde_json::from_slice(&e.payload)
+                .map_err(|_| format!("access entry {i} is not JSON: {:?}", String::from_utf8_lossy(&e.payload)))?;
+            let known = matches!(v["type"].as_str(), Some("access" | "auth_failures"));
+            if e.leaf.payload_format != FORMAT_STELE_RECORD || !known {
+                return Err(format!("access entry {i} is not an access record: {v}"));
+            }
+            continue;
+        }
         user_entries += 1;
         let shown = || String::from_utf8_lossy(&e.payload[..e.payload.len().min(300)]).into_owned();
         let v: serde_json::Value = serde_json::from_slice(&e.payload)
