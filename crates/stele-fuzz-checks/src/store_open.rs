@@ -67,7 +67,7 @@ fn fixture() -> &'static Fixture {
                 min_retention_seconds: 0,
                 max_retention_seconds: 0,
                 mode: "governance".into(),
-                deleted_ns: 1,
+                deleted_ns: s.newest_received_ns,
             };
             log.delete_segment(s.segno, &record).expect("deletion");
             for &(first, last) in &s.ranges {
