@@ -43,6 +43,7 @@ pub mod recover;
 pub mod retention;
 pub mod state;
 pub mod streams;
+pub mod timestamps;
 pub mod verify;
 
 pub use error::{Result, StoreError};
