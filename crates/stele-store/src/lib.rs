@@ -30,6 +30,7 @@
 pub mod backend;
 pub mod checkpoints;
 pub mod chunk;
+pub mod clock;
 pub mod error;
 pub mod files;
 pub mod hashes;

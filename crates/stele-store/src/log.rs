@@ -51,6 +51,12 @@ pub struct LogOptions {
     /// Older checkpoints are thinned to the first of each period of this length, ns
     /// (default one hour), kept for the life of the log.
     pub checkpoint_keep_every_ns: u64,
+    /// Where received times come from (default: the system clock).
+    pub clock: crate::clock::Clock,
+    /// How far the clock may read behind the last received time before a
+    /// [`crate::clock::ClockBackwards`] event is recorded, ns (default 1 s: NTP slews
+    /// and small steps stay below it).
+    pub clock_backwards_tolerance_ns: u64,
 }
 
 impl Default for LogOptions {
@@ -62,6 +68,8 @@ impl Default for LogOptions {
             segment_max_bytes: 1 << 30,
             checkpoint_keep_all_ns: 7 * 86_400 * 1_000_000_000,
             checkpoint_keep_every_ns: 3_600 * 1_000_000_000,
+            clock: crate::clock::Clock::system(),
+            clock_backwards_tolerance_ns: 1_000_000_000,
         }
     }
 }
@@ -113,6 +121,7 @@ pub struct Log {
     newest_checkpoint: Option<StoredCheckpoint>,
     last_received_ns: u64,
     last_thinned_ns: u64,
+    clock_watch: crate::clock::ClockWatch,
     poisoned: Option<String>,
     _lock: Option<File>,
 }
@@ -315,6 +324,7 @@ impl Log {
             newest_checkpoint: rec.newest_checkpoint,
             last_received_ns,
             last_thinned_ns: 0,
+            clock_watch: Default::default(),
             poisoned: None,
             _lock: None,
         })
@@ -343,6 +353,17 @@ impl Log {
     /// The options in force.
     pub fn options(&self) -> &LogOptions {
         &self.options
+    }
+
+    /// Backward steps of the clock seen since the last call (at most one per episode;
+    /// see [`crate::clock`]), oldest first.
+    pub fn take_clock_backwards(&mut self) -> Vec<crate::clock::ClockBackwards> {
+        std::mem::take(&mut self.clock_watch.pending)
+    }
+
+    /// Backward steps of the clock seen since the log was opened.
+    pub fn clock_backwards_total(&self) -> u64 {
+        self.clock_watch.total
     }
 
     /// Why the log stopped accepting writes, if it did.
@@ -423,7 +444,9 @@ impl Log {
     #[allow(clippy::type_complexity)]
     fn commit(&mut self, all: &[(u32, u8, &[u8])], new_streams: &[StreamRecord]) -> Result<(Vec<u64>, Vec<Hash>, u64)> {
         let first = self.frontier.size();
-        let received_ns = now_ns().max(self.last_received_ns);
+        let now = self.options.clock.now_ns();
+        self.clock_watch.observe(now, self.last_received_ns, self.options.clock_backwards_tolerance_ns);
+        let received_ns = now.max(self.last_received_ns);
         let mut salts = vec![0u8; all.len() * SALT_LEN];
         getrandom::fill(&mut salts).map_err(|e| StoreError::Io {
             op: "reading randomness",
@@ -578,7 +601,7 @@ impl Log {
         let r = self.write_checkpoint(size);
         let cp = self.poison(r)?;
         // Thinning runs at most once per keep-every period.
-        let now = now_ns();
+        let now = self.options.clock.now_ns();
         if now.saturating_sub(self.last_thinned_ns) >= self.options.checkpoint_keep_every_ns {
             let r = self.thin_checkpoints(now);
             self.poison(r)?;
@@ -687,7 +710,7 @@ impl Log {
         let open_stream =
             self.open_segments.iter().find(|(_, s)| s.segno == segno).map(|(stream, s)| (*stream, s.window_start_ns));
         if let Some((stream, window_start)) = open_stream {
-            let now = now_ns().max(self.last_received_ns);
+            let now = self.options.clock.now_ns().max(self.last_received_ns);
             if now < window_start.saturating_add(self.options.segment_window_ns.max(1)) {
                 return refuse("its time window has not ended; it still receives entries".into());
             }
@@ -733,7 +756,7 @@ impl Log {
             extensions: vec![],
         };
         let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
-        let cp = StoredCheckpoint { tree_size: size, signed_ns: now_ns(), note, offset: self.checkpoints_len };
+        let cp = StoredCheckpoint { tree_size: size, signed_ns: self.options.clock.now_ns(), note, offset: self.checkpoints_len };
         let framed = records::frame(&cp.encode());
         let ck = self.files.checkpoints();
         ck.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;

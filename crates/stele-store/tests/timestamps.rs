@@ -100,3 +100,46 @@ fn a_token_beyond_the_log_fails_verify() {
     let report = verify(&reader_of(&backend), &VerifyOptions::default()).unwrap();
     assert!(report.problems.iter().any(|p| p.what.contains("tree size 99")), "{:?}", report.problems);
 }
+
+/// A clock that jumps back: received times stay monotonic, entries keep their order,
+/// and the jump is reported once per episode.
+#[test]
+fn a_clock_that_steps_back_is_reported_once_and_never_reorders() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use stele_store::clock::{Clock, ClockBackwards};
+    let now = Arc::new(AtomicU64::new(1_800_000_000_000_000_000));
+    let c = now.clone();
+    let options = LogOptions { clock: Clock::from_fn(move || c.load(Ordering::SeqCst)), ..LogOptions::default() };
+    let backend = Arc::new(MemoryBackend::new());
+    init_backend(&(backend.clone() as Arc<dyn Backend>), ORIGIN).unwrap();
+    let signer = NoteSigner::from_seed(ORIGIN, &[7; 32]).unwrap();
+    let mut log = Log::open_backend(backend.clone(), ORIGIN, signer, options).unwrap();
+    let e = |log: &mut Log| log.append(&[NewEntry { stream: "s", format: 1, payload: b"{}" }]).unwrap();
+    let first = e(&mut log);
+    assert_eq!(first.received_ns, 1_800_000_000_000_000_000);
+    // Half a second back: within the tolerance, not reported.
+    now.store(1_800_000_000_000_000_000 - 500_000_000, Ordering::SeqCst);
+    e(&mut log);
+    assert!(log.take_clock_backwards().is_empty());
+    // An hour back: reported once, however many commits follow in the episode.
+    let back = 1_800_000_000_000_000_000 - 3_600_000_000_000;
+    now.store(back, Ordering::SeqCst);
+    let a = e(&mut log);
+    let b = e(&mut log);
+    assert_eq!(
+        log.take_clock_backwards(),
+        vec![ClockBackwards { from_ns: 1_800_000_000_000_000_000, to_ns: back, jump_ns: 3_600_000_000_000 }]
+    );
+    assert!(a.received_ns == 1_800_000_000_000_000_000 && b.received_ns == a.received_ns);
+    assert!(b.indexes[0] > a.indexes[0]);
+    // The clock catches up, then steps back again: a second episode.
+    now.store(1_800_000_000_000_000_000 + 10, Ordering::SeqCst);
+    e(&mut log);
+    now.store(1_800_000_000_000_000_000 - 5_000_000_000, Ordering::SeqCst);
+    e(&mut log);
+    assert_eq!(log.take_clock_backwards().len(), 1);
+    assert_eq!(log.clock_backwards_total(), 2);
+    log.sign_checkpoint().unwrap();
+    let report = verify(&reader_of(&backend), &VerifyOptions::default()).unwrap();
+    assert!(report.ok(), "received times never decrease: {:?}", report.problems);
+}
