@@ -91,6 +91,7 @@ mod silence;
 pub use silence::ExpectedSource;
 mod submit;
 pub mod syslog;
+pub mod timestamping;
 pub mod witness_client;
 
 use std::future::Future;
@@ -224,6 +225,11 @@ pub struct ServerConfig {
     pub otlp_grpc: Option<SocketAddr>,
     /// Stream of OTLP log records whose request names none.
     pub otlp_default_stream: String,
+    /// RFC 3161 timestamp authorities the newest checkpoint is sent to (none by
+    /// default; see [`timestamping`]).
+    pub timestamp_authorities: Vec<timestamping::TimestampAuthority>,
+    /// How often the newest checkpoint is timestamped when it is not yet.
+    pub timestamp_interval: Duration,
 }
 
 impl ServerConfig {
@@ -258,6 +264,8 @@ impl ServerConfig {
             syslog: syslog::SyslogConfig::default(),
             otlp_grpc: None,
             otlp_default_stream: DEFAULT_OTLP_STREAM.to_string(),
+            timestamp_authorities: Vec::new(),
+            timestamp_interval: timestamping::DEFAULT_TIMESTAMP_INTERVAL,
         }
     }
 
@@ -336,6 +344,12 @@ impl ServerConfig {
                     syslog::BATCH_EVENTS
                 ));
             }
+        }
+        for a in &self.timestamp_authorities {
+            a.certificates().map_err(ServerError::Config)?;
+        }
+        if !self.timestamp_authorities.is_empty() && self.timestamp_interval < Duration::from_secs(1) {
+            return bad("timestamp_interval must be at least 1 s".into());
         }
         stele_store::streams::check_stream_name(&self.otlp_default_stream)
             .map_err(|e| ServerError::Config(format!("otlp_default_stream: {e}")))?;
@@ -443,7 +457,11 @@ pub async fn start(
         last_seen: Default::default(),
         shed: Default::default(),
         cosigned: Arc::default(),
+        trusted_time: Default::default(),
     });
+    timestamping::load(&shared)?;
+    timestamping::spawn(&config.timestamp_authorities, config.timestamp_interval, shared.clone())
+        .map_err(ServerError::Config)?;
     if !config.witnesses.is_empty() {
         let w = witness_client::Witnesses::new(&config.witnesses, witness_client::DEFAULT_WITNESS_TIMEOUT)
             .map_err(|e| ServerError::Config(e.to_string()))?;
@@ -495,6 +513,7 @@ pub async fn start(
     silence::spawn(app.clone(), config.expected_sources.clone());
     lifecycle::record_start(&app).await;
     lifecycle::spawn_shedding(app.clone());
+    timestamping::spawn_clock_records(app.clone());
     let stopping_app = app.clone();
     let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
     let router = http::router(app);
