@@ -59,10 +59,12 @@ pub fn check_timestamps(
     // The root at M, from the tiles of the trusted tree, proven consistent with it.
     let tree = TileTree::new(source, trusted.tree_size);
     let root = root_hash(&tree, m)?;
-    let proof = consistency_proof(&tree, m, trusted.tree_size).map_err(|e| bad(m, "", format!("consistency proof: {e}")))?;
+    let proof =
+        consistency_proof(&tree, m, trusted.tree_size).map_err(|e| bad(m, "", format!("consistency proof: {e}")))?;
     if m < trusted.tree_size {
-        verify_consistency(m, trusted.tree_size, &root, &trusted.root_hash, &proof)
-            .map_err(|e| bad(m, "", format!("the tiles' root at this size is not consistent with the trusted checkpoint: {e}")))?;
+        verify_consistency(m, trusted.tree_size, &root, &trusted.root_hash, &proof).map_err(|e| {
+            bad(m, "", format!("the tiles' root at this size is not consistent with the trusted checkpoint: {e}"))
+        })?;
     } else if root != trusted.root_hash {
         return Err(bad(m, "", "the tiles' root differs from the trusted checkpoint's".into()));
     }

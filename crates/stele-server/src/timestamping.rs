@@ -130,7 +130,12 @@ impl TrustedTime {
         for e in &events {
             metrics.trusted_time.clock_backwards.inc();
             metrics.trusted_time.clock_last_jump.set(e.jump_ns as f64 / 1e9);
-            tracing::warn!(from_ns = e.from_ns, to_ns = e.to_ns, "the clock stepped back {:.3} s", e.jump_ns as f64 / 1e9);
+            tracing::warn!(
+                from_ns = e.from_ns,
+                to_ns = e.to_ns,
+                "the clock stepped back {:.3} s",
+                e.jump_ns as f64 / 1e9
+            );
         }
         self.clock_pending.lock().unwrap_or_else(|p| p.into_inner()).extend(events);
     }
@@ -163,14 +168,20 @@ pub(crate) fn spawn_clock_records(app: Arc<App>) {
             if !app.shared.sequencer_alive.load(std::sync::atomic::Ordering::Acquire) {
                 return;
             }
-            let pending = std::mem::take(&mut *app.shared.trusted_time.clock_pending.lock().unwrap_or_else(|p| p.into_inner()));
+            let pending =
+                std::mem::take(&mut *app.shared.trusted_time.clock_pending.lock().unwrap_or_else(|p| p.into_inner()));
             for (i, e) in pending.iter().enumerate() {
                 let record = serde_json::json!({
                     "type": "clock_backwards", "from_ns": e.from_ns, "to_ns": e.to_ns, "jump_ns": e.jump_ns,
                 });
                 if let Err(err) = crate::lifecycle::append(&app, record).await {
                     tracing::warn!("appending a clock_backwards record: {err} (kept for the next period)");
-                    app.shared.trusted_time.clock_pending.lock().unwrap_or_else(|p| p.into_inner()).splice(0..0, pending[i..].iter().copied());
+                    app.shared
+                        .trusted_time
+                        .clock_pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .splice(0..0, pending[i..].iter().copied());
                     break;
                 }
             }
@@ -179,11 +190,7 @@ pub(crate) fn spawn_clock_records(app: Arc<App>) {
 }
 
 /// Starts the task that stamps checkpoints (nothing when `authorities` is empty).
-pub(crate) fn spawn(
-    authorities: &[TimestampAuthority],
-    interval: Duration,
-    shared: Arc<Shared>,
-) -> Result<(), String> {
+pub(crate) fn spawn(authorities: &[TimestampAuthority], interval: Duration, shared: Arc<Shared>) -> Result<(), String> {
     if authorities.is_empty() {
         return Ok(());
     }
@@ -211,12 +218,22 @@ pub(crate) fn spawn(
                 match stamp(&shared, url, certs, &body, cp.tree_size).await {
                     Ok(gen_time) => {
                         done.insert(url.clone(), cp.tree_size);
-                        shared.metrics.trusted_time.tokens.get_or_create(&[("tsa", url.clone()), ("result", "stored".into())]).inc();
+                        shared
+                            .metrics
+                            .trusted_time
+                            .tokens
+                            .get_or_create(&[("tsa", url.clone()), ("result", "stored".into())])
+                            .inc();
                         shared.metrics.trusted_time.last_gen_time.set(gen_time.as_nanosecond() as f64 / 1e9);
                         tracing::info!(tsa = %url, tree_size = cp.tree_size, %gen_time, "checkpoint timestamped");
                     }
                     Err(e) => {
-                        shared.metrics.trusted_time.tokens.get_or_create(&[("tsa", url.clone()), ("result", "failed".into())]).inc();
+                        shared
+                            .metrics
+                            .trusted_time
+                            .tokens
+                            .get_or_create(&[("tsa", url.clone()), ("result", "failed".into())])
+                            .inc();
                         tracing::warn!(tsa = %url, tree_size = cp.tree_size, "no timestamp token: {e}");
                     }
                 }
@@ -239,10 +256,18 @@ async fn stamp(
         let request = TimestampRequest::new(&body).map_err(|e| e.to_string())?;
         let token = stele_timestamp::client::fetch(&url, &request, TSA_TIMEOUT).map_err(|e| e.to_string())?;
         // A token that does not verify is not stored: it would fail every later verify.
-        let verified = stele_timestamp::verify_token(&token, &body, &certs).map_err(|e| format!("the token fails {e}"))?;
+        let verified =
+            stele_timestamp::verify_token(&token, &body, &certs).map_err(|e| format!("the token fails {e}"))?;
         let record = TimestampRecord { tree_size, obtained_ns: stele_store::log::now_ns(), tsa: url, token };
         let offset = timestamps::append(shared.reader.files(), &record).map_err(|e| e.to_string())?;
-        shared.trusted_time.stamped.write().unwrap_or_else(|p| p.into_inner()).entry(tree_size).or_default().push(offset);
+        shared
+            .trusted_time
+            .stamped
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tree_size)
+            .or_default()
+            .push(offset);
         Ok(verified.gen_time)
     })
     .await

@@ -756,7 +756,12 @@ impl Log {
             extensions: vec![],
         };
         let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
-        let cp = StoredCheckpoint { tree_size: size, signed_ns: self.options.clock.now_ns(), note, offset: self.checkpoints_len };
+        let cp = StoredCheckpoint {
+            tree_size: size,
+            signed_ns: self.options.clock.now_ns(),
+            note,
+            offset: self.checkpoints_len,
+        };
         let framed = records::frame(&cp.encode());
         let ck = self.files.checkpoints();
         ck.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;

@@ -154,11 +154,7 @@ pub fn read(files: &LogFiles) -> Result<StoredTimestamps> {
             Err(_) if Some(i) == last && end == file_len && !fr.crc_ok => out.torn_tail = Some(fr.offset),
             Err(e) => {
                 let claimed = fr.payload.get(..8).map(|b| u64::from_be_bytes(b.try_into().expect("8")));
-                let what = if fr.crc_ok {
-                    e
-                } else {
-                    format!("record of {} bytes fails its CRC-32C", fr.len)
-                };
+                let what = if fr.crc_ok { e } else { format!("record of {} bytes fails its CRC-32C", fr.len) };
                 let what = match claimed {
                     Some(n) => format!("{what} (its bytes name tree size {n})"),
                     None => what,

@@ -22,7 +22,12 @@ fn log_with_entries(backend: &Arc<MemoryBackend>) -> Log {
 }
 
 fn record(n: u64, token: &[u8]) -> TimestampRecord {
-    TimestampRecord { tree_size: n, obtained_ns: 1_700_000_000_000_000_000 + n, tsa: "http://tsa.example/".into(), token: token.to_vec() }
+    TimestampRecord {
+        tree_size: n,
+        obtained_ns: 1_700_000_000_000_000_000 + n,
+        tsa: "http://tsa.example/".into(),
+        token: token.to_vec(),
+    }
 }
 
 fn reader_of(backend: &Arc<MemoryBackend>) -> LogReader {
@@ -84,7 +89,10 @@ fn a_damaged_record_before_others_fails_verify_and_is_kept() {
     let report = verify(&r, &VerifyOptions::default()).unwrap();
     assert!(!report.ok());
     let p = report.problems[0].to_string();
-    assert!(p.contains(&format!("timestamps.dat offset {first}")) && p.contains("CRC") && p.contains("tree size 2"), "{p}");
+    assert!(
+        p.contains(&format!("timestamps.dat offset {first}")) && p.contains("CRC") && p.contains("tree size 2"),
+        "{p}"
+    );
     // An append does not overwrite it or the valid record after it.
     timestamps::append(log.reader().files(), &record(2, b"token-c")).unwrap();
     let stored = timestamps::read(r.files()).unwrap();

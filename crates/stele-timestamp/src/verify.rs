@@ -140,8 +140,7 @@ pub(crate) fn decode_tst_info(token: &[u8]) -> Result<TstInfo, TokenError> {
 
 fn tst_info_of(sd: &SignedData) -> Result<TstInfo, TokenError> {
     let content = sd.signed_content().ok_or_else(|| TokenError::Decode("no encapsulated TSTInfo".into()))?;
-    Constructed::decode(content, Mode::Der, TstInfo::take_from)
-        .map_err(|e| TokenError::Decode(format!("TSTInfo: {e}")))
+    Constructed::decode(content, Mode::Der, TstInfo::take_from).map_err(|e| TokenError::Decode(format!("TSTInfo: {e}")))
 }
 
 /// Verifies an RFC 3161 token (DER `ContentInfo` of a `SignedData`) over `message`
@@ -215,9 +214,8 @@ pub fn verify_token(token: &[u8], message: &[u8], trusted: &[TsaCertificate]) ->
         .verify_message_digest_with_signed_data(&sd)
         .map_err(|_| TokenError::SignedAttributes("message digest is not that of the TSTInfo"))?;
     let signed = signer.signed_content_with_signed_data(&sd);
-    let verifier = signer
-        .signature_verifier(std::iter::once(signer_cert))
-        .map_err(|e| TokenError::Signature(e.to_string()))?;
+    let verifier =
+        signer.signature_verifier(std::iter::once(signer_cert)).map_err(|e| TokenError::Signature(e.to_string()))?;
     verifier.verify(&signed, signer.signature()).map_err(|_| TokenError::Signature("bad signature".into()))?;
 
     // 4. ESSCertID / ESSCertIDv2.
@@ -261,10 +259,9 @@ pub fn verify_token(token: &[u8], message: &[u8], trusted: &[TsaCertificate]) ->
                 found = Some(subject(&t.cert));
                 break;
             }
-            if let Some(t) = trusted
-                .iter()
-                .find(|t| t.cert.subject_name() == current.issuer_name() && current.verify_signed_by_certificate(&t.cert).is_ok())
-            {
+            if let Some(t) = trusted.iter().find(|t| {
+                t.cert.subject_name() == current.issuer_name() && current.verify_signed_by_certificate(&t.cert).is_ok()
+            }) {
                 valid_at(&t.cert)?;
                 found = Some(subject(&t.cert));
                 break;
@@ -314,9 +311,9 @@ fn gen_time_chrono(ns: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 fn is_ca(c: &CapturedX509Certificate) -> bool {
-    x509_cert::Certificate::from_der(c.constructed_data()).ok().is_some_and(|x| {
-        matches!(x.tbs_certificate().get_extension::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca)
-    })
+    x509_cert::Certificate::from_der(c.constructed_data())
+        .ok()
+        .is_some_and(|x| matches!(x.tbs_certificate().get_extension::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca))
 }
 
 /// Finds the ESS attribute (v2 preferred) and checks its first certificate hash is the

@@ -35,8 +35,7 @@ fn openssl_time(resp: &std::path::Path) -> Option<String> {
 fn openssl_style(t: jiff::Timestamp) -> String {
     let ns = t.subsec_nanosecond();
     let frac = if ns == 0 { String::new() } else { format!(".{:03}", ns / 1_000_000) };
-    format!("{}{frac} {} GMT", t.strftime("%b %e %H:%M:%S"), t.strftime("%Y"))
-        .replace("  ", " ")
+    format!("{}{frac} {} GMT", t.strftime("%b %e %H:%M:%S"), t.strftime("%Y")).replace("  ", " ")
 }
 
 #[test]

@@ -111,9 +111,14 @@ pub(crate) fn export(
     let tokens = stele_store::timestamps::read(reader.files())?.records;
     let stored = if timestamped {
         // The newest kept checkpoint with a token.
-        reader.checkpoints()?.into_iter().rev().find(|c| tokens.iter().any(|(_, t)| t.tree_size == c.tree_size)).ok_or_else(
-            || Failure::usage("no kept checkpoint has an RFC 3161 timestamp token (run `stele timestamp` first)"),
-        )?
+        reader
+            .checkpoints()?
+            .into_iter()
+            .rev()
+            .find(|c| tokens.iter().any(|(_, t)| t.tree_size == c.tree_size))
+            .ok_or_else(|| {
+                Failure::usage("no kept checkpoint has an RFC 3161 timestamp token (run `stele timestamp` first)")
+            })?
     } else {
         reader.newest_checkpoint().ok_or_else(|| {
             Failure::usage(

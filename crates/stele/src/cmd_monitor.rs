@@ -120,7 +120,12 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
             None => println!("timestamps: the log serves no RFC 3161 tokens"),
             Some(list) => {
                 for t in list {
-                    println!("timestamp: checkpoint {} ({}): {}", t.tree_size, t.tsa, crate::cmd_timestamp::describe(&t.token));
+                    println!(
+                        "timestamp: checkpoint {} ({}): {}",
+                        t.tree_size,
+                        t.tsa,
+                        crate::cmd_timestamp::describe(&t.token)
+                    );
                 }
             }
         }

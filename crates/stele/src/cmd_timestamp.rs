@@ -105,7 +105,9 @@ pub(crate) fn check_stored(
         let body = stele_timestamp::body_for(reader.origin(), r.tree_size, &root.to_base64());
         match stele_timestamp::verify_token(&r.token, &body, certs) {
             Ok(v) => eprintln!("timestamp: checkpoint {} ({}): {}", r.tree_size, r.tsa, describe(&v)),
-            Err(e) => problems.push(format!("{at}: timestamp token for checkpoint {} from {}: {e}", r.tree_size, r.tsa)),
+            Err(e) => {
+                problems.push(format!("{at}: timestamp token for checkpoint {} from {}: {e}", r.tree_size, r.tsa))
+            }
         }
     }
     Ok(problems)
@@ -116,7 +118,9 @@ pub(crate) fn run(config: &Config, data: DataArg, flags: &[String]) -> anyhow::R
     let dir = config.data_dir(data.data.as_ref())?;
     let authorities = authorities(config, flags)?;
     if authorities.is_empty() {
-        return Err(crate::Failure::usage("no timestamp authority: give --tsa URL=CERT.pem or [[timestamp_authority]]"));
+        return Err(crate::Failure::usage(
+            "no timestamp authority: give --tsa URL=CERT.pem or [[timestamp_authority]]",
+        ));
     }
     let log = Log::open(&dir, config.log_options()).map_err(|e| match e {
         StoreError::Locked => crate::Failure::usage(

@@ -132,17 +132,57 @@ fn start_tsa(recipe: &Path, root: &Path, name: &str, ess_alg: &str) -> Tsa {
     std::fs::write(dir.join("tsaserial"), "01\n").unwrap();
     let ossl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&dir));
     ossl(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-        "-out", "ca.crt", "-days", "2", "-subj", &format!("/CN={name} Root CA"),
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} Root CA"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     ossl(&[
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tsa.key",
-        "-out", "tsa.csr", "-subj", &format!("/CN={name} TSA"),
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "tsa.key",
+        "-out",
+        "tsa.csr",
+        "-subj",
+        &format!("/CN={name} TSA"),
     ]);
     ossl(&[
-        "x509", "-req", "-in", "tsa.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-        "tsa.crt", "-days", "2", "-extfile", "tsa-ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "tsa.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tsa.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "tsa-ext.cnf",
     ]);
     let port = free_port();
     let child = Command::new("python3")
@@ -262,7 +302,10 @@ fn checkpoints_are_timestamped_served_and_verified() {
     assert_eq!(http(addr, "GET", "/checkpoint/timestamps?size=1", b"").unwrap().0, 400);
     assert_eq!(http(addr, "GET", "/checkpoint/timestamps?tree_size=1", b"").unwrap().0, 404);
     let metrics = String::from_utf8(http(addr, "GET", "/metrics", b"").unwrap().1).unwrap();
-    assert!(metrics.contains("stele_timestamp_tokens_total{tsa=") && metrics.contains("result=\"stored\""), "{metrics}");
+    assert!(
+        metrics.contains("stele_timestamp_tokens_total{tsa=") && metrics.contains("result=\"stored\""),
+        "{metrics}"
+    );
 
     // monitor: both tokens chain to the configured CAs; with only one CA the other
     // TSA's token is an alarm naming the checkpoint and the check.
