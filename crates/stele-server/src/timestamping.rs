@@ -116,8 +116,8 @@ impl TimeMetrics {
 /// clock events waiting to be recorded.
 #[derive(Default)]
 pub(crate) struct TrustedTime {
-    /// Tree size → offsets of its tokens in `timestamps.dat`.
-    stamped: RwLock<BTreeMap<u64, Vec<u64>>>,
+    /// Tree size → offset in `timestamps.dat` and TSA URL of each of its tokens.
+    stamped: RwLock<BTreeMap<u64, Vec<(u64, String)>>>,
     clock_pending: Mutex<Vec<ClockBackwards>>,
 }
 
@@ -145,7 +145,14 @@ impl TrustedTime {
     }
 
     fn offsets(&self, tree_size: u64) -> Vec<u64> {
-        self.stamped.read().unwrap_or_else(|p| p.into_inner()).get(&tree_size).cloned().unwrap_or_default()
+        let map = self.stamped.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&tree_size).map(|v| v.iter().map(|(o, _)| *o).collect()).unwrap_or_default()
+    }
+
+    /// Whether `tsa` already stamped `tree_size` (before a restart, say).
+    fn has(&self, tree_size: u64, tsa: &str) -> bool {
+        let map = self.stamped.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&tree_size).is_some_and(|v| v.iter().any(|(_, t)| t == tsa))
     }
 }
 
@@ -154,7 +161,7 @@ pub(crate) fn load(shared: &Shared) -> Result<(), stele_store::StoreError> {
     let stored = timestamps::read(shared.reader.files())?;
     let mut map = shared.trusted_time.stamped.write().unwrap_or_else(|p| p.into_inner());
     for (offset, r) in stored.records {
-        map.entry(r.tree_size).or_default().push(offset);
+        map.entry(r.tree_size).or_default().push((offset, r.tsa));
     }
     Ok(())
 }
@@ -212,7 +219,7 @@ pub(crate) fn spawn(authorities: &[TimestampAuthority], interval: Duration, shar
                 continue;
             };
             for (url, certs) in &tsas {
-                if done.get(url).is_some_and(|&n| n >= cp.tree_size) {
+                if done.get(url).is_some_and(|&n| n >= cp.tree_size) || shared.trusted_time.has(cp.tree_size, url) {
                     continue;
                 }
                 match stamp(&shared, url, certs, &body, cp.tree_size).await {
@@ -260,14 +267,8 @@ async fn stamp(
             stele_timestamp::verify_token(&token, &body, &certs).map_err(|e| format!("the token fails {e}"))?;
         let record = TimestampRecord { tree_size, obtained_ns: stele_store::log::now_ns(), tsa: url, token };
         let offset = timestamps::append(shared.reader.files(), &record).map_err(|e| e.to_string())?;
-        shared
-            .trusted_time
-            .stamped
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(tree_size)
-            .or_default()
-            .push(offset);
+        let mut map = shared.trusted_time.stamped.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(tree_size).or_default().push((offset, record.tsa));
         Ok(verified.gen_time)
     })
     .await
