@@ -1,7 +1,9 @@
 //! The ESS signing-certificate attributes that bind a token's signature to the TSA's
 //! certificate (RFC 3161 §2.4.2 requires one): `SigningCertificate` with `ESSCertID`
 //! (RFC 2634 §5.4, SHA-1 certificate hash) and `SigningCertificateV2` with
-//! `ESSCertIDv2` (RFC 5035 §3, RFC 5816: any hash, SHA-256 by default).
+//! `ESSCertIDv2` (RFC 5035 §3, RFC 5816: any hash, SHA-256 by default); and the few
+//! pieces of a token and a response that must be kept byte for byte as encoded (the
+//! certificates ESSCertID hashes, the token inside a `TimeStampResp`), read with `der`.
 
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Any, Decode as _, Encode as _, Sequence, Tagged as _};
