@@ -22,6 +22,7 @@ pub mod store_model;
 pub mod store_open;
 pub mod syslog_frames;
 pub mod tile_path;
+pub mod timestamp_token;
 
 /// A check: takes one input, panics if a property fails.
 pub type Check = fn(&[u8]);
@@ -45,4 +46,5 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("store_open", store_open::check),
     ("syslog_frames", syslog_frames::check),
     ("tile_path", tile_path::check),
+    ("timestamp_token", timestamp_token::check),
 ];

@@ -27,6 +27,7 @@
 pub mod source;
 pub mod state;
 pub mod tiles;
+pub mod timestamps;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -169,6 +170,18 @@ pub enum MonitorError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An RFC 3161 token the log serves does not verify (see [`timestamps`]).
+    #[error("BAD TIMESTAMP: {location}: token for checkpoint {tree_size} from {tsa:?}: {reason}")]
+    BadTimestamp {
+        /// Where the tokens were read.
+        location: String,
+        /// Tree size of the checkpoint stamped.
+        tree_size: u64,
+        /// The TSA's URL as the log names it (empty when the document is at fault).
+        tsa: String,
+        /// The check that failed.
+        reason: String,
+    },
     /// A bug: a read outside the tree. Never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -190,6 +203,7 @@ impl MonitorError {
                 | MonitorError::MalformedTile { .. }
                 | MonitorError::EntryMismatch { .. }
                 | MonitorError::MalformedBundle { .. }
+                | MonitorError::BadTimestamp { .. }
         )
     }
 }

@@ -44,6 +44,11 @@ const DAY: u64 = 24 * HOUR;
 const START_NS: u64 = 1_577_836_800 * SEC;
 const STREAMS: [&str; 4] = ["app", "pci", "hr", "tmp"];
 
+/// A clock that reads the shared simulated time.
+fn simulated(ns: Arc<AtomicU64>) -> Clock {
+    Clock::from_fn(move || ns.load(Ordering::SeqCst))
+}
+
 /// splitmix64: a small deterministic generator, so a seed replays a run exactly.
 struct Rng(u64);
 
@@ -141,7 +146,7 @@ impl Sim {
         init(dir.path(), "sim.example/log").unwrap();
         let clock = Arc::new(AtomicU64::new(START_NS));
         let options =
-            LogOptions { segment_window_ns: DAY, clock: Clock::simulated(clock.clone()), ..LogOptions::default() };
+            LogOptions { segment_window_ns: DAY, clock: simulated(clock.clone()), ..LogOptions::default() };
         let log = Log::open(dir.path(), options).unwrap();
         let index = Index::open(dir.path(), log.reader(), &FieldPointers::default(), true).unwrap();
         Sim {
@@ -477,7 +482,7 @@ fn run(seed: u64, years: u64) {
     drop(sim.log);
     let reopened = Log::open(
         sim.dir.path(),
-        LogOptions { segment_window_ns: DAY, clock: Clock::simulated(sim.clock.clone()), ..LogOptions::default() },
+        LogOptions { segment_window_ns: DAY, clock: simulated(sim.clock.clone()), ..LogOptions::default() },
     )
     .unwrap();
     let index = Index::open(sim.dir.path(), reopened.reader(), &FieldPointers::default(), true).unwrap();

@@ -27,6 +27,7 @@
 //! | `POST /v1/events[?stream=NAME]` | Body: one JSON object, an array of objects, or NDJSON (also a Kubernetes audit `EventList`); `Content-Encoding: gzip` accepted; stream also from `X-Stele-Stream`. 200 after fsync: `{"entries":[{"index":N,"leaf_hash":"<base64>"}...],"tree_size":N,"received_ns":N}`. 400 bad item (named), nothing appended; 413 body, event or batch too large; 415 other content type or encoding; 408 body too slow; 503 queue full (`Retry-After: 1`) or log stopped after a failed fsync. |
 //! | `POST /v1/events?wait=checkpoint` | As above, but answered only once a signed checkpoint covers every entry: `{"entries":[{"index","leaf_hash","hashes":[...]}...],"tree_size","received_ns","checkpoint":{"tree_size","root_hash","note"}}`, each `hashes` the inclusion proof to that checkpoint. Past `receipt_timeout`: 503 with `entries` (index, leaf hash): they ARE appended. |
 //! | `GET /checkpoint` | Newest signed checkpoint note, `text/plain; charset=utf-8`, `Cache-Control: no-cache`; 404 before the first. |
+//! | `GET /checkpoint/timestamps[?tree_size=N]` | RFC 3161 tokens over a checkpoint (see [`timestamping`]): `{"tree_size","body","timestamps":[{"tsa","obtained_ns","token"}]}`; without `tree_size` the newest stamped checkpoint; 404 when it has none; 400 for a bad or unknown parameter or a size beyond the log. |
 //! | `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]` | C2SP tlog-tiles of the tree of the newest signed checkpoint: hash tiles (tree level 8·L) and entry bundles (per entry a big-endian `u16` length and the 68-byte leaf record), `application/octet-stream`. Full tiles once complete (`Cache-Control: public, max-age=31536000, immutable`); a partial tile only at its current width (`no-cache`). 404 for any other tile, a non-canonical path, or before the first checkpoint. |
 //! | `GET /v1/proof/inclusion?index=I[&tree_size=N]` | RFC 9162 inclusion proof (see [`proofs`]): `{"leaf_index","tree_size","leaf_hash","hashes","root_hash","checkpoint"}`; `tree_size` defaults to the newest checkpoint's. 400 for sizes beyond the log, an index not below the size, non-u64 values, unknown parameters; 404 before the first checkpoint without `tree_size`. |
 //! | `GET /v1/proof/inclusion?leaf_hash=<base64>[&tree_size=N]` | The same document for the first entry below `tree_size` whose leaf hash is `leaf_hash` (escape `+` as `%2B`; an unescaped one is accepted). The lookup is a linear scan of the stored leaf hashes (`hashes/level-00.dat`) in 2 MiB sequential reads: O(n), 32 bytes per entry, about a second per 30 million entries. 404 when no entry has that hash; 400 with `index` too, or for a value that is not base64 of 32 bytes. |
@@ -35,7 +36,7 @@
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `POST /v1/logs[?stream=NAME]` | OTLP/HTTP logs (see `src/otlp_http.rs`): protobuf or OTLP/JSON `ExportLogsServiceRequest`, gzip accepted; one `otlp-log` entry per `LogRecord` in stream `otlp` by default. 200 `ExportLogsServiceResponse` after fsync (with `partial_success` for records over the entry limit); 400/413/415 with a `google.rpc.Status`; 503 + `Retry-After: 1` on overload. The same service over gRPC listens on `otlp_grpc` (see `src/otlp_grpc.rs`). |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
-//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`, `stele_clock_backwards_total`, `stele_clock_backwards_last_jump_seconds`, `stele_timestamp_tokens_total{tsa,result}`, `stele_timestamp_last_gen_time_seconds`. |
 //!
 //! ## Access control and TLS
 //! Every route passes [`auth`]'s check: a principal (API token or client certificate)
@@ -106,6 +107,7 @@ mod submit;
 pub mod syslog;
 pub mod tls;
 pub mod tokens;
+pub mod timestamping;
 pub mod witness_client;
 
 use std::future::Future;
@@ -244,6 +246,11 @@ pub struct ServerConfig {
     /// TLS of the HTTP listener and the OTLP/gRPC listener (see [`tls`]); plain when
     /// `None`, which a non-loopback address allows only with `auth.allow_plain_http`.
     pub tls: Option<tls::TlsConfig>,
+    /// RFC 3161 timestamp authorities the newest checkpoint is sent to (none by
+    /// default; see [`timestamping`]).
+    pub timestamp_authorities: Vec<timestamping::TimestampAuthority>,
+    /// How often the newest checkpoint is timestamped when it is not yet.
+    pub timestamp_interval: Duration,
 }
 
 impl ServerConfig {
@@ -280,6 +287,8 @@ impl ServerConfig {
             otlp_default_stream: DEFAULT_OTLP_STREAM.to_string(),
             auth: auth::AuthConfig::default(),
             tls: None,
+            timestamp_authorities: Vec::new(),
+            timestamp_interval: timestamping::DEFAULT_TIMESTAMP_INTERVAL,
         }
     }
 
@@ -358,6 +367,12 @@ impl ServerConfig {
                     syslog::BATCH_EVENTS
                 ));
             }
+        }
+        for a in &self.timestamp_authorities {
+            a.certificates().map_err(ServerError::Config)?;
+        }
+        if !self.timestamp_authorities.is_empty() && self.timestamp_interval < Duration::from_secs(1) {
+            return bad("timestamp_interval must be at least 1 s".into());
         }
         stele_store::streams::check_stream_name(&self.otlp_default_stream)
             .map_err(|e| ServerError::Config(format!("otlp_default_stream: {e}")))?;
@@ -476,7 +491,11 @@ pub async fn start(
         last_seen: Default::default(),
         shed: Default::default(),
         cosigned: Arc::default(),
+        trusted_time: Default::default(),
     });
+    timestamping::load(&shared)?;
+    timestamping::spawn(&config.timestamp_authorities, config.timestamp_interval, shared.clone())
+        .map_err(ServerError::Config)?;
     if !config.witnesses.is_empty() {
         let w = witness_client::Witnesses::new(&config.witnesses, witness_client::DEFAULT_WITNESS_TIMEOUT)
             .map_err(|e| ServerError::Config(e.to_string()))?;
@@ -543,6 +562,7 @@ pub async fn start(
     silence::spawn(app.clone(), config.expected_sources.clone());
     lifecycle::record_start(&app).await;
     lifecycle::spawn_shedding(app.clone());
+    timestamping::spawn_clock_records(app.clone());
     let stopping_app = app.clone();
     let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
     let router = http::router(app);

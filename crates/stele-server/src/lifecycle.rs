@@ -44,7 +44,7 @@ impl Shed {
     }
 }
 
-async fn append(app: &App, record: serde_json::Value) -> Result<u64, String> {
+pub(crate) async fn append(app: &App, record: serde_json::Value) -> Result<u64, String> {
     let payload = record.to_string().into_bytes();
     let event = PreparedEvent {
         range: 0..payload.len(),

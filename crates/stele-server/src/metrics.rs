@@ -53,6 +53,8 @@ pub(crate) struct Metrics {
     pub(crate) source_last_event_age: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     /// Syslog connections closed by the server, by protocol and reason.
     pub(crate) syslog_closed: Family<IngestLabels, Counter>,
+    /// Clock steps and RFC 3161 tokens (see `timestamping`).
+    pub(crate) trusted_time: crate::timestamping::TimeMetrics,
 }
 
 /// Labels of the per-stream source gauges: the stream name (declared sources only,
@@ -184,7 +186,9 @@ impl Metrics {
             "Syslog TCP/TLS connections the server closed, by protocol and reason (not_allowed, too_many_connections, tls_handshake, idle_timeout, message_timeout, bad_frame, read_error, storage_unavailable)",
             syslog_closed.clone(),
         );
+        let trusted_time = crate::timestamping::TimeMetrics::register(&mut registry);
         Metrics {
+            trusted_time,
             registry,
             retention_deleted_segments,
             retention_deleted_entries,

@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     pub(crate) last_seen: crate::silence::LastSeen,
     /// The newest checkpoint with its witness cosignatures (see `witness_client`).
     pub(crate) cosigned: Arc<RwLock<Option<crate::witness_client::CosignedCheckpoint>>>,
+    /// Stored timestamp tokens and clock events to record (see `timestamping`).
+    pub(crate) trusted_time: crate::timestamping::TrustedTime,
 }
 
 impl Shared {
@@ -383,6 +385,7 @@ impl Sequencer {
             let started = Instant::now();
             let r = self.log.append(&entries);
             Metrics::observe(&self.shared.metrics.fsync_duration, started.elapsed());
+            self.shared.trusted_time.note_clock(self.log.take_clock_backwards(), &self.shared.metrics);
             r.map(Some)
         };
         let count = entries.len();

@@ -45,6 +45,8 @@ pub enum Kind {
     /// `deletions.dat`: segments removed by retention, each with the index of the
     /// deletion record that authorised it.
     Deletions,
+    /// `timestamps.dat`: RFC 3161 time-stamp tokens over checkpoints.
+    Timestamps,
 }
 
 impl Kind {
@@ -60,6 +62,7 @@ impl Kind {
             Kind::IndexDirectory => *b"ID",
             Kind::IndexBlocks => *b"IB",
             Kind::Deletions => *b"DL",
+            Kind::Timestamps => *b"TS",
         }
     }
 }

@@ -21,6 +21,8 @@ pub const STATE: &str = "state.dat";
 /// Segments removed by retention (CRC-framed records: `u32` segment number, `u64`
 /// index of the deletion record).
 pub const DELETIONS: &str = "deletions.dat";
+/// RFC 3161 time-stamp tokens over checkpoints (see [`crate::timestamps`]).
+pub const TIMESTAMPS: &str = "timestamps.dat";
 /// Folder of payload segments.
 pub const SEGMENTS_DIR: &str = "segments";
 

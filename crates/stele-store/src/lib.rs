@@ -30,6 +30,7 @@
 pub mod backend;
 pub mod checkpoints;
 pub mod chunk;
+pub mod clock;
 pub mod error;
 pub mod faults;
 pub mod files;
@@ -44,6 +45,7 @@ pub mod recover;
 pub mod retention;
 pub mod state;
 pub mod streams;
+pub mod timestamps;
 pub mod verify;
 
 pub use error::{Result, StoreError};

@@ -52,7 +52,11 @@ pub struct LogOptions {
     /// (default one hour), kept for the life of the log.
     pub checkpoint_keep_every_ns: u64,
     /// Where received times come from (default: the system clock).
-    pub clock: Clock,
+    pub clock: crate::clock::Clock,
+    /// How far the clock may read behind the last received time before a
+    /// [`crate::clock::ClockBackwards`] event is recorded, ns (default 1 s: NTP slews
+    /// and small steps stay below it).
+    pub clock_backwards_tolerance_ns: u64,
 }
 
 impl Default for LogOptions {
@@ -64,7 +68,8 @@ impl Default for LogOptions {
             segment_max_bytes: 1 << 30,
             checkpoint_keep_all_ns: 7 * 86_400 * 1_000_000_000,
             checkpoint_keep_every_ns: 3_600 * 1_000_000_000,
-            clock: Clock::System,
+            clock: crate::clock::Clock::system(),
+            clock_backwards_tolerance_ns: 1_000_000_000,
         }
     }
 }
@@ -118,6 +123,7 @@ pub struct Log {
     newest_checkpoint: Option<StoredCheckpoint>,
     last_received_ns: u64,
     last_thinned_ns: u64,
+    clock_watch: crate::clock::ClockWatch,
     poisoned: Option<String>,
     _lock: Option<File>,
 }
@@ -165,41 +171,7 @@ impl WriterParts {
     }
 }
 
-/// The source of a log's received times, checkpoint signing times and the "now"
-/// its deletion checks compare with: the system clock, or a function (a simulated
-/// clock that tests drive through years of retention in seconds).
-#[derive(Clone, Default)]
-pub enum Clock {
-    /// `SystemTime::now()`, ns since the Unix epoch.
-    #[default]
-    System,
-    /// A function returning ns since the Unix epoch.
-    Fn(Arc<dyn Fn() -> u64 + Send + Sync>),
-}
-
-impl Clock {
-    /// A clock that reads the shared atomic `ns` (ns since the Unix epoch).
-    pub fn simulated(ns: Arc<std::sync::atomic::AtomicU64>) -> Clock {
-        Clock::Fn(Arc::new(move || ns.load(std::sync::atomic::Ordering::SeqCst)))
-    }
-
-    /// The time now, ns since the Unix epoch.
-    pub fn now_ns(&self) -> u64 {
-        match self {
-            Clock::System => now_ns(),
-            Clock::Fn(f) => f(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Clock::System => "Clock::System",
-            Clock::Fn(_) => "Clock::Fn",
-        })
-    }
-}
+pub use crate::clock::Clock;
 
 /// Current time in ns since the Unix epoch.
 pub fn now_ns() -> u64 {
@@ -387,6 +359,7 @@ impl Log {
             newest_checkpoint: parts.newest_checkpoint,
             last_received_ns: parts.last_received_ns,
             last_thinned_ns: 0,
+            clock_watch: Default::default(),
             poisoned: None,
             _lock: None,
         })
@@ -475,6 +448,17 @@ impl Log {
         &self.options
     }
 
+    /// Backward steps of the clock seen since the last call (at most one per episode;
+    /// see [`crate::clock`]), oldest first.
+    pub fn take_clock_backwards(&mut self) -> Vec<crate::clock::ClockBackwards> {
+        std::mem::take(&mut self.clock_watch.pending)
+    }
+
+    /// Backward steps of the clock seen since the log was opened.
+    pub fn clock_backwards_total(&self) -> u64 {
+        self.clock_watch.total
+    }
+
     /// Why the log stopped accepting writes, if it did.
     pub fn poisoned(&self) -> Option<&str> {
         self.poisoned.as_deref()
@@ -553,7 +537,9 @@ impl Log {
     #[allow(clippy::type_complexity)]
     fn commit(&mut self, all: &[(u32, u8, &[u8])], new_streams: &[StreamRecord]) -> Result<(Vec<u64>, Vec<Hash>, u64)> {
         let first = self.frontier.size();
-        let received_ns = self.options.clock.now_ns().max(self.last_received_ns);
+        let now = self.options.clock.now_ns();
+        self.clock_watch.observe(now, self.last_received_ns, self.options.clock_backwards_tolerance_ns);
+        let received_ns = now.max(self.last_received_ns);
         let mut salts = vec![0u8; all.len() * SALT_LEN];
         getrandom::fill(&mut salts).map_err(|e| StoreError::Io {
             op: "reading randomness",

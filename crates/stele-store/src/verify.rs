@@ -78,6 +78,10 @@ pub struct VerifyReport {
     /// in the log, naming exactly the entries whose payloads are gone, and no earlier
     /// than its policy's minimum retention.
     pub deletions: Vec<VerifiedDeletion>,
+    /// RFC 3161 tokens stored in `timestamps.dat`, with their offsets. Their framing
+    /// and tree sizes are checked here; the tokens themselves are checked with
+    /// `stele-timestamp` by the caller, which knows the trusted TSA certificates.
+    pub timestamps: Vec<(u64, crate::timestamps::TimestampRecord)>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -193,6 +197,7 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     };
     walk.entries(reader, 0, n, options.progress)?;
     check_deletions(reader, deleted_runs, &mut report);
+    check_timestamps(reader, &mut report)?;
     // Every segment must end exactly after its last chunk, every chunk fully used.
     for (segno, c) in &cursors {
         let name = layout::segment(*segno);
@@ -489,6 +494,32 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Checks the framing of `timestamps.dat` and that every token names a tree size the
+/// log has; keeps the records for the caller to verify the tokens.
+fn check_timestamps(reader: &LogReader, report: &mut VerifyReport) -> Result<()> {
+    let stored = crate::timestamps::read(reader.files())?;
+    for (offset, what) in &stored.damaged {
+        report.problem(None, format!("{} offset {offset}", layout::TIMESTAMPS), what.clone());
+    }
+    if let Some(offset) = stored.torn_tail {
+        report.notes.push(format!(
+            "{} offset {offset}: an incomplete last record (an interrupted append); not part of the log",
+            layout::TIMESTAMPS
+        ));
+    }
+    for (offset, r) in &stored.records {
+        if r.tree_size > report.tree_size {
+            report.problem(
+                None,
+                format!("{} offset {offset}", layout::TIMESTAMPS),
+                format!("a token for tree size {} but the log has {} entries", r.tree_size, report.tree_size),
+            );
+        }
+    }
+    report.timestamps = stored.records;
+    Ok(())
 }
 
 /// Checks every segment `deletions.dat` names against its deletion record: the record

@@ -149,6 +149,10 @@ pub enum BundleError {
         /// In the signed checkpoint.
         checkpoint: u64,
     },
+    /// A timestamp line after an entry line (they come between the header and the
+    /// first entry).
+    #[error("a timestamp line follows entry {0}: timestamp lines come before the entries")]
+    TimestampAfterEntry(u64),
     /// Entry indexes must strictly increase.
     #[error("entry {index} follows entry {previous}: indexes must strictly increase")]
     OutOfOrder {
@@ -274,6 +278,20 @@ impl BundleVerifier {
     /// The signed checkpoint (after [`BundleVerifier::new`] succeeded).
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
+    }
+
+    /// Takes one timestamp line (docs/bundle.md: between the header and the first
+    /// entry) into the running digest; `line` is its exact bytes. The token it carries
+    /// is checked by the caller, which knows the trusted TSA certificates.
+    ///
+    /// # Errors
+    /// [`BundleError::TimestampAfterEntry`] when an entry line came before it.
+    pub fn timestamp_line(&mut self, line: &[u8]) -> Result<(), BundleError> {
+        if let Some(previous) = self.previous {
+            return Err(BundleError::TimestampAfterEntry(previous));
+        }
+        self.digest.update(line);
+        Ok(())
     }
 
     /// Checks one entry line: `line` is its exact bytes, `entry` its decoded fields.

@@ -72,6 +72,19 @@ pub(crate) enum Command {
         /// Also check that the query index agrees with the events.
         #[arg(long)]
         index: bool,
+        #[command(flatten)]
+        tsa: TsaCertArgs,
+    },
+    /// Obtain an RFC 3161 timestamp token for the newest checkpoint from each
+    /// configured timestamp authority (or --tsa), verify it and store it beside the
+    /// checkpoint. Needs the writer lock: a running server stamps on its own schedule.
+    Timestamp {
+        #[command(flatten)]
+        data: DataArg,
+        /// A TSA as `URL=CERT.pem` (its URL and the certificate its tokens must chain
+        /// to). Repeatable; replaces the config file's `[[timestamp_authority]]` tables.
+        #[arg(long = "tsa", value_name = "URL=PEM")]
+        tsas: Vec<String>,
     },
     /// Find events; prints JSON lines, oldest first.
     Query {
@@ -102,6 +115,10 @@ pub(crate) enum Command {
         /// The bundle file to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Prove against the newest checkpoint that has RFC 3161 timestamp tokens
+        /// (carried in the bundle) instead of the newest checkpoint.
+        #[arg(long)]
+        timestamped: bool,
     },
     /// Check an evidence bundle offline; exit 1 on any changed byte.
     VerifyBundle {
@@ -114,6 +131,8 @@ pub(crate) enum Command {
         key: String,
         #[command(flatten)]
         quorum: QuorumArgs,
+        #[command(flatten)]
+        tsa: TsaCertArgs,
     },
     /// Rebuild the query index from the log.
     Reindex {
@@ -206,6 +225,17 @@ pub(crate) struct QuorumArgs {
     /// keys, else exit 1 (at most the number of --witness).
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub(crate) witnesses_required: usize,
+}
+
+/// Trusted timestamp authorities for verifiers (`verify`, `verify-bundle`, `monitor`).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct TsaCertArgs {
+    /// A PEM certificate RFC 3161 tokens must chain to (a TSA's certificate or its CA).
+    /// Repeatable. Without any (and without `[[timestamp_authority]]` in the config
+    /// file), tokens are checked against the message and the certificate they carry,
+    /// and their chain is reported as not checked.
+    #[arg(long = "tsa-cert", value_name = "PEM")]
+    pub(crate) tsa_certs: Vec<PathBuf>,
 }
 
 /// Input framing of `import`.

@@ -19,7 +19,7 @@ use stele_tlog::hash::Hash;
 use stele_tlog::note::NoteVerifier;
 
 use crate::Failure;
-use crate::cli::{DataArg, QueryArgs, QuorumArgs};
+use crate::cli::{DataArg, QueryArgs, QuorumArgs, TsaCertArgs};
 use crate::cmd_query::{build_query, fields_of};
 use crate::config::Config;
 
@@ -99,14 +99,33 @@ fn write_entry_line(
     out.write_all(b"]}\n")
 }
 
-pub(crate) fn export(config: &Config, data: DataArg, args: &QueryArgs, out: &Path) -> anyhow::Result<()> {
+pub(crate) fn export(
+    config: &Config,
+    data: DataArg,
+    args: &QueryArgs,
+    out: &Path,
+    timestamped: bool,
+) -> anyhow::Result<()> {
     let (dir, reader) = crate::cmd_read::open_reader(config, &data)?;
     let query = build_query(args)?;
-    let stored = reader.newest_checkpoint().ok_or_else(|| {
-        Failure::usage(
-            "the log has no signed checkpoint yet (import events or start the server); nothing to prove against",
-        )
-    })?;
+    let tokens = stele_store::timestamps::read(reader.files())?.records;
+    let stored = if timestamped {
+        // The newest kept checkpoint with a token.
+        reader
+            .checkpoints()?
+            .into_iter()
+            .rev()
+            .find(|c| tokens.iter().any(|(_, t)| t.tree_size == c.tree_size))
+            .ok_or_else(|| {
+                Failure::usage("no kept checkpoint has an RFC 3161 timestamp token (run `stele timestamp` first)")
+            })?
+    } else {
+        reader.newest_checkpoint().ok_or_else(|| {
+            Failure::usage(
+                "the log has no signed checkpoint yet (import events or start the server); nothing to prove against",
+            )
+        })?
+    };
     // The bundle is only as good as its checkpoint: check it like an auditor would.
     let checkpoint = open_checkpoint(stored.note.as_bytes(), reader.verifier())
         .map_err(|e| StoreError::Corrupt(format!("the newest checkpoint does not verify: {e}")))?
@@ -182,6 +201,10 @@ pub(crate) fn export(config: &Config, data: DataArg, args: &QueryArgs, out: &Pat
     let file = File::create(&final_tmp).with_context(|| format!("creating {}", final_tmp.display()))?;
     let mut w = Hashing { inner: BufWriter::new(file), digest: BundleDigest::new() };
     w.write_all(header_line(&header).as_bytes())?;
+    // Timestamp lines (docs/bundle.md): the tokens over this checkpoint.
+    for (_, t) in tokens.iter().filter(|(_, t)| t.tree_size == size) {
+        writeln!(w, "{{\"timestamp\":\"{}\",\"tsa\":{}}}", BASE64.encode(&t.token), json_str(&t.tsa))?;
+    }
     let mut entries = File::open(&scratch_path).with_context(|| format!("reading {}", scratch_path.display()))?;
     std::io::copy(&mut entries, &mut w)?;
     let trailer = bundle::trailer_line(count, &w.digest.finish());
@@ -236,6 +259,13 @@ struct EntryJson {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TimestampJson {
+    timestamp: String,
+    tsa: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TrailerJson {
     end: String,
     count: u64,
@@ -271,8 +301,15 @@ fn decode_entry(e: EntryJson) -> Result<EntryLine, String> {
     Ok(EntryLine { index: e.index, leaf, payload, proof })
 }
 
-pub(crate) fn verify_bundle(path: &Path, key: &str, quorum: &QuorumArgs) -> anyhow::Result<()> {
+pub(crate) fn verify_bundle(
+    config: &Config,
+    path: &Path,
+    key: &str,
+    quorum: &QuorumArgs,
+    tsa: &TsaCertArgs,
+) -> anyhow::Result<()> {
     let trusted = load_key(key)?;
+    let tsa_certs = crate::cmd_timestamp::trusted(config, tsa)?;
     let quorum = quorum.load()?;
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = BufReader::with_capacity(1 << 16, file);
@@ -304,7 +341,23 @@ pub(crate) fn verify_bundle(path: &Path, key: &str, quorum: &QuorumArgs) -> anyh
         if !read_line(&mut r, &mut line, lineno)? {
             return Err(bad(lineno, "the file ends before the trailer (truncated bundle)".into()));
         }
-        if line.starts_with(b"{\"index\":") {
+        if line.starts_with(b"{\"timestamp\":") {
+            let t: TimestampJson =
+                serde_json::from_slice(&line).map_err(|e| bad(lineno, format!("not a timestamp line: {e}")))?;
+            v.timestamp_line(&line).map_err(|e| bad(lineno, e.to_string()))?;
+            let token = BASE64.decode(&t.timestamp).map_err(|e| bad(lineno, format!("token is not base64: {e}")))?;
+            let body = stele_timestamp::checkpoint_body(header.checkpoint.as_bytes())
+                .ok_or_else(|| bad(lineno, "the checkpoint note has no body".into()))?;
+            let verified = stele_timestamp::verify_token(&token, body, &tsa_certs).map_err(|e| {
+                bad(lineno, format!("timestamp token for checkpoint {} from {}: {e}", header.tree_size, t.tsa))
+            })?;
+            eprintln!(
+                "timestamp: checkpoint {} ({}): {}",
+                header.tree_size,
+                t.tsa,
+                crate::cmd_timestamp::describe(&verified)
+            );
+        } else if line.starts_with(b"{\"index\":") {
             let e: EntryJson = serde_json::from_slice(&line).map_err(|e| bad(lineno, format!("not an entry: {e}")))?;
             let index = e.index;
             let entry = decode_entry(e).map_err(|e| bad(lineno, format!("entry {index}: {e}")))?;

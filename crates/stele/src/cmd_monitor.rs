@@ -45,6 +45,10 @@ pub(crate) struct MonitorArgs {
     ca: Option<PathBuf>,
     #[command(flatten)]
     quorum: QuorumArgs,
+    /// Also check the RFC 3161 tokens the log serves (`checkpoint/timestamps`) against
+    /// these TSA certificates.
+    #[command(flatten)]
+    tsa: crate::cli::TsaCertArgs,
 }
 
 impl QuorumArgs {
@@ -106,10 +110,32 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
         state = state.with_evidence_dir(dir);
     }
     let options = Options { entries: args.entries };
+    let tsa_certs = crate::cmd_timestamp::trusted(&crate::config::Config::default(), &args.tsa)?;
+    // Tokens are checked only when the monitor is given TSA certificates.
+    let check_tokens = |checkpoint: &stele_tlog::checkpoint::Checkpoint| -> Result<(), MonitorError> {
+        if tsa_certs.is_empty() {
+            return Ok(());
+        }
+        match stele_monitor::timestamps::check_timestamps(source.as_ref(), checkpoint, &tsa_certs)? {
+            None => println!("timestamps: the log serves no RFC 3161 tokens"),
+            Some(list) => {
+                for t in list {
+                    println!(
+                        "timestamp: checkpoint {} ({}): {}",
+                        t.tree_size,
+                        t.tsa,
+                        crate::cmd_timestamp::describe(&t.token)
+                    );
+                }
+            }
+        }
+        Ok(())
+    };
     let Some(interval) = interval else {
         let outcome =
             check_once_with_witnesses(source.as_ref(), &verifier, &quorum, &state, &options).map_err(failure)?;
         println!("{outcome}");
+        check_tokens(outcome.checkpoint()).map_err(failure)?;
         return Ok(());
     };
     let counters = Arc::new(Counters::default());
@@ -118,7 +144,9 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
     }
     loop {
         counters.checks.fetch_add(1, Ordering::Relaxed);
-        match check_once_with_witnesses(source.as_ref(), &verifier, &quorum, &state, &options) {
+        match check_once_with_witnesses(source.as_ref(), &verifier, &quorum, &state, &options)
+            .and_then(|o| check_tokens(o.checkpoint()).map(|()| o))
+        {
             Ok(outcome) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 counters.last_success.store(now, Ordering::Relaxed);

@@ -84,6 +84,10 @@ pub(crate) fn run(
     }
     server.syslog = crate::serve_syslog::syslog_config(config.syslog.as_ref(), syslog)?;
     server.otlp_grpc = otlp_grpc.or(config.otlp_grpc);
+    server.timestamp_authorities = crate::cmd_timestamp::authorities(config, &[])?;
+    if let Some(d) = seconds(config.timestamp_interval_seconds, 1.0, "timestamp_interval_seconds")? {
+        server.timestamp_interval = d;
+    }
     if let Some(s) = &config.otlp_stream {
         server.otlp_default_stream = s.clone();
     }

@@ -8,7 +8,14 @@ use stele_store::verify::{VerifyOptions, verify};
 use crate::cli::DataArg;
 use crate::config::Config;
 
-pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, check_index: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    config: &Config,
+    data: DataArg,
+    against: Option<PathBuf>,
+    check_index: bool,
+    tsa: &crate::cli::TsaCertArgs,
+) -> anyhow::Result<()> {
+    let tsa_certs = crate::cmd_timestamp::trusted(config, tsa)?;
     let (dir, reader) = crate::cmd_read::open_reader(config, &data)?;
     let against = match &against {
         Some(p) => {
@@ -57,6 +64,8 @@ pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, chec
         eprintln!("retention: {audited} deletion record(s) checked against the recorded policies and holds");
     }
     problems.extend(audit_problems.iter().map(|p| format!("entry {}: {}", p.record_index, p.what)));
+    // RFC 3161 tokens over checkpoints, against the roots the tree gives.
+    problems.extend(crate::cmd_timestamp::check_stored(&reader, &report.timestamps, &tsa_certs)?);
     if check_index {
         problems.extend(crate::cmd_query::check_index(config, &dir, &reader)?);
     }

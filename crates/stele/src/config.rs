@@ -69,6 +69,14 @@ pub(crate) struct Config {
     pub(crate) auth: Option<crate::serve_auth::AuthSection>,
     /// `[tls]`: TLS of the HTTP and OTLP/gRPC listeners.
     pub(crate) tls: Option<crate::serve_auth::TlsSection>,
+    /// `[[timestamp_authority]]`: RFC 3161 TSAs `serve` sends checkpoints to, and whose
+    /// certificates `verify` checks stored tokens against.
+    pub(crate) timestamp_authority: Option<Vec<crate::cmd_timestamp::TsaEntry>>,
+    /// Seconds between timestamp requests while serving (default 3600).
+    pub(crate) timestamp_interval_seconds: Option<f64>,
+    /// Seconds the clock may read behind the last received time before a
+    /// `clock_backwards` record is written (default 1).
+    pub(crate) clock_backwards_tolerance_seconds: Option<f64>,
 }
 
 /// One `[[retention]]` table.
@@ -167,6 +175,9 @@ impl Config {
         if let Some(h) = self.segment_window_hours {
             // At least one second; fractions of an hour are allowed (tests, small logs).
             o.segment_window_ns = ((h * 3_600.0 * 1e9) as u64).max(1_000_000_000);
+        }
+        if let Some(t) = self.clock_backwards_tolerance_seconds.filter(|t| *t >= 0.0 && t.is_finite()) {
+            o.clock_backwards_tolerance_ns = (t * 1e9) as u64;
         }
         o
     }

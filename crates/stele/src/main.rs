@@ -14,6 +14,7 @@ mod cmd_read;
 mod cmd_retention;
 mod cmd_serve;
 mod cmd_token;
+mod cmd_timestamp;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
@@ -98,13 +99,14 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Import { data, format, stream, skip_invalid, follow: false, files, .. } => {
             cmd_import::run(&config, data, format, &stream, skip_invalid, &files)
         }
-        Verify { data, against, index } => cmd_verify::run(&config, data, against, index),
+        Verify { data, against, index, tsa } => cmd_verify::run(&config, data, against, index, &tsa),
+        Timestamp { data, tsas } => cmd_timestamp::run(&config, data, &tsas),
         Query { data, filter } => cmd_query::run(&config, data, &filter),
         Checkpoint { data } => cmd_read::checkpoint(&config, data),
         Get { data, index } => cmd_read::get(&config, data, index),
         Reindex { data } => cmd_query::reindex(&config, data),
-        Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
-        VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
+        Export { data, filter, out, timestamped } => cmd_export::export(&config, data, &filter, &out, timestamped),
+        VerifyBundle { file, key, quorum, tsa } => cmd_export::verify_bundle(&config, &file, &key, &quorum, &tsa),
         Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog, otlp_grpc } => {
             let witnesses = (&witnesses[..], witnesses_required);
             cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, (&syslog, otlp_grpc))
