@@ -52,7 +52,7 @@ pub struct LogOptions {
     /// (default one hour), kept for the life of the log.
     pub checkpoint_keep_every_ns: u64,
     /// Where received times come from (default: the system clock).
-    pub clock: crate::clock::Clock,
+    pub clock: Clock,
     /// How far the clock may read behind the last received time before a
     /// [`crate::clock::ClockBackwards`] event is recorded, ns (default 1 s: NTP slews
     /// and small steps stay below it).
@@ -68,7 +68,7 @@ impl Default for LogOptions {
             segment_max_bytes: 1 << 30,
             checkpoint_keep_all_ns: 7 * 86_400 * 1_000_000_000,
             checkpoint_keep_every_ns: 3_600 * 1_000_000_000,
-            clock: crate::clock::Clock::system(),
+            clock: Clock::system(),
             clock_backwards_tolerance_ns: 1_000_000_000,
         }
     }
