@@ -41,6 +41,8 @@ pub mod reader;
 pub mod records;
 pub mod recover;
 pub mod retention;
+pub mod signer_file;
+pub mod signer_unix;
 pub mod state;
 pub mod streams;
 pub mod verify;
