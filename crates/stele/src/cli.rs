@@ -148,6 +148,11 @@ pub(crate) enum Command {
         /// `otlp_grpc` in the config file). OTLP/HTTP is always at `POST /v1/logs`.
         #[arg(long, value_name = "ADDR")]
         otlp_grpc: Option<SocketAddr>,
+        /// Where checkpoints are signed: `unix:PATH` (a `stele signer serve` process) or
+        /// `file:PATH` (a key file outside the data directory); default the data
+        /// directory's key (or `signer` in the config file).
+        #[arg(long, value_name = "SPEC")]
+        signer: Option<String>,
     },
     /// Watch a C2SP tlog-tiles log: verify its checkpoints, tiles and consistency.
     Monitor {
@@ -173,6 +178,11 @@ pub(crate) enum Command {
     Proof {
         #[command(subcommand)]
         what: crate::cmd_proof::ProofCommand,
+    },
+    /// Run an out-of-process checkpoint signer.
+    Signer {
+        #[command(subcommand)]
+        what: crate::cmd_signer::SignerCommand,
     },
     /// Write the checkpoint, hash tiles and entry bundles as static C2SP tlog-tiles files.
     Publish {

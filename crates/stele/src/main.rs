@@ -13,6 +13,7 @@ mod cmd_query;
 mod cmd_read;
 mod cmd_retention;
 mod cmd_serve;
+mod cmd_signer;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
@@ -103,10 +104,12 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
         VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
-        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog, otlp_grpc } => {
+        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog, otlp_grpc, signer } => {
             let witnesses = (&witnesses[..], witnesses_required);
-            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, (&syslog, otlp_grpc))
+            let protocols = (&syslog, otlp_grpc);
+            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, protocols, signer.as_deref())
         }
+        Signer { what } => cmd_signer::run(what),
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),
