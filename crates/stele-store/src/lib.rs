@@ -34,6 +34,7 @@ pub mod error;
 pub mod files;
 pub mod hashes;
 pub mod header;
+pub mod keys;
 pub mod layout;
 pub mod log;
 pub mod meta;

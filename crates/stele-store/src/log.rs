@@ -635,6 +635,23 @@ impl Log {
         Ok(Some(cp))
     }
 
+    /// Signs a checkpoint over the current tree with the log's signer and `also` (the
+    /// note carries both signatures: the transition checkpoint of a key rotation), and
+    /// stores it like [`Log::sign_checkpoint`].
+    ///
+    /// # Errors
+    /// As [`Log::sign_checkpoint`]; [`StoreError::InvalidArgument`] when the tree did
+    /// not grow since the newest checkpoint.
+    pub fn sign_checkpoint_with(&mut self, also: &mut dyn CheckpointSigner) -> Result<StoredCheckpoint> {
+        self.check_poisoned()?;
+        let size = self.frontier.size();
+        if self.newest_checkpoint.as_ref().is_some_and(|c| c.tree_size == size) {
+            return Err(StoreError::InvalidArgument(format!("tree size {size} already has a checkpoint")));
+        }
+        let r = self.write_checkpoint(size, Some(also));
+        self.poison(r)
+    }
+
     /// Removes old checkpoints: keeps every checkpoint signed within
     /// `checkpoint_keep_all_ns` of `now_ns`, the first of each `checkpoint_keep_every_ns`
     /// period before that, and always the first and the newest. The kept records are

@@ -72,6 +72,10 @@ pub(crate) enum Command {
         /// Also check that the query index agrees with the events.
         #[arg(long)]
         index: bool,
+        /// The first verifier key you trust (a vkey or a file); key statements in
+        /// `_stele/keys` lead from it to the current key. Default: the data directory's.
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
     },
     /// Find events; prints JSON lines, oldest first.
     Query {
@@ -178,6 +182,11 @@ pub(crate) enum Command {
     Proof {
         #[command(subcommand)]
         what: crate::cmd_proof::ProofCommand,
+    },
+    /// Rotate or revoke the log's signing key.
+    Key {
+        #[command(subcommand)]
+        what: crate::cmd_key::KeyCommand,
     },
     /// Run an out-of-process checkpoint signer.
     Signer {

@@ -8,7 +8,14 @@ use stele_store::verify::{VerifyOptions, verify};
 use crate::cli::DataArg;
 use crate::config::Config;
 
-pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, check_index: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    config: &Config,
+    data: DataArg,
+    against: Option<PathBuf>,
+    check_index: bool,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
+    let trusted_key = key.map(crate::cmd_key::parse_vkey).transpose()?;
     let (dir, reader) = crate::cmd_read::open_reader(config, &data)?;
     let against = match &against {
         Some(p) => {
@@ -31,7 +38,7 @@ pub(crate) fn run(config: &Config, data: DataArg, against: Option<PathBuf>, chec
             b.set_position(done);
         }
     };
-    let report = verify(&reader, &VerifyOptions { against, progress: Some(&progress) })?;
+    let report = verify(&reader, &VerifyOptions { against, progress: Some(&progress), trusted_key })?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -6,6 +6,7 @@ mod cli;
 mod cmd_export;
 mod cmd_hold;
 mod cmd_import;
+mod cmd_key;
 mod cmd_monitor;
 mod cmd_proof;
 mod cmd_publish;
@@ -97,7 +98,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Import { data, format, stream, skip_invalid, follow: false, files, .. } => {
             cmd_import::run(&config, data, format, &stream, skip_invalid, &files)
         }
-        Verify { data, against, index } => cmd_verify::run(&config, data, against, index),
+        Verify { data, against, index, key } => cmd_verify::run(&config, data, against, index, key.as_deref()),
         Query { data, filter } => cmd_query::run(&config, data, &filter),
         Checkpoint { data } => cmd_read::checkpoint(&config, data),
         Get { data, index } => cmd_read::get(&config, data, index),
@@ -110,6 +111,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, protocols, signer.as_deref())
         }
         Signer { what } => cmd_signer::run(what),
+        Key { what } => cmd_key::run(&config, what),
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),
