@@ -117,7 +117,10 @@ pub fn chain(reader: &LogReader, trusted: Option<&NoteVerifier>) -> Result<(KeyC
             false
         };
         if !in_log {
-            problems.push((Some(*index), format!("{STATEMENTS}: entry {index} is not this key statement of {KEYS_STREAM}")));
+            problems.push((
+                Some(*index),
+                format!("{STATEMENTS}: entry {index} is not this key statement of {KEYS_STREAM}"),
+            ));
             continue;
         }
         good.push((*index, note.clone()));
@@ -227,10 +230,14 @@ pub fn rotate(dir: &Path, options: LogOptions, old: Option<NoteSigner>, new: Opt
     // A new stream is registered by a record in the same commit, just before.
     let registration = u64::from(reader.streams().id(KEYS_STREAM).is_none());
     let index = log.tree_size() + registration;
-    let statement =
-        KeyStatement::Rotation { origin: current.name().to_string(), new_key: new.verifier(), from_tree_size: index + 1 };
+    let statement = KeyStatement::Rotation {
+        origin: current.name().to_string(),
+        new_key: new.verifier(),
+        from_tree_size: index + 1,
+    };
     let note = statement.sign(&mut old).map_err(StoreError::Signer)?;
-    let appended = log.append(&[NewEntry { stream: KEYS_STREAM, format: FORMAT_STELE_RECORD, payload: &record_payload(&note) }])?;
+    let appended =
+        log.append(&[NewEntry { stream: KEYS_STREAM, format: FORMAT_STELE_RECORD, payload: &record_payload(&note) }])?;
     assert_eq!(appended.indexes[0], index, "the announcement lands where its tree size was computed");
     append_list_line(dir, index, &note)?;
     let checkpoint = log.sign_checkpoint_with(&mut new as &mut dyn CheckpointSigner)?;
@@ -287,7 +294,8 @@ pub fn revoke(
     let registration = u64::from(reader.streams().id(KEYS_STREAM).is_none());
     let index = log.tree_size() + registration;
     chain.apply(note.as_bytes(), Some(index)).map_err(|e| StoreError::Key(e.to_string()))?;
-    let appended = log.append(&[NewEntry { stream: KEYS_STREAM, format: FORMAT_STELE_RECORD, payload: &record_payload(&note) }])?;
+    let appended =
+        log.append(&[NewEntry { stream: KEYS_STREAM, format: FORMAT_STELE_RECORD, payload: &record_payload(&note) }])?;
     assert_eq!(appended.indexes[0], index, "the statement lands where it was checked");
     append_list_line(dir, index, &note)?;
     log.sign_checkpoint()?;

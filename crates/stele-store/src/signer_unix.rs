@@ -286,7 +286,10 @@ impl SignerService {
             if cp.tree_size < hw.tree_size {
                 return Err((
                     STATUS_REFUSED,
-                    format!("tree size {} is smaller than {}, which this signer already signed", cp.tree_size, hw.tree_size),
+                    format!(
+                        "tree size {} is smaller than {}, which this signer already signed",
+                        cp.tree_size, hw.tree_size
+                    ),
                 ));
             }
             if cp.tree_size == hw.tree_size && cp.root_hash != hw.root_hash {
@@ -307,8 +310,7 @@ impl SignerService {
     /// Writes the state file atomically: temporary file, fsync, rename, directory fsync.
     fn persist(&self, hw: &SignedHighWater) -> std::io::Result<()> {
         let tmp = self.state_path.with_extension("tmp");
-        let text =
-            format!("{STATE_MAGIC}\n{}\n{}\n{}\n", self.signer.name(), hw.tree_size, hw.root_hash.to_base64());
+        let text = format!("{STATE_MAGIC}\n{}\n{}\n{}\n", self.signer.name(), hw.tree_size, hw.root_hash.to_base64());
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;

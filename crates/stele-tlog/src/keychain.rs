@@ -345,9 +345,11 @@ impl KeyChain {
                         "the current key cannot revoke itself; rotate to a new key first".into(),
                     ));
                 }
-                let k = self.keys.iter_mut().find(|k| k.verifier == *key).ok_or_else(|| {
-                    KeyChainError::Refused(format!("key {} is not in the chain", key_label(key)))
-                })?;
+                let k = self
+                    .keys
+                    .iter_mut()
+                    .find(|k| k.verifier == *key)
+                    .ok_or_else(|| KeyChainError::Refused(format!("key {} is not in the chain", key_label(key))))?;
                 let as_of = match &k.revoked {
                     Some((earlier, _)) => (*earlier).min(*as_of_tree_size),
                     None => *as_of_tree_size,
@@ -366,13 +368,14 @@ impl KeyChain {
     /// invalid signature / wrong origin as [`KeyChainError::Checkpoint`].
     pub fn check_note(&self, note: &Note, checkpoint: &Checkpoint) -> Result<(), KeyChainError> {
         if checkpoint.origin != self.origin {
-            return Err(CheckpointError::WrongOrigin { got: checkpoint.origin.clone(), want: self.origin.clone() }.into());
+            return Err(
+                CheckpointError::WrongOrigin { got: checkpoint.origin.clone(), want: self.origin.clone() }.into()
+            );
         }
         let mut outside = None;
         let mut accepted = false;
         for sig in &note.signatures {
-            let Some(k) =
-                self.keys.iter().find(|k| k.verifier.name() == sig.name && k.verifier.key_id() == sig.key_id)
+            let Some(k) = self.keys.iter().find(|k| k.verifier.name() == sig.name && k.verifier.key_id() == sig.key_id)
             else {
                 continue;
             };
@@ -493,7 +496,10 @@ mod tests {
         assert!(chain.open_checkpoint(&checkpoint(11, &mut [&mut k1])).is_ok());
         let e = chain.open_checkpoint(&checkpoint(11, &mut [&mut k0])).unwrap_err();
         assert!(e.to_string().contains("0..=10 (rotated at 10)"), "{e}");
-        assert!(matches!(chain.open_checkpoint(&checkpoint(9, &mut [&mut k1])), Err(KeyChainError::OutsideValidity { .. })));
+        assert!(matches!(
+            chain.open_checkpoint(&checkpoint(9, &mut [&mut k1])),
+            Err(KeyChainError::OutsideValidity { .. })
+        ));
         // A forged rotation (signed by the new key itself, or by an old key) is refused.
         let forged = KeyStatement::Rotation { origin: O.into(), new_key: k2.verifier(), from_tree_size: 20 };
         for mut by in [key(3), key(1)] {
@@ -512,21 +518,24 @@ mod tests {
         let e = chain.open_checkpoint(&checkpoint(8, &mut [&mut k0])).unwrap_err();
         assert!(e.to_string().contains("revoked as of 7: key file copied off the host"), "{e}");
         // The current key cannot revoke itself; a rotation must commit before it applies.
-        let self_rev = KeyStatement::Revocation {
-            origin: O.into(),
-            key: k1.verifier(),
-            as_of_tree_size: 1,
-            reason: "x".into(),
-        };
-        assert!(matches!(chain.clone().apply(self_rev.sign(&mut k1).unwrap().as_bytes(), None), Err(KeyChainError::Refused(_))));
+        let self_rev =
+            KeyStatement::Revocation { origin: O.into(), key: k1.verifier(), as_of_tree_size: 1, reason: "x".into() };
+        assert!(matches!(
+            chain.clone().apply(self_rev.sign(&mut k1).unwrap().as_bytes(), None),
+            Err(KeyChainError::Refused(_))
+        ));
         let late = KeyStatement::Rotation { origin: O.into(), new_key: k2.verifier(), from_tree_size: 40 };
-        assert!(matches!(chain.apply(late.sign(&mut k1).unwrap().as_bytes(), Some(40)), Err(KeyChainError::Refused(_))));
+        assert!(matches!(
+            chain.apply(late.sign(&mut k1).unwrap().as_bytes(), Some(40)),
+            Err(KeyChainError::Refused(_))
+        ));
     }
 
     #[test]
     fn statements_round_trip_and_reject_malformed() {
         let k = key(1);
-        let rev = KeyStatement::Revocation { origin: O.into(), key: k.verifier(), as_of_tree_size: 3, reason: "r".into() };
+        let rev =
+            KeyStatement::Revocation { origin: O.into(), key: k.verifier(), as_of_tree_size: 3, reason: "r".into() };
         assert_eq!(KeyStatement::parse_text(&rev.to_text()).unwrap(), rev);
         for bad in [
             "stele key rotation v1\nlog.example\n".to_string(),

@@ -116,6 +116,10 @@ pub(crate) enum Command {
         /// is trusted, never the one the bundle carries.
         #[arg(long, value_name = "VKEY")]
         key: String,
+        /// The log's key statements (`GET /key-statements`, or `key-statements` of a
+        /// published log): followed from --key when the bundle is signed by a later key.
+        #[arg(long, value_name = "FILE")]
+        key_statements: Option<PathBuf>,
         #[command(flatten)]
         quorum: QuorumArgs,
     },

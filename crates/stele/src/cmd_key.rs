@@ -109,3 +109,39 @@ pub(crate) fn parse_vkey(arg: &str) -> anyhow::Result<NoteVerifier> {
         .map_err(|e| crate::Failure::usage(format!("{arg:?} is neither a verifier key nor a readable file ({e})")))?;
     NoteVerifier::parse(&text).map_err(|e| crate::Failure::usage(format!("{arg}: not a verifier key: {e}")))
 }
+
+/// The key `verify-bundle` checks a bundle with: `--key` itself, or, with
+/// `--key-statements`, the key of the chain from `--key` that may sign the bundle's
+/// checkpoint (its tree size within that key's range, its signature valid). Returned
+/// as a vkey string.
+pub(crate) fn followed_key(
+    key: &str,
+    statements: Option<&std::path::Path>,
+    bundle: &std::path::Path,
+) -> anyhow::Result<String> {
+    let Some(statements) = statements else { return Ok(key.to_string()) };
+    let first = parse_vkey(key)?;
+    let text = std::fs::read_to_string(statements)
+        .map_err(|e| crate::Failure::usage(format!("--key-statements {}: {e}", statements.display())))?;
+    let list =
+        stele_tlog::keychain::parse_statement_list(&text).map_err(|e| crate::Failure::tampered(e.to_string()))?;
+    let chain = stele_tlog::keychain::chain_from_list(first, &list)
+        .map_err(|(index, e)| crate::Failure::tampered(format!("key statement at entry {index}: {e}")))?;
+    // The bundle's first line is its JSON header; only its checkpoint is read here.
+    let file = std::fs::File::open(bundle).map_err(|e| crate::Failure::usage(format!("{}: {e}", bundle.display())))?;
+    let mut header = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(std::io::Read::take(file, 1 << 20)), &mut header)?;
+    let h: serde_json::Value = serde_json::from_str(&header)
+        .map_err(|e| crate::Failure::tampered(format!("line 1: not a bundle header: {e}")))?;
+    let note = h["checkpoint"].as_str().ok_or_else(|| crate::Failure::tampered("line 1: no checkpoint"))?;
+    let verified =
+        chain.open_checkpoint(note.as_bytes()).map_err(|e| crate::Failure::tampered(format!("line 1: {e}")))?;
+    let size = verified.checkpoint.tree_size;
+    chain
+        .keys()
+        .iter()
+        .filter(|k| k.covers(size))
+        .find(|k| stele_tlog::checkpoint::open_checkpoint(note.as_bytes(), &k.verifier).is_ok())
+        .map(|k| k.verifier.to_vkey())
+        .ok_or_else(|| crate::Failure::tampered("line 1: no key of the chain signs the checkpoint"))
+}

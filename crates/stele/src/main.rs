@@ -104,8 +104,21 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Get { data, index } => cmd_read::get(&config, data, index),
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out } => cmd_export::export(&config, data, &filter, &out),
-        VerifyBundle { file, key, quorum } => cmd_export::verify_bundle(&file, &key, &quorum),
-        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog, otlp_grpc, signer } => {
+        VerifyBundle { file, key, key_statements, quorum } => {
+            let trusted = cmd_key::followed_key(&key, key_statements.as_deref(), &file)?;
+            cmd_export::verify_bundle(&file, &trusted, &quorum)
+        }
+        Serve {
+            data,
+            listen,
+            origin,
+            checkpoint_interval,
+            witnesses,
+            witnesses_required,
+            syslog,
+            otlp_grpc,
+            signer,
+        } => {
             let witnesses = (&witnesses[..], witnesses_required);
             let protocols = (&syslog, otlp_grpc);
             cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, protocols, signer.as_deref())
