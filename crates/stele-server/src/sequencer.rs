@@ -272,6 +272,9 @@ impl Sequencer {
             Ok(Some(cp)) => {
                 if self.shared.metrics.signer_up.set(1) == 0 {
                     tracing::warn!(tree_size = cp.tree_size, "the checkpoint signer answers again");
+                    // Written to stderr as well: the outage and its end must reach the
+                    // operator whether or not a tracing subscriber is installed.
+                    eprintln!("stele: the checkpoint signer answers again; signed tree size {}", cp.tree_size);
                 }
                 tracing::debug!(tree_size = cp.tree_size, "signed a checkpoint");
                 self.shared.checkpoints.send_replace(cp.tree_size);
@@ -283,6 +286,7 @@ impl Sequencer {
                 // Logged once per outage as an error, then at debug level each retry.
                 if self.shared.metrics.signer_up.set(0) == 1 {
                     tracing::error!("checkpoint not signed (entries are still accepted; retrying): {e}");
+                    eprintln!("stele: error: checkpoint not signed (entries are still accepted; retrying): {e}");
                 } else {
                     tracing::debug!("checkpoint still not signed: {e}");
                 }
