@@ -81,13 +81,16 @@ pub fn first_key(reader: &LogReader) -> Result<NoteVerifier> {
     }
 }
 
+/// A problem with the key statements: the entry index concerned (when known) and what.
+pub type KeyProblem = (Option<u64>, String);
+
 /// Checks the listed statements against the log (each line names an entry of
 /// `_stele/keys` holding exactly that note) and builds the chain from `trusted` (or
 /// the log's first key). Returns the chain and the problems found (entry index, what).
 ///
 /// # Errors
 /// Read errors of the log.
-pub fn chain(reader: &LogReader, trusted: Option<&NoteVerifier>) -> Result<(KeyChain, Vec<(Option<u64>, String)>)> {
+pub fn chain(reader: &LogReader, trusted: Option<&NoteVerifier>) -> Result<(KeyChain, Vec<KeyProblem>)> {
     let mut problems = Vec::new();
     let list = match listed_statements(reader) {
         Ok(l) => l,

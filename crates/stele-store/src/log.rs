@@ -302,6 +302,16 @@ impl Log {
         if signer.name() != meta.origin {
             return Err(StoreError::Key(format!("key name {:?} differs from origin {:?}", signer.name(), meta.origin)));
         }
+        // After a rotation only the newest key may sign (docs/keys.md).
+        let current = read_verifier(dir)?;
+        if signer.verifier() != current {
+            return Err(StoreError::Key(format!(
+                "the signing key {} is not the log's current key {} ({})",
+                signer.verifier().to_vkey(),
+                current.to_vkey(),
+                layout::VERIFIER_KEY
+            )));
+        }
         let backend: Arc<dyn Backend> = Arc::new(FileBackend::new(dir));
         let mut log = Log::open_backend_with(backend, &meta.origin, signer, options)?;
         log._lock = Some(lock);

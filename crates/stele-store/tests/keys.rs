@@ -49,6 +49,11 @@ fn rotation_verifies_and_a_forged_announcement_in_the_log_is_reported() {
     // Forge: a rotation to a rogue key, signed by the rogue key, committed to the log
     // and listed, then checkpoints signed by the rogue key.
     let mut rogue = NoteSigner::from_seed(ORIGIN, &[66; 32]).unwrap();
+    // (An attacker with write access also replaces the current key file: the writer
+    // refuses a key that is not the one in keys/verifier.vkey.)
+    let refused = Log::open_with(&dir, LogOptions::default(), Some(Box::new(rogue.clone()))).err().unwrap();
+    assert!(refused.to_string().contains("is not the log's current key"), "{refused}");
+    std::fs::write(dir.join("keys/verifier.vkey"), rogue.verifier().to_vkey()).unwrap();
     let mut log = Log::open_with(&dir, LogOptions::default(), Some(Box::new(rogue.clone()))).unwrap();
     let index = log.tree_size();
     let forged = KeyStatement::Rotation { origin: ORIGIN.into(), new_key: rogue.verifier(), from_tree_size: index + 1 };

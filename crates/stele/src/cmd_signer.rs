@@ -78,3 +78,28 @@ pub(crate) fn open_signer(spec: Option<&str>, dir: &Path) -> anyhow::Result<Opti
     }
     Err(crate::Failure::usage(format!("--signer {spec:?}: expected unix:PATH or file:PATH")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_spec_from_the_config_file_and_its_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let vkey = stele_store::log::init(&dir, "spec.example").unwrap();
+        let c: crate::config::Config = toml::from_str("signer = \"unix:/nonexistent/signer.sock\"\n").unwrap();
+        // Unreachable at start is not fatal: the signer is used once it answers.
+        let s = open_signer(c.signer.as_deref(), &dir).unwrap().expect("a signer");
+        assert_eq!(s.verifier(), vkey);
+        assert!(open_signer(None, &dir).unwrap().is_none());
+        let e = open_signer(Some("tcp:127.0.0.1:1"), &dir).err().expect("refused").to_string();
+        assert!(e.contains("expected unix:PATH or file:PATH"), "{e}");
+        // file:PATH goes through the same mode check as the data directory's key.
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = dir.join(stele_store::layout::SIGNING_KEY);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = open_signer(Some(&format!("file:{}", key.display())), &dir).err().expect("refused").to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+}
