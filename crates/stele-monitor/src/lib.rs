@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod keys;
 pub mod source;
 pub mod state;
 pub mod tiles;
@@ -33,7 +34,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use stele_tlog::Hash;
-use stele_tlog::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
+use stele_tlog::checkpoint::{Checkpoint, CheckpointError};
 use stele_tlog::cosignature::{AnyCosignatureVerifier, VerifyCosignature, verify_quorum};
 use stele_tlog::hash::leaf_hash;
 use stele_tlog::merkle::{consistency_proof, verify_consistency};
@@ -51,6 +52,15 @@ pub use tiles::{TileTree, parse_entry_bundle};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MonitorError {
+    /// A key statement, or the served checkpoint's signing key, breaks the key chain
+    /// that starts at the trusted key (forged announcement, unannounced or revoked key).
+    #[error("key chain at {location}: {source}")]
+    KeyChain {
+        /// Where the statement or checkpoint came from.
+        location: String,
+        /// What is wrong.
+        source: stele_tlog::keychain::KeyChainError,
+    },
     /// The served checkpoint is malformed, not signed by the key, or for another origin.
     #[error("checkpoint at {location} does not verify: {source}")]
     BadCheckpoint {
@@ -195,6 +205,7 @@ impl MonitorError {
         matches!(
             self,
             MonitorError::BadCheckpoint { .. }
+                | MonitorError::KeyChain { .. }
                 | MonitorError::NotEnoughCosignatures { .. }
                 | MonitorError::Rollback { .. }
                 | MonitorError::Fork { .. }
@@ -362,11 +373,20 @@ pub fn check_once_with_witnesses(
 ) -> Result<Outcome, MonitorError> {
     let location = source.describe("checkpoint");
     let note = source.get("checkpoint")?.ok_or_else(|| MonitorError::Missing { what: location.clone() })?;
-    let served = open_checkpoint(&note, verifier)
-        .map_err(|source| MonitorError::BadCheckpoint { location: location.clone(), source })?
+    // The served checkpoint may be signed by a later key, announced through statements
+    // that start at `verifier` (docs/keys.md).
+    let chain = keys::load_chain(source, verifier)?;
+    let served = chain
+        .open_checkpoint(&note)
+        .map_err(|e| match e {
+            stele_tlog::keychain::KeyChainError::Checkpoint(source) => {
+                MonitorError::BadCheckpoint { location: location.clone(), source }
+            }
+            source => MonitorError::KeyChain { location: location.clone(), source },
+        })?
         .checkpoint;
     quorum.check(&note, &location)?;
-    let trusted = state.load(verifier)?;
+    let trusted = state.load_with_chain(&chain)?;
     let (old_size, old_root) = match &trusted {
         Some(t) => (t.checkpoint.checkpoint.tree_size, t.checkpoint.checkpoint.root_hash),
         None => (0, Hash::EMPTY_ROOT),

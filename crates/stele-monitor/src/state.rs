@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use stele_tlog::checkpoint::{VerifiedCheckpoint, open_checkpoint};
+use stele_tlog::checkpoint::VerifiedCheckpoint;
 use stele_tlog::note::NoteVerifier;
 
 use crate::MonitorError;
@@ -51,13 +51,26 @@ impl State {
     /// verified again with `verifier`: a state file for another log, or one changed
     /// on disk, is refused.
     pub fn load(&self, verifier: &NoteVerifier) -> Result<Option<Trusted>, MonitorError> {
+        self.load_with_chain(&stele_tlog::keychain::KeyChain::new(verifier.clone()))
+    }
+
+    /// [`State::load`], verifying the stored note against a key chain (it may have
+    /// been signed by an earlier key than the current one).
+    pub fn load_with_chain(&self, chain: &stele_tlog::keychain::KeyChain) -> Result<Option<Trusted>, MonitorError> {
         let note = match fs::read(&self.file) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&self.file)(e)),
         };
-        let checkpoint = open_checkpoint(&note, verifier)
-            .map_err(|source| MonitorError::BadState { path: self.file.clone(), source })?;
+        let checkpoint = chain.open_checkpoint(&note).map_err(|e| MonitorError::BadState {
+            path: self.file.clone(),
+            source: match e {
+                stele_tlog::keychain::KeyChainError::Checkpoint(c) => c,
+                other => stele_tlog::checkpoint::CheckpointError::Note(stele_tlog::note::NoteError::UnknownKey(
+                    other.to_string(),
+                )),
+            },
+        })?;
         Ok(Some(Trusted { checkpoint, note }))
     }
 

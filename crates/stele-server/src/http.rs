@@ -84,6 +84,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/query", get(get_query))
         .route("/checkpoint", get(get_checkpoint))
         .route("/checkpoint/timestamps", get(crate::timestamping::get_timestamps))
+        .route("/key-statements", get(crate::keys_route::get_key_statements))
         .route("/tile/{*path}", get(get_tile))
         .route("/v1/proof/inclusion", get(get_inclusion_proof))
         .route("/v1/proof/consistency", get(get_consistency_proof))

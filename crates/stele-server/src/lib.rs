@@ -91,6 +91,7 @@ pub use dedup::DedupConfig;
 mod error;
 mod http;
 mod k8s_webhook;
+mod keys_route;
 mod lifecycle;
 mod listener;
 mod metrics;

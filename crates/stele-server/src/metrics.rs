@@ -55,6 +55,10 @@ pub(crate) struct Metrics {
     pub(crate) syslog_closed: Family<IngestLabels, Counter>,
     /// Clock steps and RFC 3161 tokens (see `timestamping`).
     pub(crate) trusted_time: crate::timestamping::TimeMetrics,
+    /// Checkpoint signing attempts that got no signature (signer unreachable or refusing).
+    pub(crate) checkpoint_sign_failures: Counter,
+    /// 1 while the last checkpoint signing attempt succeeded, 0 after a failure.
+    pub(crate) signer_up: Gauge,
 }
 
 /// Labels of the per-stream source gauges: the stream name (declared sources only,
@@ -186,9 +190,24 @@ impl Metrics {
             "Syslog TCP/TLS connections the server closed, by protocol and reason (not_allowed, too_many_connections, tls_handshake, idle_timeout, message_timeout, bad_frame, read_error, storage_unavailable)",
             syslog_closed.clone(),
         );
+        let checkpoint_sign_failures = Counter::default();
+        registry.register(
+            "stele_checkpoint_sign_failures",
+            "Checkpoint signing attempts that got no signature (signer unreachable, refusing or answering wrongly); entries are still accepted",
+            checkpoint_sign_failures.clone(),
+        );
+        let signer_up = Gauge::default();
+        signer_up.set(1);
+        registry.register(
+            "stele_signer_up",
+            "1 while the checkpoint signer answers, 0 since its last failure",
+            signer_up.clone(),
+        );
         let trusted_time = crate::timestamping::TimeMetrics::register(&mut registry);
         Metrics {
             trusted_time,
+            checkpoint_sign_failures,
+            signer_up,
             registry,
             retention_deleted_segments,
             retention_deleted_entries,

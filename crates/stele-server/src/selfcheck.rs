@@ -269,7 +269,8 @@ impl Checker {
             }
             *g = (done, Instant::now());
         };
-        let result = verify(reader, &VerifyOptions { against: None, progress: Some(&progress) });
+        let result =
+            verify(reader, &VerifyOptions { against: None, progress: Some(&progress), ..VerifyOptions::default() });
         if self.stop.stopped() {
             return None;
         }

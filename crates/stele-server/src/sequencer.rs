@@ -256,9 +256,15 @@ impl Sequencer {
         if let Some(p) = self.log.poisoned() {
             return Err(StoreError::Poisoned(p.to_string()).into());
         }
-        if let Some(cp) = self.log.sign_checkpoint()? {
-            tracing::info!(tree_size = cp.tree_size, "signed the final checkpoint");
-            self.shared.checkpoints.send_replace(cp.tree_size);
+        match self.log.sign_checkpoint() {
+            Ok(Some(cp)) => {
+                tracing::info!(tree_size = cp.tree_size, "signed the final checkpoint");
+                self.shared.checkpoints.send_replace(cp.tree_size);
+            }
+            Ok(None) => {}
+            // Every entry is durable; the next start signs what this one could not.
+            Err(StoreError::Signer(e)) => tracing::error!("the final checkpoint was not signed: {e}"),
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
@@ -274,10 +280,27 @@ impl Sequencer {
         }
         match self.log.sign_checkpoint() {
             Ok(Some(cp)) => {
+                if self.shared.metrics.signer_up.set(1) == 0 {
+                    tracing::warn!(tree_size = cp.tree_size, "the checkpoint signer answers again");
+                    // Written to stderr as well: the outage and its end must reach the
+                    // operator whether or not a tracing subscriber is installed.
+                    eprintln!("stele: the checkpoint signer answers again; signed tree size {}", cp.tree_size);
+                }
                 tracing::debug!(tree_size = cp.tree_size, "signed a checkpoint");
                 self.shared.checkpoints.send_replace(cp.tree_size);
             }
             Ok(None) => {}
+            Err(StoreError::Signer(e)) => {
+                // Nothing was written: ingestion goes on and the next tick retries.
+                self.shared.metrics.checkpoint_sign_failures.inc();
+                // Logged once per outage as an error, then at debug level each retry.
+                if self.shared.metrics.signer_up.set(0) == 1 {
+                    tracing::error!("checkpoint not signed (entries are still accepted; retrying): {e}");
+                    eprintln!("stele: error: checkpoint not signed (entries are still accepted; retrying): {e}");
+                } else {
+                    tracing::debug!("checkpoint still not signed: {e}");
+                }
+            }
             Err(e) => {
                 tracing::error!("signing a checkpoint: {e}");
                 // A failure after the checkpoint was stored (thinning) still signed it.

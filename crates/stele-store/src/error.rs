@@ -100,6 +100,10 @@ pub enum StoreError {
     /// A key file or signature problem.
     #[error("signing key: {0}")]
     Key(String),
+    /// The checkpoint signer gave no signature (unreachable, refused, bad answer); the
+    /// log is not poisoned and keeps accepting entries.
+    #[error("checkpoint signer: {0}")]
+    Signer(stele_tlog::signer::SignerError),
     /// A bad argument (e.g. a proof request out of range).
     #[error("{0}")]
     InvalidArgument(String),

@@ -12,6 +12,7 @@ use stele_tlog::hash::{HASH_LEN, Hash, leaf_hash};
 use stele_tlog::leaf::{LEAF_LEN, Leaf, SALT_LEN};
 use stele_tlog::merkle::Frontier;
 use stele_tlog::note::{NoteSigner, NoteVerifier};
+use stele_tlog::signer::CheckpointSigner;
 use stele_tlog::tile::TILE_HEIGHT;
 
 use rayon::prelude::*;
@@ -110,7 +111,7 @@ pub struct Log {
     files: Arc<LogFiles>,
     reader: LogReader,
     options: LogOptions,
-    signer: NoteSigner,
+    signer: Box<dyn CheckpointSigner>,
     frontier: Frontier,
     streams: Streams,
     streams_len: u64,
@@ -281,18 +282,7 @@ pub fn read_verifier(dir: &Path) -> Result<NoteVerifier> {
 }
 
 fn read_signer(dir: &Path) -> Result<NoteSigner> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join(layout::SIGNING_KEY);
-    let md = std::fs::metadata(&path).map_err(StoreError::io("reading", layout::SIGNING_KEY))?;
-    if md.permissions().mode() & 0o077 != 0 {
-        return Err(StoreError::Key(format!(
-            "{} is readable by group or others (mode {:o}); run `chmod 600` on it",
-            path.display(),
-            md.permissions().mode() & 0o777
-        )));
-    }
-    let text = std::fs::read_to_string(&path).map_err(StoreError::io("reading", layout::SIGNING_KEY))?;
-    NoteSigner::parse(&text).map_err(|e| StoreError::Key(format!("{}: {e}", layout::SIGNING_KEY)))
+    crate::signer_file::load_private_key(&dir.join(layout::SIGNING_KEY))
 }
 
 impl Log {
@@ -300,6 +290,13 @@ impl Log {
     /// [`StoreError::Locked`] if another process holds it), checks versions and key,
     /// and recovers.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
+        Log::open_with(dir, options, None)
+    }
+
+    /// [`Log::open`] with checkpoints signed by `signer` (an out-of-process signer, for
+    /// example) instead of the key file of the data directory. `None` loads the key file.
+    /// The signer's key name must be the log's origin.
+    pub fn open_with(dir: &Path, options: LogOptions, signer: Option<Box<dyn CheckpointSigner>>) -> Result<Log> {
         let meta = read_meta(dir)?;
         let lock = File::options()
             .read(true)
@@ -315,12 +312,25 @@ impl Log {
                 return Err(StoreError::Io { op: "locking", file: layout::LOCK.into(), source: e });
             }
         }
-        let signer = read_signer(dir)?;
+        let signer = match signer {
+            Some(s) => s,
+            None => Box::new(read_signer(dir)?),
+        };
         if signer.name() != meta.origin {
             return Err(StoreError::Key(format!("key name {:?} differs from origin {:?}", signer.name(), meta.origin)));
         }
+        // After a rotation only the newest key may sign (docs/keys.md).
+        let current = read_verifier(dir)?;
+        if signer.verifier() != current {
+            return Err(StoreError::Key(format!(
+                "the signing key {} is not the log's current key {} ({})",
+                signer.verifier().to_vkey(),
+                current.to_vkey(),
+                layout::VERIFIER_KEY
+            )));
+        }
         let backend: Arc<dyn Backend> = Arc::new(FileBackend::new(dir));
-        let mut log = Log::open_backend(backend, &meta.origin, signer, options)?;
+        let mut log = Log::open_backend_with(backend, &meta.origin, signer, options)?;
         log._lock = Some(lock);
         Ok(log)
     }
@@ -330,6 +340,16 @@ impl Log {
         backend: Arc<dyn Backend>,
         origin: &str,
         signer: NoteSigner,
+        options: LogOptions,
+    ) -> Result<Log> {
+        Log::open_backend_with(backend, origin, Box::new(signer), options)
+    }
+
+    /// [`Log::open_backend`] with any [`CheckpointSigner`].
+    pub fn open_backend_with(
+        backend: Arc<dyn Backend>,
+        origin: &str,
+        signer: Box<dyn CheckpointSigner>,
         options: LogOptions,
     ) -> Result<Log> {
         let files = Arc::new(LogFiles::open(backend, true)?);
@@ -692,7 +712,7 @@ impl Log {
         if self.newest_checkpoint.as_ref().is_some_and(|c| c.tree_size == size) {
             return Ok(None);
         }
-        let r = self.write_checkpoint(size);
+        let r = self.write_checkpoint(size, None);
         let cp = self.poison(r)?;
         // Thinning runs at most once per keep-every period.
         let now = self.options.clock.now_ns();
@@ -701,6 +721,23 @@ impl Log {
             self.poison(r)?;
         }
         Ok(Some(cp))
+    }
+
+    /// Signs a checkpoint over the current tree with the log's signer and `also` (the
+    /// note carries both signatures: the transition checkpoint of a key rotation), and
+    /// stores it like [`Log::sign_checkpoint`].
+    ///
+    /// # Errors
+    /// As [`Log::sign_checkpoint`]; [`StoreError::InvalidArgument`] when the tree did
+    /// not grow since the newest checkpoint.
+    pub fn sign_checkpoint_with(&mut self, also: &mut dyn CheckpointSigner) -> Result<StoredCheckpoint> {
+        self.check_poisoned()?;
+        let size = self.frontier.size();
+        if self.newest_checkpoint.as_ref().is_some_and(|c| c.tree_size == size) {
+            return Err(StoreError::InvalidArgument(format!("tree size {size} already has a checkpoint")));
+        }
+        let r = self.write_checkpoint(size, Some(also));
+        self.poison(r)
     }
 
     /// Removes old checkpoints: keeps every checkpoint signed within
@@ -842,14 +879,20 @@ impl Log {
         self.delete_segment_inner(segno, record)
     }
 
-    fn write_checkpoint(&mut self, size: u64) -> Result<StoredCheckpoint> {
+    fn write_checkpoint(&mut self, size: u64, also: Option<&mut dyn CheckpointSigner>) -> Result<StoredCheckpoint> {
         let body = Checkpoint {
             origin: self.signer.name().to_string(),
             tree_size: size,
             root_hash: self.frontier.root(),
             extensions: vec![],
         };
-        let note = body.sign(&self.signer).map_err(|e| StoreError::Key(e.to_string()))?;
+        // A signer failure is not an I/O failure of the log: nothing was written, the
+        // log is not poisoned, and entries keep being accepted until a signer answers.
+        let mut signers: Vec<&mut dyn CheckpointSigner> = vec![self.signer.as_mut()];
+        if let Some(s) = also {
+            signers.push(s);
+        }
+        let note = stele_tlog::signer::sign_note(&body.to_body(), &mut signers).map_err(StoreError::Signer)?;
         let cp = StoredCheckpoint {
             tree_size: size,
             signed_ns: self.options.clock.now_ns(),

@@ -136,6 +136,9 @@ pub struct VerifyOptions<'a> {
     pub against: Option<Vec<u8>>,
     /// Called with the number of entries checked so far.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// The first key the verifier trusts; the key statements of `_stele/keys` lead
+    /// from it to the current key (default: the data directory's `keys/first.vkey`).
+    pub trusted_key: Option<stele_tlog::note::NoteVerifier>,
 }
 
 /// Per removed segment, the entries the walk found pointing at it, as index runs.
@@ -162,7 +165,7 @@ pub fn verify(reader: &LogReader, options: &VerifyOptions<'_>) -> Result<VerifyR
     // the tree is rebuilt.
     let mut expected_roots: BTreeMap<u64, Vec<(String, Hash)>> = BTreeMap::new();
     let stored = reader.checkpoints()?;
-    check_checkpoints(reader, &stored, &mut report, &mut expected_roots);
+    check_checkpoints(reader, &stored, &mut report, &mut expected_roots, options.trusted_key.as_ref());
     if let Some(ext) = &options.against {
         match open_outside(reader, ext) {
             Ok(cp) if cp.tree_size > n => report.problem(
@@ -333,7 +336,7 @@ pub fn verify_range(
     let mut expected_roots: BTreeMap<u64, Vec<(String, Hash)>> = BTreeMap::new();
     let stored: Vec<_> =
         reader.checkpoints()?.into_iter().filter(|c| c.tree_size > from && c.tree_size <= to).collect();
-    check_checkpoints(reader, &stored, &mut report, &mut expected_roots);
+    check_checkpoints(reader, &stored, &mut report, &mut expected_roots, options.trusted_key.as_ref());
     let mut frontier = Frontier::from_reader(&files.hashes, from)?;
     match trusted {
         Some((size, _)) if size > to => report.problem(
@@ -652,8 +655,9 @@ fn check_stream_record(index: u64, payload: &[u8], streams: &Streams, report: &m
 }
 
 fn open_outside(reader: &LogReader, bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
-    let v = stele_tlog::checkpoint::open_checkpoint(bytes, reader.verifier())
-        .map_err(|e| format!("outside checkpoint: {e}"))?;
+    // Checked against the key chain: an outside checkpoint may predate a rotation.
+    let (chain, _) = crate::keys::chain(reader, None).map_err(|e| format!("outside checkpoint: {e}"))?;
+    let v = chain.open_checkpoint(bytes).map_err(|e| format!("outside checkpoint: {e}"))?;
     Ok(v.checkpoint)
 }
 
@@ -662,8 +666,30 @@ fn check_checkpoints(
     stored: &[crate::checkpoints::StoredCheckpoint],
     report: &mut VerifyReport,
     expected: &mut BTreeMap<u64, Vec<(String, Hash)>>,
+    trusted: Option<&stele_tlog::note::NoteVerifier>,
 ) {
     let v = reader.verifier();
+    // After a rotation (or with a first key given), each checkpoint is checked against
+    // the key chain of `_stele/keys`: signed by a key that may sign its tree size.
+    let chain = match crate::keys::chain(reader, trusted) {
+        Ok((chain, problems)) => {
+            for (index, p) in problems {
+                report.problem(index, crate::keys::STATEMENTS, p);
+            }
+            if chain.current() != v {
+                report.problem(
+                    None,
+                    layout::VERIFIER_KEY,
+                    format!("{} is not the last key announced in {}", v.to_vkey(), crate::keys::KEYS_STREAM),
+                );
+            }
+            (chain.keys().len() > 1 || trusted.is_some()).then_some(chain)
+        }
+        Err(e) => {
+            report.problem(None, crate::keys::STATEMENTS, e.to_string());
+            None
+        }
+    };
     let mut prev_size = 0u64;
     let mut batch: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
     let flush = |batch: &mut Vec<(usize, Vec<u8>, Vec<u8>)>, report: &mut VerifyReport| {
@@ -709,6 +735,14 @@ fn check_checkpoints(
             report.problem(None, &loc, format!("checkpoint sizes do not increase ({prev_size} then {})", cp.tree_size));
         }
         prev_size = cp.tree_size;
+        if let Some(chain) = &chain {
+            if let Err(e) = chain.check_note(&note, &body) {
+                report.problem(None, &loc, format!("checkpoint of size {}: {e}", cp.tree_size));
+            }
+            expected.entry(cp.tree_size).or_default().push((format!("checkpoint at {loc}"), body.root_hash));
+            report.checkpoints += 1;
+            continue;
+        }
         let sig = note.signatures.iter().find(|s| s.name == v.name() && s.key_id == v.key_id());
         match sig {
             Some(s) => batch.push((i, note.text.clone().into_bytes(), s.signature.clone())),

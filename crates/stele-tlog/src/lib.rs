@@ -7,6 +7,8 @@
 //!   their verification, and the append-only [`merkle::Frontier`].
 //! - [`tile`]: C2SP tlog-tiles coordinates and paths.
 //! - [`note`] and [`checkpoint`]: C2SP signed-note (Ed25519) and tlog-checkpoint.
+//! - [`keychain`]: key rotation and revocation statements, the chain verifiers follow.
+//! - [`signer`]: the [`signer::CheckpointSigner`] boundary between a log and its key.
 //! - [`cosignature`]: C2SP tlog-cosignature (Ed25519 `cosignature/v1`), for witnesses.
 //! - [`leaf`]: stele's 68-byte salted leaf record.
 //! - [`bundle`]: the offline checks of an evidence bundle (`stele-bundle/1`).
@@ -31,9 +33,11 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod hash;
+pub mod keychain;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod signer;
 pub mod tile;
 pub mod tlog_proof;
 

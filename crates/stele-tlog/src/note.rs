@@ -214,6 +214,11 @@ impl NoteSigner {
         &self.name
     }
 
+    /// Signs `bytes` with Ed25519 (RFC 8032) and returns the 64-byte signature.
+    pub fn sign_bytes(&self, bytes: &[u8]) -> [u8; 64] {
+        self.key.sign(bytes).to_bytes()
+    }
+
     /// Signs `text` and returns the signature line `— <name> <base64>\n`.
     pub fn signature_line(&self, text: &str) -> String {
         let sig = self.key.sign(text.as_bytes());

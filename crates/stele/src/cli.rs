@@ -72,6 +72,10 @@ pub(crate) enum Command {
         /// Also check that the query index agrees with the events.
         #[arg(long)]
         index: bool,
+        /// The first verifier key you trust (a vkey or a file); key statements in
+        /// `_stele/keys` lead from it to the current key. Default: the data directory's.
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
         #[command(flatten)]
         tsa: TsaCertArgs,
     },
@@ -129,6 +133,10 @@ pub(crate) enum Command {
         /// is trusted, never the one the bundle carries.
         #[arg(long, value_name = "VKEY")]
         key: String,
+        /// The log's key statements (`GET /key-statements`, or `key-statements` of a
+        /// published log): followed from --key when the bundle is signed by a later key.
+        #[arg(long, value_name = "FILE")]
+        key_statements: Option<PathBuf>,
         #[command(flatten)]
         quorum: QuorumArgs,
         #[command(flatten)]
@@ -167,6 +175,11 @@ pub(crate) enum Command {
         /// `otlp_grpc` in the config file). OTLP/HTTP is always at `POST /v1/logs`.
         #[arg(long, value_name = "ADDR")]
         otlp_grpc: Option<SocketAddr>,
+        /// Where checkpoints are signed: `unix:PATH` (a `stele signer serve` process) or
+        /// `file:PATH` (a key file outside the data directory); default the data
+        /// directory's key (or `signer` in the config file).
+        #[arg(long, value_name = "SPEC")]
+        signer: Option<String>,
     },
     /// Watch a C2SP tlog-tiles log: verify its checkpoints, tiles and consistency.
     Monitor {
@@ -197,6 +210,16 @@ pub(crate) enum Command {
     Proof {
         #[command(subcommand)]
         what: crate::cmd_proof::ProofCommand,
+    },
+    /// Rotate or revoke the log's signing key.
+    Key {
+        #[command(subcommand)]
+        what: crate::cmd_key::KeyCommand,
+    },
+    /// Run an out-of-process checkpoint signer.
+    Signer {
+        #[command(subcommand)]
+        what: crate::cmd_signer::SignerCommand,
     },
     /// Write the checkpoint, hash tiles and entry bundles as static C2SP tlog-tiles files.
     Publish {

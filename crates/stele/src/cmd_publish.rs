@@ -91,6 +91,14 @@ fn publish(reader: &LogReader, cp: &StoredCheckpoint, out: &Path) -> anyhow::Res
             }
         }
     }
+    // Key statements before the checkpoint they may be needed to verify.
+    let statements: String = stele_store::keys::listed_statements(reader)?
+        .iter()
+        .map(|(index, note)| stele_tlog::keychain::statement_list_line(*index, note))
+        .collect();
+    if !statements.is_empty() {
+        write_atomic(&out.join("key-statements"), statements.as_bytes())?;
+    }
     write_atomic(&out.join("checkpoint"), cp.note.as_bytes())?;
     Ok(w)
 }

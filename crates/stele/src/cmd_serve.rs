@@ -11,6 +11,7 @@ use crate::config::Config;
 /// Default listen address: loopback only.
 const DEFAULT_LISTEN: &str = "127.0.0.1:7300";
 
+#[allow(clippy::too_many_arguments)] // one argument per group of serve flags
 pub(crate) fn run(
     config: &Config,
     data: DataArg,
@@ -19,6 +20,7 @@ pub(crate) fn run(
     checkpoint_interval: Option<f64>,
     (witness_flags, witnesses_required): (&[String], Option<usize>),
     (syslog, otlp_grpc): (&crate::serve_syslog::SyslogArgs, Option<SocketAddr>),
+    signer: Option<&str>,
 ) -> anyhow::Result<()> {
     let dir = config.data_dir(data.data.as_ref())?;
     let (witnesses, witnesses_required) = config.witnesses(witness_flags, witnesses_required)?;
@@ -34,7 +36,8 @@ pub(crate) fn run(
     }
     let listen = listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let options = config.log_options();
-    let log = Log::open(&dir, options.clone()).map_err(|e| match e {
+    let signer = crate::cmd_signer::open_signer(signer.or(config.signer.as_deref()), &dir)?;
+    let log = Log::open_with(&dir, options.clone(), signer).map_err(|e| match e {
         StoreError::Locked => crate::Failure::usage("another stele process holds this data directory"),
         other => other.into(),
     })?;

@@ -14,8 +14,10 @@ pub(crate) fn run(
     against: Option<PathBuf>,
     check_index: bool,
     tsa: &crate::cli::TsaCertArgs,
+    key: Option<&str>,
 ) -> anyhow::Result<()> {
     let tsa_certs = crate::cmd_timestamp::trusted(config, tsa)?;
+    let trusted_key = key.map(crate::cmd_key::parse_vkey).transpose()?;
     let (dir, reader) = crate::cmd_read::open_reader(config, &data)?;
     let against = match &against {
         Some(p) => {
@@ -38,7 +40,7 @@ pub(crate) fn run(
             b.set_position(done);
         }
     };
-    let report = verify(&reader, &VerifyOptions { against, progress: Some(&progress) })?;
+    let report = verify(&reader, &VerifyOptions { against, progress: Some(&progress), trusted_key })?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -39,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) verify_webhook: Option<String>,
     /// JSON pointers of the normalized fields of generic JSON events.
     pub(crate) fields: Option<Fields>,
+    /// Where `serve` signs checkpoints: `unix:PATH` or `file:PATH` (see `--signer`).
+    pub(crate) signer: Option<String>,
     /// `[[witness]]`: C2SP tlog-witnesses `serve` submits each checkpoint to.
     pub(crate) witness: Option<Vec<WitnessEntry>>,
     /// Cosignatures a checkpoint needs before `serve` publishes the cosigned note

@@ -6,6 +6,7 @@ mod cli;
 mod cmd_export;
 mod cmd_hold;
 mod cmd_import;
+mod cmd_key;
 mod cmd_monitor;
 mod cmd_proof;
 mod cmd_publish;
@@ -15,6 +16,7 @@ mod cmd_retention;
 mod cmd_serve;
 mod cmd_token;
 mod cmd_timestamp;
+mod cmd_signer;
 mod cmd_verify;
 mod cmd_witness;
 mod config;
@@ -99,18 +101,36 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Import { data, format, stream, skip_invalid, follow: false, files, .. } => {
             cmd_import::run(&config, data, format, &stream, skip_invalid, &files)
         }
-        Verify { data, against, index, tsa } => cmd_verify::run(&config, data, against, index, &tsa),
+        Verify { data, against, index, tsa, key } => {
+            cmd_verify::run(&config, data, against, index, &tsa, key.as_deref())
+        }
         Timestamp { data, tsas } => cmd_timestamp::run(&config, data, &tsas),
         Query { data, filter } => cmd_query::run(&config, data, &filter),
         Checkpoint { data } => cmd_read::checkpoint(&config, data),
         Get { data, index } => cmd_read::get(&config, data, index),
         Reindex { data } => cmd_query::reindex(&config, data),
         Export { data, filter, out, timestamped } => cmd_export::export(&config, data, &filter, &out, timestamped),
-        VerifyBundle { file, key, quorum, tsa } => cmd_export::verify_bundle(&config, &file, &key, &quorum, &tsa),
-        Serve { data, listen, origin, checkpoint_interval, witnesses, witnesses_required, syslog, otlp_grpc } => {
-            let witnesses = (&witnesses[..], witnesses_required);
-            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, (&syslog, otlp_grpc))
+        VerifyBundle { file, key, key_statements, quorum, tsa } => {
+            let trusted = cmd_key::followed_key(&key, key_statements.as_deref(), &file)?;
+            cmd_export::verify_bundle(&config, &file, &trusted, &quorum, &tsa)
         }
+        Serve {
+            data,
+            listen,
+            origin,
+            checkpoint_interval,
+            witnesses,
+            witnesses_required,
+            syslog,
+            otlp_grpc,
+            signer,
+        } => {
+            let witnesses = (&witnesses[..], witnesses_required);
+            let protocols = (&syslog, otlp_grpc);
+            cmd_serve::run(&config, data, listen, origin, checkpoint_interval, witnesses, protocols, signer.as_deref())
+        }
+        Signer { what } => cmd_signer::run(what),
+        Key { what } => cmd_key::run(&config, what),
         Monitor { args } => cmd_monitor::run(args),
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),
