@@ -51,7 +51,55 @@ pub use keystore::{KeyStore, STORE_FILE, StoredKey};
 pub use rules::{SealingRule, rule_for};
 pub use seal::{ERASED_VALUE, Keys, SealState, Sealed, Sealer, View, restore, token_text};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Erasure settings: the master key file and the sealing rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureConfig {
+    /// The master key file (64 hex digits, mode 0600 or stricter); may live outside
+    /// the data directory.
+    pub master_key: PathBuf,
+    /// Which fields of which streams are sealed (`[[erasure.rule]]`).
+    #[serde(default)]
+    pub rule: Vec<SealingRule>,
+}
+
+impl ErasureConfig {
+    /// Opens the sealer of a writer of `data_dir`, after completing any erasure the
+    /// log records whose key is still in the store (`snapshot` and `reader` view the
+    /// same log).
+    ///
+    /// # Errors
+    /// Master key, key store, rule and read errors.
+    pub fn open_sealer(
+        &self,
+        data_dir: &Path,
+        snapshot: &stele_index::Snapshot,
+        reader: &stele_store::LogReader,
+    ) -> Result<Sealer, ErasureError> {
+        let mut keys = Keys::open(data_dir, &self.master_key, true)?;
+        let elog = erasure_log(snapshot, reader)?;
+        reconcile_keys(&mut keys, &elog, true)?;
+        Sealer::new(self.rule.clone(), keys)
+    }
+
+    /// Opens the keys for reading `data_dir`, agreeing with the log's erasure records.
+    ///
+    /// # Errors
+    /// Master key, key store and read errors.
+    pub fn open_keys(
+        &self,
+        data_dir: &Path,
+        snapshot: &stele_index::Snapshot,
+        reader: &stele_store::LogReader,
+    ) -> Result<Keys, ErasureError> {
+        let mut keys = Keys::open(data_dir, &self.master_key, false)?;
+        let elog = erasure_log(snapshot, reader)?;
+        reconcile_keys(&mut keys, &elog, false)?;
+        Ok(keys)
+    }
+}
 
 /// Errors of sealing, restoring and erasure.
 #[derive(Debug, thiserror::Error)]

@@ -159,6 +159,7 @@ pub(crate) struct Sequencer {
     checkpoint_interval: Duration,
     stream_ids: HashMap<String, u32>,
     dedup: DedupTables,
+    sealing: Option<crate::sealing::Sealing>,
 }
 
 impl Sequencer {
@@ -179,7 +180,18 @@ impl Sequencer {
             checkpoint_interval,
             stream_ids: HashMap::new(),
             dedup,
+            sealing: None,
         }
+    }
+
+    /// Seals configured personal-data fields of every appended event (docs/erasure.md).
+    pub(crate) fn with_sealer(
+        mut self,
+        sealer: Option<stele_erasure::Sealer>,
+        normalizer: stele_formats::Normalizer,
+    ) -> Sequencer {
+        self.sealing = sealer.map(|s| crate::sealing::Sealing::new(s, normalizer));
+        self
     }
 
     /// Runs the indexer and the sequencing loop until a [`Msg::Shutdown`] (or until
@@ -315,15 +327,25 @@ impl Sequencer {
         self.dedup.requests.expire(now);
         self.dedup.events.expire(now);
         let (plans, new_keys, appended_count) = self.plan(&batch, now);
+        // Personal-data fields are sealed, and their keys made durable, before the
+        // events are appended; a failure appends nothing.
+        let is_new = |ri: usize, ei: usize| matches!(&plans[ri], Plan::Slots(sl) if matches!(sl[ei], Slot::New(_)));
+        let sealed = match self.sealing.as_mut().map(|s| s.seal(&batch, is_new, now)).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                let msg = format!("sealing personal-data fields failed, nothing was appended: {e}");
+                self.reply_all(batch, |_| CommitError::Failed(msg.clone()));
+                return;
+            }
+        };
         let mut entries: Vec<NewEntry<'_>> = Vec::with_capacity(appended_count);
-        for (r, plan) in batch.iter().zip(&plans) {
+        for (ri, (r, plan)) in batch.iter().zip(&plans).enumerate() {
             if let Plan::Slots(slots) = plan {
-                for (e, slot) in r.events.iter().zip(slots) {
+                for (ei, (e, slot)) in r.events.iter().zip(slots).enumerate() {
                     if let Slot::New(_) = slot {
-                        entries.push(NewEntry {
-                            stream: &r.stream,
-                            format: e.format,
-                            payload: &r.body[e.range.clone()],
+                        entries.push(match sealed.get(ri).and_then(|v| v[ei].as_ref()) {
+                            Some(s) => NewEntry { stream: &r.stream, format: s.format, payload: &s.payload },
+                            None => NewEntry { stream: &r.stream, format: e.format, payload: &r.body[e.range.clone()] },
                         });
                     }
                 }
@@ -406,14 +428,21 @@ impl Sequencer {
         // Reply first: acknowledged entries are already visible to queries (the index
         // is only an accelerator; entries past it are read from the log).
         let mut fields: Vec<(String, Vec<Normalized>)> = Vec::with_capacity(batch.len() + 1);
-        for (r, plan) in batch.iter_mut().zip(&plans) {
+        for (ri, (r, plan)) in batch.iter_mut().zip(&plans).enumerate() {
             if let Plan::Slots(slots) = plan {
+                let sealing = &self.sealing;
+                let sealed_r = sealed.get(ri);
                 let r_fields = r
                     .events
                     .iter_mut()
                     .zip(slots)
-                    .filter(|(_, slot)| matches!(slot, Slot::New(_)))
-                    .map(|(e, _)| std::mem::take(&mut e.fields))
+                    .enumerate()
+                    .filter(|(_, (_, slot))| matches!(slot, Slot::New(_)))
+                    .map(|(ei, (e, _))| match (sealing, sealed_r.and_then(|v| v[ei].as_ref())) {
+                        // A sealed event is indexed by its stored form's fields.
+                        (Some(s), Some(sealed)) => s.fields(sealed),
+                        _ => std::mem::take(&mut e.fields),
+                    })
                     .collect();
                 fields.push((r.stream.clone(), r_fields));
             }

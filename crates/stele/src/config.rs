@@ -65,6 +65,8 @@ pub(crate) struct Config {
     pub(crate) otlp_grpc: Option<SocketAddr>,
     /// Stream of OpenTelemetry log records whose request names none (default `otlp`).
     pub(crate) otlp_stream: Option<String>,
+    /// `[erasure]`: personal-data fields sealed under per-subject keys.
+    pub(crate) erasure: Option<crate::cmd_erase::ErasureSection>,
 }
 
 /// One `[[retention]]` table.

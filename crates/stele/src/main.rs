@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cmd_erase;
 mod cmd_export;
 mod cmd_hold;
 mod cmd_import;
@@ -111,6 +112,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Proof { what } => cmd_proof::run(&config, what),
         Retention { what } => cmd_retention::run(&config, what),
         Hold { what } => cmd_hold::run(&config, what),
+        Erase(args) => cmd_erase::run(&config, args),
         Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
         Witness { args } => cmd_witness::run(args),
     }
