@@ -228,14 +228,27 @@ impl Sealer {
         for (i, (s, e)) in outer.iter().enumerate() {
             body.extend_from_slice(&payload[at..*s]);
             let value = &payload[*s..*e];
-            let token = dk.token(&token_text(value));
+            // A non-empty array is stored as a one-element array whose token is that
+            // of the first element, so a pointer to `/0` (e.g. a source address) stays
+            // queryable through the blind index.
+            let first = if value.first() == Some(&b'[') { find_pointer(value, "/0") } else { None };
+            let token = match first {
+                Some((fs, fe)) => dk.token(&token_text(&value[fs..fe])),
+                None => dk.token(&token_text(value)),
+            };
             let boxed = dk.seal(&key_id, i as u16, value)?;
             let start = body.len();
+            if first.is_some() {
+                body.push(b'[');
+            }
             body.extend_from_slice(VALUE_PREFIX.as_bytes());
             body.extend_from_slice(token.as_bytes());
             body.push(b':');
             body.extend_from_slice(boxed.as_bytes());
             body.push(b'"');
+            if first.is_some() {
+                body.push(b']');
+            }
             table.push((start, body.len() - start));
             at = *e;
         }

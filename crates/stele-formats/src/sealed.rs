@@ -5,7 +5,8 @@
 //!
 //! Layout (big-endian): `SEAL` ‖ version `0x01` ‖ `0x00` ‖ `u16` n ‖ key id (16) ‖
 //! n × (`u32` offset, `u32` length) ‖ body. Each span of the body is a JSON string
-//! `"stele:sealed:v1:<token>:<box>"` of ASCII characters without escapes.
+//! `"stele:sealed:v1:<token>:<box>"` of ASCII characters without escapes, or, for a
+//! sealed non-empty array, that string alone in an array.
 
 use crate::EventFormat;
 use crate::scan::{array_elements, find_member, skip_ws, value_end};
@@ -63,16 +64,27 @@ pub fn split_format(code: u8) -> Option<(EventFormat, bool)> {
 }
 
 /// Whether `s` (a span's bytes) has the shape of a sealed value: a JSON string that
-/// starts with [`VALUE_PREFIX`], made of base64url characters and `:`, no escapes.
+/// starts with [`VALUE_PREFIX`], made of base64url characters and `:`, no escapes;
+/// or such a string alone in an array (`["stele:sealed:v1:…"]`), the form of a sealed
+/// non-empty array, so that a pointer to its first element still finds a sealed value.
 pub fn is_sealed_value(s: &[u8]) -> bool {
+    let s = unbracket(s);
     s.len() > VALUE_PREFIX.len() + 1
         && s.starts_with(VALUE_PREFIX.as_bytes())
         && s.ends_with(b"\"")
         && s[VALUE_PREFIX.len()..s.len() - 1].iter().all(|&b| b.is_ascii_alphanumeric() || b"-_:".contains(&b))
 }
 
+fn unbracket(s: &[u8]) -> &[u8] {
+    match s {
+        [b'[', inner @ .., b']'] => inner,
+        _ => s,
+    }
+}
+
 /// The token and the box (both base64url text) of a sealed value's bytes.
 pub fn sealed_parts(s: &[u8]) -> Option<(&str, &str)> {
+    let s = unbracket(s);
     if !is_sealed_value(s) {
         return None;
     }

@@ -60,6 +60,10 @@ pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<
     if v.state != stele_erasure::SealState::Clear {
         m.insert("stored_base64".into(), base64::engine::general_purpose::STANDARD.encode(&e.payload).into());
     }
+    if v.state == stele_erasure::SealState::Restored {
+        // `event` is re-rendered JSON; these are the event's bytes exactly as received.
+        m.insert("restored_base64".into(), base64::engine::general_purpose::STANDARD.encode(&v.bytes).into());
+    }
     // Prove inclusion in the newest checkpoint when it covers the entry, else in the
     // current tree (which no checkpoint has signed yet).
     let (size, note) = match reader.newest_checkpoint() {
