@@ -173,16 +173,21 @@ impl DataKey {
     }
 
     /// Seals `value` (the original bytes of one JSON value) as span `position` of the
-    /// entry sealed under `key_id`: base64url of `nonce ‖ ciphertext ‖ tag`.
-    pub fn seal(&self, key_id: &[u8; 16], position: u16, value: &[u8]) -> Result<String, ErasureError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        random(&mut nonce)?;
+    /// entry sealed under `key_id` with a fresh random `nonce`: base64url of
+    /// `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal(
+        &self,
+        key_id: &[u8; 16],
+        position: u16,
+        value: &[u8],
+        nonce: &[u8; NONCE_LEN],
+    ) -> Result<String, ErasureError> {
         let aad = aad(key_id, position);
         let ct = XChaCha20Poly1305::new(self.0.as_slice().into())
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: value, aad: &aad })
+            .encrypt(XNonce::from_slice(nonce), Payload { msg: value, aad: &aad })
             .map_err(|_| ErasureError::Crypto("sealing a value"))?;
         let mut boxed = Vec::with_capacity(NONCE_LEN + ct.len());
-        boxed.extend_from_slice(&nonce);
+        boxed.extend_from_slice(nonce);
         boxed.extend_from_slice(&ct);
         Ok(B64URL.encode(boxed))
     }

@@ -1,13 +1,15 @@
 //! The subject key store, `DATA/keys/subjects.dat` (docs/format.md, "Subject keys"):
 //! wrapped data keys and where each subject has entries. Appends are synced before
-//! the entries sealed with them are appended to the log; an erasure rewrites the file
-//! without the subject (new file, fsync, rename, directory fsync).
+//! the entries sealed with them are appended to the log; an erasure overwrites the
+//! subject's key record in place with a `destroyed` record of the same length and
+//! fdatasyncs: O(1) whatever the number of subjects.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+
 
 use crate::ErasureError;
 use crate::crypto::{KEY_LEN, NONCE_LEN, TAG_LEN, WrappedKey};
@@ -17,6 +19,7 @@ pub const STORE_FILE: &str = "keys/subjects.dat";
 const HEADER: &[u8; 16] = b"STELE\0SK\x00\x01\0\0\0\0\0\0";
 const KIND_KEY: u8 = 1;
 const KIND_USE: u8 = 2;
+const KIND_DESTROYED: u8 = 3;
 const KEY_RECORD_LEN: usize = 1 + 16 + 32 + 8 + NONCE_LEN + KEY_LEN + TAG_LEN;
 /// Largest record accepted when reading (a use record with a 255-byte stream name).
 const MAX_RECORD: usize = 1 + 16 + 4 + 1 + 255;
@@ -43,6 +46,8 @@ pub struct KeyStore {
     len: u64,
     keys: HashMap<[u8; 16], StoredKey>,
     by_lookup: HashMap<[u8; 32], [u8; 16]>,
+    /// File offset of each key's record (its frame).
+    offsets: HashMap<[u8; 16], u64>,
     buffer: Vec<u8>,
 }
 
@@ -79,6 +84,7 @@ impl KeyStore {
             len: HEADER.len() as u64,
             keys: HashMap::new(),
             by_lookup: HashMap::new(),
+            offsets: HashMap::new(),
             buffer: Vec::new(),
         };
         if !path.exists() {
@@ -100,12 +106,26 @@ impl KeyStore {
         while at + 8 <= bytes.len() {
             let n = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
             let crc = u32::from_be_bytes(bytes[at + 4..at + 8].try_into().expect("4"));
-            if n == 0 || n > MAX_RECORD || at + 8 + n > bytes.len() || crc32c::crc32c(&bytes[at + 8..at + 8 + n]) != crc
-            {
+            if n == 0 || n > MAX_RECORD || at + 8 + n > bytes.len() {
+                break;
+            }
+            if crc32c::crc32c(&bytes[at + 8..at + 8 + n]) != crc {
+                // Records are only ever overwritten in place by a `destroyed` record of
+                // the same length: a bad record followed by more bytes is one a crash
+                // tore while destroying a key (the key is gone either way); a bad last
+                // record is a torn append, cut below.
+                if at + 8 + n < bytes.len() {
+                    at += 8 + n;
+                    continue;
+                }
                 break;
             }
             if !store.apply(&bytes[at + 8..at + 8 + n]) {
                 break;
+            }
+            if bytes[at + 8] == KIND_KEY {
+                let id: [u8; 16] = bytes[at + 9..at + 25].try_into().expect("16");
+                store.offsets.insert(id, at as u64);
             }
             at += 8 + n;
         }
@@ -135,6 +155,13 @@ impl KeyStore {
                     key_id,
                     StoredKey { key_id, lookup, created_ns, wrapped: WrappedKey { nonce, sealed }, uses: BTreeMap::new() },
                 );
+                true
+            }
+            KIND_DESTROYED if rec.len() == KEY_RECORD_LEN => {
+                let key_id: [u8; 16] = rec[1..17].try_into().expect("16");
+                if let Some(k) = self.keys.remove(&key_id) {
+                    self.by_lookup.remove(&k.lookup);
+                }
                 true
             }
             KIND_USE if rec.len() >= 22 && rec.len() == 22 + usize::from(rec[21]) => {
@@ -187,6 +214,7 @@ impl KeyStore {
         rec.extend_from_slice(&wrapped.nonce);
         rec.extend_from_slice(&wrapped.sealed);
         self.apply(&rec);
+        self.offsets.insert(key_id, self.len + self.buffer.len() as u64);
         self.buffer.extend_from_slice(&frame(&rec));
     }
 
@@ -229,57 +257,33 @@ impl KeyStore {
         Ok(())
     }
 
-    /// Removes keys for good: rewrites the file without their records (new file,
-    /// fsync, rename over, directory fsync). A crash leaves the old file or the new.
+    /// Destroys keys for good: overwrites each key's record in place with a
+    /// `destroyed` record of the same length (the wrapped key's bytes become zeros),
+    /// then fdatasyncs. A crash leaves each record whole (key present), destroyed, or
+    /// torn (unreadable, so destroyed too).
     ///
     /// # Errors
     /// [`ErasureError::KeyStore`] on I/O errors, or when opened read-only.
     pub fn remove(&mut self, key_ids: &[[u8; 16]]) -> Result<(), ErasureError> {
-        if self.file.is_none() {
-            return Err(ErasureError::KeyStore { path: self.path.clone(), reason: "opened read-only".into() });
-        }
         self.sync()?;
-        let mut removed = false;
+        let Some(f) = &self.file else {
+            return Err(ErasureError::KeyStore { path: self.path.clone(), reason: "opened read-only".into() });
+        };
+        let mut wrote = false;
         for id in key_ids {
+            let Some(offset) = self.offsets.remove(id) else { continue };
+            let mut rec = vec![0u8; KEY_RECORD_LEN];
+            rec[0] = KIND_DESTROYED;
+            rec[1..17].copy_from_slice(id);
+            f.write_all_at(&frame(&rec), offset).map_err(io(&self.path))?;
             if let Some(k) = self.keys.remove(id) {
                 self.by_lookup.remove(&k.lookup);
-                removed = true;
             }
+            wrote = true;
         }
-        if !removed {
-            return Ok(());
+        if wrote {
+            f.sync_data().map_err(io(&self.path))?;
         }
-        let mut out = HEADER.to_vec();
-        let mut keys: Vec<&StoredKey> = self.keys.values().collect();
-        keys.sort_by_key(|k| (k.created_ns, k.key_id));
-        for k in keys {
-            let mut rec = Vec::with_capacity(KEY_RECORD_LEN);
-            rec.push(KIND_KEY);
-            rec.extend_from_slice(&k.key_id);
-            rec.extend_from_slice(&k.lookup);
-            rec.extend_from_slice(&k.created_ns.to_be_bytes());
-            rec.extend_from_slice(&k.wrapped.nonce);
-            rec.extend_from_slice(&k.wrapped.sealed);
-            out.extend_from_slice(&frame(&rec));
-            for (stream, (first, last)) in &k.uses {
-                for day in [*first, *last] {
-                    let mut rec = vec![KIND_USE];
-                    rec.extend_from_slice(&k.key_id);
-                    rec.extend_from_slice(&day.to_be_bytes());
-                    rec.push(stream.len() as u8);
-                    rec.extend_from_slice(stream.as_bytes());
-                    out.extend_from_slice(&frame(&rec));
-                }
-            }
-        }
-        let tmp = self.path.with_extension("dat.new");
-        let path = self.path.clone();
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&path))?;
-        f.write_all(&out).and_then(|_| f.sync_all()).map_err(io(&path))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).and_then(|_| sync_dir(&path)).map_err(io(&path))?;
-        self.file = Some(OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?);
-        self.len = out.len() as u64;
         Ok(())
     }
 }

@@ -5,12 +5,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use stele_formats::EventFormat;
-use stele_formats::sealed::{Envelope, KEY_ID_LEN, MAX_SPANS, SEALED_FLAG, VALUE_PREFIX, find_pointer, sealed_parts};
+use stele_formats::sealed::{
+    Envelope, KEY_ID_LEN, MAX_SPANS, Pointer, SEALED_FLAG, VALUE_PREFIX, find_pointer, find_pointers, sealed_parts,
+};
 
 use crate::ErasureError;
-use crate::crypto::{DataKey, MasterKey, random};
+use crate::crypto::{DataKey, MasterKey, NONCE_LEN, random};
 use crate::keystore::KeyStore;
-use crate::rules::{SealingRule, rule_for};
+use crate::rules::SealingRule;
 
 /// What a sealed value's bytes read after its key was destroyed.
 pub const ERASED_VALUE: &[u8] = b"\"stele:erased\"";
@@ -147,6 +149,11 @@ pub struct Sealed {
 /// The text a blind token is computed over: a JSON string's decoded value, else the
 /// value's raw JSON text.
 pub fn token_text(value: &[u8]) -> Vec<u8> {
+    if let [b'"', inner @ .., b'"'] = value
+        && !inner.contains(&b'\\')
+    {
+        return inner.to_vec();
+    }
     if value.first() == Some(&b'"')
         && let Ok(s) = serde_json::from_slice::<String>(value)
     {
@@ -160,6 +167,8 @@ pub fn token_text(value: &[u8]) -> Vec<u8> {
 /// [`Sealer::sync`] before appending the sealed payloads to the log.
 pub struct Sealer {
     rules: Vec<SealingRule>,
+    /// Per rule: the subject's pointer, then the fields', parsed once.
+    pointers: Vec<Vec<Pointer>>,
     keys: Keys,
 }
 
@@ -169,10 +178,16 @@ impl Sealer {
     /// # Errors
     /// [`ErasureError::Config`] for an invalid rule.
     pub fn new(rules: Vec<SealingRule>, keys: Keys) -> Result<Sealer, ErasureError> {
+        let mut pointers = Vec::with_capacity(rules.len());
         for r in &rules {
             r.validate()?;
+            let parsed = std::iter::once(&r.subject)
+                .chain(&r.fields)
+                .map(|p| Pointer::parse(p).ok_or_else(|| ErasureError::Config(format!("{p:?} is not a JSON pointer"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            pointers.push(parsed);
         }
-        Ok(Sealer { rules, keys })
+        Ok(Sealer { rules, pointers, keys })
     }
 
     /// The keys.
@@ -192,7 +207,7 @@ impl Sealer {
 
     /// Whether any rule applies to `stream` and the format `code`.
     pub fn applies(&self, stream: &str, code: u8) -> bool {
-        EventFormat::from_code(code).is_some_and(|f| rule_for(&self.rules, stream, f).is_some())
+        EventFormat::from_code(code).is_some_and(|f| crate::rules::rule_for(&self.rules, stream, f).is_some())
     }
 
     /// Seals `payload` (an event of format `code` for `stream`) received around
@@ -202,15 +217,11 @@ impl Sealer {
     /// Key or randomness errors.
     pub fn seal(&mut self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
-        let Some(rule) = rule_for(&self.rules, stream, format) else { return Ok(None) };
-        let Some((ss, se)) = find_pointer(payload, &rule.subject) else { return Ok(None) };
+        let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
+        let found = find_pointers(payload, &self.pointers[ri]);
+        let Some((ss, se)) = found[0] else { return Ok(None) };
         let subject = String::from_utf8_lossy(&token_text(&payload[ss..se])).into_owned();
-        let mut spans: Vec<(usize, usize)> = vec![(ss, se)];
-        for p in &rule.fields {
-            if let Some(r) = find_pointer(payload, p) {
-                spans.push(r);
-            }
-        }
+        let mut spans: Vec<(usize, usize)> = found.into_iter().flatten().collect();
         // JSON values are nested or disjoint: keep the outermost of nested ones.
         spans.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
         let mut outer: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
@@ -224,6 +235,9 @@ impl Sealer {
         self.keys.store.add_use(&key_id, stream, (now_ns / DAY_NS) as u32);
         let mut body = Vec::with_capacity(payload.len() + 96 * outer.len());
         let mut table = Vec::with_capacity(outer.len());
+        // One read of the random source for every nonce of the event.
+        let mut nonces = vec![0u8; NONCE_LEN * outer.len()];
+        random(&mut nonces)?;
         let mut at = 0;
         for (i, (s, e)) in outer.iter().enumerate() {
             body.extend_from_slice(&payload[at..*s]);
@@ -236,7 +250,8 @@ impl Sealer {
                 Some((fs, fe)) => dk.token(&token_text(&value[fs..fe])),
                 None => dk.token(&token_text(value)),
             };
-            let boxed = dk.seal(&key_id, i as u16, value)?;
+            let nonce: [u8; NONCE_LEN] = nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN].try_into().expect("24 bytes");
+            let boxed = dk.seal(&key_id, i as u16, value, &nonce)?;
             let start = body.len();
             if first.is_some() {
                 body.push(b'[');

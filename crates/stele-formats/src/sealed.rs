@@ -168,21 +168,28 @@ pub fn stored_body(code: u8, payload: &[u8]) -> Option<&[u8]> {
     Envelope::parse(payload).ok().map(|e| e.body)
 }
 
-/// Byte range of the value an RFC 6901 JSON pointer names in the JSON object `doc`
-/// (leading whitespace allowed), or `None` when it names nothing. `""` names the
-/// whole document. Array tokens are decimal indexes without leading zeros.
-pub fn find_pointer(doc: &[u8], pointer: &str) -> Option<(usize, usize)> {
-    let start = skip_ws(doc, 0);
-    let mut range = (start, value_end(doc, start)?);
-    if pointer.is_empty() {
-        return Some(range);
+/// An RFC 6901 JSON pointer split into its unescaped reference tokens (`~1` is `/`,
+/// `~0` is `~`), parsed once for many documents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pointer(Vec<String>);
+
+impl Pointer {
+    /// Parses a pointer; `None` unless it is empty or starts with `/`.
+    pub fn parse(pointer: &str) -> Option<Pointer> {
+        if pointer.is_empty() {
+            return Some(Pointer(Vec::new()));
+        }
+        let rest = pointer.strip_prefix('/')?;
+        Some(Pointer(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect()))
     }
-    let rest = pointer.strip_prefix('/')?;
-    for raw in rest.split('/') {
-        let token = raw.replace("~1", "/").replace("~0", "~");
+}
+
+/// Descends from the value at `range` of `doc` through `tokens`.
+fn descend(doc: &[u8], mut range: (usize, usize), tokens: &[String]) -> Option<(usize, usize)> {
+    for token in tokens {
         let value = &doc[range.0..range.1];
         let (s, e) = match value.first()? {
-            b'{' => find_member(value, &token).ok()??,
+            b'{' => find_member(value, token).ok()??,
             b'[' => {
                 if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
                     return None;
@@ -196,6 +203,65 @@ pub fn find_pointer(doc: &[u8], pointer: &str) -> Option<(usize, usize)> {
         range = (range.0 + s, range.0 + e);
     }
     Some(range)
+}
+
+/// The byte ranges of the values `pointers` name in the JSON object `doc`, walking
+/// the top-level members once (then only the subtrees a pointer enters); `None` for a
+/// pointer that names nothing. Same results as [`find_pointer`] for each pointer.
+pub fn find_pointers(doc: &[u8], pointers: &[Pointer]) -> Vec<Option<(usize, usize)>> {
+    let mut out = vec![None; pointers.len()];
+    let start = skip_ws(doc, 0);
+    let Some(end) = value_end(doc, start) else { return out };
+    let obj = &doc[start..end];
+    for (i, p) in pointers.iter().enumerate() {
+        if p.0.is_empty() {
+            out[i] = Some((start, end));
+        }
+    }
+    if obj.first() != Some(&b'{') {
+        return out;
+    }
+    let mut at = skip_ws(obj, 1);
+    if obj.get(at) == Some(&b'}') {
+        return out;
+    }
+    // With duplicate member names the first wins, as in `find_member`.
+    while obj.get(at) == Some(&b'"') {
+        let Some(key_end) = value_end(obj, at) else { return out };
+        let key = &obj[at..key_end];
+        let decoded: Option<String> =
+            if key.contains(&b'\\') { serde_json::from_slice::<String>(key).ok() } else { None };
+        let name: &[u8] = match &decoded {
+            Some(d) => d.as_bytes(),
+            None => &key[1..key.len() - 1],
+        };
+        at = skip_ws(obj, key_end);
+        if obj.get(at) != Some(&b':') {
+            return out;
+        }
+        at = skip_ws(obj, at + 1);
+        let Some(vend) = value_end(obj, at) else { return out };
+        for (i, p) in pointers.iter().enumerate() {
+            if out[i].is_none() && !p.0.is_empty() && p.0[0].as_bytes() == name {
+                out[i] = descend(doc, (start + at, start + vend), &p.0[1..]);
+            }
+        }
+        at = skip_ws(obj, vend);
+        match obj.get(at) {
+            Some(b',') => at = skip_ws(obj, at + 1),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Byte range of the value an RFC 6901 JSON pointer names in the JSON object `doc`
+/// (leading whitespace allowed), or `None` when it names nothing. `""` names the
+/// whole document. Array tokens are decimal indexes without leading zeros.
+pub fn find_pointer(doc: &[u8], pointer: &str) -> Option<(usize, usize)> {
+    let start = skip_ws(doc, 0);
+    let range = (start, value_end(doc, start)?);
+    descend(doc, range, &Pointer::parse(pointer)?.0)
 }
 
 #[cfg(test)]
@@ -213,6 +279,12 @@ mod tests {
         assert_eq!(at("/user/groups/01"), None);
         assert_eq!(at("/missing"), None);
         assert_eq!(at("/user/username/x"), None);
+        let all = ["/user/username", "/user/groups/1", "/sourceIPs", "/a~1b/~0", "/user/groups/01", "/missing", ""];
+        let parsed: Vec<Pointer> = all.iter().map(|p| Pointer::parse(p).unwrap()).collect();
+        let one_pass = find_pointers(doc, &parsed);
+        for (p, got) in all.iter().zip(one_pass) {
+            assert_eq!(got, find_pointer(doc, p), "{p}");
+        }
     }
 
     #[test]

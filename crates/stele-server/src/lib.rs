@@ -464,7 +464,13 @@ pub async fn start(
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
     let retention =
-        retention_task::spawn(config.retention.clone(), config.retention_interval, shared.clone(), tx.clone())?;
+        retention_task::spawn(
+            config.retention.clone(),
+            config.retention_interval,
+            shared.clone(),
+            tx.clone(),
+            config.erasure.is_some(),
+        )?;
     let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables)
         .with_sealer(sealer, Normalizer::new(&config.field_pointers));
     let thread = std::thread::Builder::new()

@@ -41,6 +41,22 @@ impl Sealing {
         Ok(out)
     }
 
+    /// Carries out the pending erasures nothing blocks any more; returns how many.
+    pub(crate) fn carry_out(
+        &mut self,
+        log: &mut stele_store::Log,
+        snapshot: &stele_index::Snapshot,
+        policies: &[stele_retention::Policy],
+        now_ns: u64,
+    ) -> Result<usize, ErasureError> {
+        let rules = self.sealer.rules().to_vec();
+        let done = stele_erasure::carry_out_pending(log, snapshot, self.sealer.keys_mut(), &rules, policies, now_ns)?;
+        for (id, index) in &done {
+            tracing::info!(key_id = %hex::encode(id), record = index, "carried out a pending erasure");
+        }
+        Ok(done.len())
+    }
+
     /// The index fields of a sealed event: those of its stored body, where a field
     /// read from a sealed value holds the sealed string.
     pub(crate) fn fields(&self, s: &Sealed) -> Normalized {

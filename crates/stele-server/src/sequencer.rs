@@ -87,6 +87,12 @@ pub(crate) enum Msg {
         record: Box<stele_store::retention::DeletionRecord>,
         reply: std::sync::mpsc::Sender<Result<u64, StoreError>>,
     },
+    /// Carry out the pending erasures nothing blocks any more under these policies;
+    /// the reply is how many were carried out.
+    CarryOutErasures {
+        policies: Vec<stele_retention::Policy>,
+        reply: std::sync::mpsc::Sender<Result<usize, String>>,
+    },
     Shutdown,
 }
 
@@ -228,6 +234,9 @@ impl Sequencer {
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Append(r)) => batch.push(r),
                 Ok(Msg::DeleteSegment { segno, record, reply }) => self.delete(segno, &record, &reply),
+                Ok(Msg::CarryOutErasures { policies, reply }) => {
+                    let _ = reply.send(self.carry_out_erasures(&policies));
+                }
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -241,6 +250,12 @@ impl Sequencer {
                             self.commit(std::mem::take(&mut batch));
                         }
                         self.delete(segno, &record, &reply);
+                    }
+                    Msg::CarryOutErasures { policies, reply } => {
+                        if !batch.is_empty() {
+                            self.commit(std::mem::take(&mut batch));
+                        }
+                        let _ = reply.send(self.carry_out_erasures(&policies));
                     }
                     Msg::Shutdown => stopping = true,
                 }
@@ -305,6 +320,17 @@ impl Sequencer {
         self.note_poison();
         Metrics::observe(&self.shared.metrics.retention_delete_duration, started.elapsed());
         let _ = reply.send(r);
+    }
+
+    /// Pending erasures whose holds were released or whose compliance retention ended
+    /// (docs/erasure.md): each is a small commit (its record), then a key store rewrite.
+    fn carry_out_erasures(&mut self, policies: &[stele_retention::Policy]) -> Result<usize, String> {
+        let Some(sealing) = &mut self.sealing else { return Ok(0) };
+        let snapshot = self.shared.snapshot();
+        let now = stele_store::log::now_ns();
+        let r = sealing.carry_out(&mut self.log, &snapshot, policies, now).map_err(|e| e.to_string());
+        self.note_poison();
+        r
     }
 
     fn note_poison(&self) {
