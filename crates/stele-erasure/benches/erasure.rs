@@ -123,7 +123,8 @@ fn import(c: &mut Criterion) {
                 fields.push(normalizer.parse(e, Some(*f)).expect("valid").1);
             }
             let now = stele_store::log::now_ns();
-            let sealed: Vec<_> = events.iter().map(|(f, e)| sealer.seal("s", f.code(), e, now).expect("seal")).collect();
+            let sealed: Vec<_> =
+                events.iter().map(|(f, e)| sealer.seal("s", f.code(), e, now).expect("seal")).collect();
             sealer.sync().expect("sync");
             let entries: Vec<NewEntry<'_>> = events
                 .iter()
@@ -161,7 +162,11 @@ fn erase(c: &mut Criterion) {
         let payloads: Vec<Vec<u8>> = chunk
             .iter()
             .map(|i| {
-                let e = format!(r#"{{"actor":"user-{i}@example.com","action":"get","src":"10.0.{}.{}"}}"#, i / 256, i % 256);
+                let e = format!(
+                    r#"{{"actor":"user-{i}@example.com","action":"get","src":"10.0.{}.{}"}}"#,
+                    i / 256,
+                    i % 256
+                );
                 sealer.seal("s", 1, e.as_bytes(), now).expect("seal").expect("sealed").payload
             })
             .collect();

@@ -10,7 +10,6 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-
 use crate::ErasureError;
 use crate::crypto::{KEY_LEN, NONCE_LEN, TAG_LEN, WrappedKey};
 
@@ -153,7 +152,13 @@ impl KeyStore {
                 self.by_lookup.insert(lookup, key_id);
                 self.keys.insert(
                     key_id,
-                    StoredKey { key_id, lookup, created_ns, wrapped: WrappedKey { nonce, sealed }, uses: BTreeMap::new() },
+                    StoredKey {
+                        key_id,
+                        lookup,
+                        created_ns,
+                        wrapped: WrappedKey { nonce, sealed },
+                        uses: BTreeMap::new(),
+                    },
                 );
                 true
             }

@@ -42,7 +42,9 @@ impl SealingRule {
         if let Some(f) = &self.format {
             match format_by_name(f) {
                 Some(ef) if ef.is_json() => {}
-                _ => return Err(bad(format!("format {f:?} is not one of json, k8s-audit, cloudtrail, gcp-audit, ocsf"))),
+                _ => {
+                    return Err(bad(format!("format {f:?} is not one of json, k8s-audit, cloudtrail, gcp-audit, ocsf")));
+                }
             }
         }
         for p in std::iter::once(&self.subject).chain(&self.fields) {

@@ -215,7 +215,13 @@ impl Sealer {
     ///
     /// # Errors
     /// Key or randomness errors.
-    pub fn seal(&mut self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
+    pub fn seal(
+        &mut self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        now_ns: u64,
+    ) -> Result<Option<Sealed>, ErasureError> {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let found = find_pointers(payload, &self.pointers[ri]);
@@ -339,7 +345,8 @@ pub fn restore(keys: Option<&Keys>, code: u8, payload: &[u8]) -> Result<View, Er
         out.extend_from_slice(&env.body[at..off]);
         match &dk {
             Some(dk) => {
-                let (_, boxed) = sealed_parts(&env.body[off..off + len]).ok_or(ErasureError::Crypto("bad sealed value"))?;
+                let (_, boxed) =
+                    sealed_parts(&env.body[off..off + len]).ok_or(ErasureError::Crypto("bad sealed value"))?;
                 out.extend_from_slice(&dk.open(&env.key_id, i as u16, boxed)?);
             }
             None => out.extend_from_slice(ERASED_VALUE),

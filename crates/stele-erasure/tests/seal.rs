@@ -58,7 +58,12 @@ fn every_real_event_round_trips_byte_exact() {
             "/userIdentity/arn",
             &["/userIdentity", "/sourceIPAddress", "/requestParameters", "/p_any_usernames"],
         ),
-        ("gcp-audit", EventFormat::GcpAudit, "/protoPayload/authenticationInfo/principalEmail", &["/protoPayload/requestMetadata"]),
+        (
+            "gcp-audit",
+            EventFormat::GcpAudit,
+            "/protoPayload/authenticationInfo/principalEmail",
+            &["/protoPayload/requestMetadata"],
+        ),
         ("ocsf", EventFormat::Ocsf, "/actor/user/name", &["/src_endpoint/ip", "/actor/user"]),
     ];
     let dir = tempfile::tempdir().unwrap();

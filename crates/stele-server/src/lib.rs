@@ -429,7 +429,10 @@ pub async fn start(
         }
         let tables = dedup::load(&dedup_config, &index, &index_reader)?;
         let sealer = match &erasure {
-            Some(e) => Some(e.open_sealer(&dir, &index.snapshot(), &index_reader).map_err(|e| ServerError::Config(e.to_string()))?),
+            Some(e) => Some(
+                e.open_sealer(&dir, &index.snapshot(), &index_reader)
+                    .map_err(|e| ServerError::Config(e.to_string()))?,
+            ),
             None => None,
         };
         Ok((index, tables, sealer))
@@ -463,14 +466,13 @@ pub async fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
-    let retention =
-        retention_task::spawn(
-            config.retention.clone(),
-            config.retention_interval,
-            shared.clone(),
-            tx.clone(),
-            config.erasure.is_some(),
-        )?;
+    let retention = retention_task::spawn(
+        config.retention.clone(),
+        config.retention_interval,
+        shared.clone(),
+        tx.clone(),
+        config.erasure.is_some(),
+    )?;
     let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables)
         .with_sealer(sealer, Normalizer::new(&config.field_pointers));
     let thread = std::thread::Builder::new()

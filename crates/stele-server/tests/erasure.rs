@@ -58,7 +58,11 @@ fn webhook_and_events_are_sealed_and_restored_exactly() {
     let k8s_indexes: Vec<u64> = v["entries"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect();
     // A retry is recognised although the stored bytes are sealed.
     let again = request_json(server.addr, "POST", "/v1/k8s/audit", &body).json();
-    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(events.len() as u64)), "{again}");
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(events.len() as u64)),
+        "{again}"
+    );
 
     let app = [
         br#"{"actor":"mallory@example.org","action":"login","src":"192.0.2.44"}"#.to_vec(),

@@ -34,7 +34,9 @@ pub(crate) struct EraseArgs {
 
 fn section(config: &Config) -> anyhow::Result<&ErasureSection> {
     config.erasure.as_ref().ok_or_else(|| {
-        crate::Failure::usage("no [erasure] section in the config file (master_key = \"PATH\" and [[erasure.rule]] tables)")
+        crate::Failure::usage(
+            "no [erasure] section in the config file (master_key = \"PATH\" and [[erasure.rule]] tables)",
+        )
     })
 }
 
@@ -48,19 +50,24 @@ pub(crate) fn read_keys(config: &Config, dir: &Path, reader: &LogReader) -> anyh
 
 /// The sealer for a writer of `dir` (after completing any interrupted erasure); `None`
 /// without an `[erasure]` section.
-pub(crate) fn sealer(config: &Config, dir: &Path, snapshot: &Snapshot, reader: &LogReader) -> anyhow::Result<Option<Sealer>> {
+pub(crate) fn sealer(
+    config: &Config,
+    dir: &Path,
+    snapshot: &Snapshot,
+    reader: &LogReader,
+) -> anyhow::Result<Option<Sealer>> {
     let Some(s) = &config.erasure else { return Ok(None) };
     Ok(Some(s.open_sealer(dir, snapshot, reader)?))
 }
 
 /// Seals a batch of `(format code, payload)` for `stream` and syncs the new keys:
-/// one `Some` per sealed event. Without a sealer, all `None`.
+/// one element per event, `Some` for a sealed one. Without a sealer, all `None`.
 pub(crate) fn seal_batch<'a>(
     sealer: Option<&mut Sealer>,
     stream: &str,
     events: impl Iterator<Item = (u8, &'a [u8])>,
 ) -> anyhow::Result<Vec<Option<stele_erasure::Sealed>>> {
-    let Some(sealer) = sealer else { return Ok(Vec::new()) };
+    let Some(sealer) = sealer else { return Ok(events.map(|_| None).collect()) };
     let now = stele_store::log::now_ns();
     let out = events.map(|(code, bytes)| sealer.seal(stream, code, bytes, now)).collect::<Result<Vec<_>, _>>()?;
     sealer.sync()?;
@@ -69,7 +76,10 @@ pub(crate) fn seal_batch<'a>(
 
 /// The index fields of a sealed payload: normalized from the envelope's body, so a
 /// field read from a sealed value holds the sealed string, never the value.
-pub(crate) fn sealed_fields(normalizer: &stele_formats::Normalizer, s: &stele_erasure::Sealed) -> stele_formats::Normalized {
+pub(crate) fn sealed_fields(
+    normalizer: &stele_formats::Normalizer,
+    s: &stele_erasure::Sealed,
+) -> stele_formats::Normalized {
     crate::cmd_query::fields_of(normalizer, s.format, &s.payload)
 }
 
@@ -164,7 +174,10 @@ pub(crate) fn annotate(m: &mut serde_json::Map<String, serde_json::Value>, v: &V
     if v.state != SealState::Clear {
         m.insert("sealed".into(), v.state.name().into());
         if v.state == SealState::Erased {
-            m.insert("note".into(), "the personal-data fields of this event were erased (their key was destroyed)".into());
+            m.insert(
+                "note".into(),
+                "the personal-data fields of this event were erased (their key was destroyed)".into(),
+            );
         }
     }
 }
@@ -196,7 +209,10 @@ pub(crate) fn run(config: &Config, args: EraseArgs) -> anyhow::Result<()> {
     let s = section(config)?;
     if args.init_master_key {
         stele_erasure::MasterKey::create(&s.master_key)?;
-        eprintln!("created master key {} (mode 0600); keep a copy apart from the data directory", s.master_key.display());
+        eprintln!(
+            "created master key {} (mode 0600); keep a copy apart from the data directory",
+            s.master_key.display()
+        );
         return Ok(());
     }
     let dir = config.data_dir(args.data.data.as_ref())?;
@@ -235,12 +251,11 @@ pub(crate) fn run(config: &Config, args: EraseArgs) -> anyhow::Result<()> {
     let policies = crate::cmd_retention::policies_in_force(config, &dir, log.reader())?;
     let mut keys = Keys::open(&dir, &s.master_key, true)?;
     let now = stele_store::log::now_ns();
-    let outcome =
-        stele_erasure::erase(&mut log, &snap, &mut keys, &s.rule, &policies, &subject, &args.reason, now)
-            .map_err(|e| match e {
-                stele_erasure::ErasureError::NoSuchSubject => crate::Failure::usage(e.to_string()),
-                other => other.into(),
-            })?;
+    let outcome = stele_erasure::erase(&mut log, &snap, &mut keys, &s.rule, &policies, &subject, &args.reason, now)
+        .map_err(|e| match e {
+            stele_erasure::ErasureError::NoSuchSubject => crate::Failure::usage(e.to_string()),
+            other => other.into(),
+        })?;
     log.sign_checkpoint()?;
     index.catch_up()?;
     index.flush()?;

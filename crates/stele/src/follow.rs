@@ -246,8 +246,7 @@ impl Follower<'_> {
             selected.push((e.format.code(), e.bytes));
             fields.push(batch.normalized(i).cloned().unwrap_or_default());
         }
-        let sealed =
-            crate::cmd_erase::seal_batch(self.sealer.as_mut(), self.args.stream, selected.iter().copied())?;
+        let sealed = crate::cmd_erase::seal_batch(self.sealer.as_mut(), self.args.stream, selected.iter().copied())?;
         let mut entries = Vec::with_capacity(selected.len());
         for (i, (code, bytes)) in selected.iter().enumerate() {
             entries.push(match sealed.get(i).and_then(Option::as_ref) {

@@ -168,7 +168,8 @@ fn real_events_round_trip_byte_exact_and_verify() {
         };
         if got["sealed"].is_string() {
             assert_eq!(&restored, bytes, "entry {index} is not restored byte for byte");
-            let stored = base64::engine::general_purpose::STANDARD.decode(got["stored_base64"].as_str().unwrap()).unwrap();
+            let stored =
+                base64::engine::general_purpose::STANDARD.decode(got["stored_base64"].as_str().unwrap()).unwrap();
             assert!(stored.starts_with(b"SEAL"), "entry {index}: the stored form is an envelope");
             // The subject is in the stored form only where the event repeats it
             // outside the sealed fields (free text, request parameters).
