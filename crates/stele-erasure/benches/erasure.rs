@@ -194,7 +194,16 @@ fn erase(c: &mut Criterion) {
                 let t = Instant::now();
                 index.catch_up().expect("catch up");
                 let snap = index.snapshot();
-                match stele_erasure::erase(&mut log, &snap, &mut keys, &[rule.clone()], &[], &subject, "bench", now) {
+                match stele_erasure::erase(
+                    &mut log,
+                    &snap,
+                    &mut keys,
+                    std::slice::from_ref(&rule),
+                    &[],
+                    &subject,
+                    "bench",
+                    now,
+                ) {
                     Ok(_) | Err(stele_erasure::ErasureError::NoSuchSubject) => {}
                     Err(e) => panic!("{e}"),
                 }

@@ -49,7 +49,7 @@ pub use erase::{
 };
 pub use keystore::{KeyStore, STORE_FILE, StoredKey};
 pub use rules::{SealingRule, rule_for};
-pub use seal::{ERASED_VALUE, Keys, SealState, Sealed, Sealer, View, restore, token_text};
+pub use seal::{ERASED_VALUE, IdKey, Keys, SealState, Sealed, Sealer, View, restore, token_text};
 
 use std::path::{Path, PathBuf};
 

@@ -43,7 +43,9 @@ impl SealingRule {
             match format_by_name(f) {
                 Some(ef) if ef.is_json() => {}
                 _ => {
-                    return Err(bad(format!("format {f:?} is not one of json, k8s-audit, cloudtrail, gcp-audit, ocsf")));
+                    return Err(bad(format!(
+                        "format {f:?} is not one of json, k8s-audit, cloudtrail, gcp-audit, ocsf"
+                    )));
                 }
             }
         }

@@ -20,6 +20,9 @@ pub const ERASED_VALUE: &[u8] = b"\"stele:erased\"";
 /// Nanoseconds in a day.
 pub(crate) const DAY_NS: u64 = 86_400 * 1_000_000_000;
 
+/// A key id with its data key.
+pub type IdKey = ([u8; KEY_ID_LEN], Arc<DataKey>);
+
 /// The master key, the subject key store and the keys erased according to the log.
 pub struct Keys {
     master: MasterKey,
@@ -89,7 +92,7 @@ impl Keys {
     ///
     /// # Errors
     /// As [`Keys::data_key`].
-    pub fn subject_key(&self, subject: &str) -> Result<Option<([u8; KEY_ID_LEN], Arc<DataKey>)>, ErasureError> {
+    pub fn subject_key(&self, subject: &str) -> Result<Option<IdKey>, ErasureError> {
         let Some(stored) = self.store.by_lookup(&self.master.lookup(subject)) else { return Ok(None) };
         let id = stored.key_id;
         Ok(self.data_key(&id)?.map(|k| (id, k)))
@@ -104,7 +107,7 @@ impl Keys {
     ///
     /// # Errors
     /// As [`Keys::data_key`].
-    pub fn live_keys(&self) -> Result<Vec<([u8; KEY_ID_LEN], Arc<DataKey>)>, ErasureError> {
+    pub fn live_keys(&self) -> Result<Vec<IdKey>, ErasureError> {
         let ids: Vec<[u8; KEY_ID_LEN]> = self.store.keys().map(|k| k.key_id).collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -116,7 +119,7 @@ impl Keys {
     }
 
     /// The key of `subject`, made (and buffered in the store) when it has none.
-    fn key_for(&mut self, subject: &str, now_ns: u64) -> Result<([u8; KEY_ID_LEN], Arc<DataKey>), ErasureError> {
+    fn key_for(&mut self, subject: &str, now_ns: u64) -> Result<IdKey, ErasureError> {
         let lookup = self.master.lookup(subject);
         if let Some(stored) = self.store.by_lookup(&lookup) {
             let id = stored.key_id;

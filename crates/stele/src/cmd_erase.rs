@@ -85,8 +85,8 @@ pub(crate) fn sealed_fields(
 
 /// An entry as readers see it (restored, or with erased values marked).
 pub(crate) fn view(keys: Option<&Keys>, e: &Entry) -> anyhow::Result<View> {
-    Ok(stele_erasure::restore(keys, e.leaf.payload_format, &e.payload)
-        .map_err(|err| anyhow::anyhow!("entry {}: {err}", e.index))?)
+    stele_erasure::restore(keys, e.leaf.payload_format, &e.payload)
+        .map_err(|err| anyhow::anyhow!("entry {}: {err}", e.index))
 }
 
 /// The entry with its payload and format as readers see them (the leaf's other
