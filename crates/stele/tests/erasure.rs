@@ -379,3 +379,26 @@ impl Setup {
         stele_os(&a)
     }
 }
+
+#[test]
+fn compliance_retention_defers_erasure_until_it_ends() {
+    let Some(data) = shared_data() else { return };
+    let s = setup("[[retention]]\nstream = \"k8s\"\nmin_days = 365\nmode = \"compliance\"\n");
+    let k8s = data.join("k8s-audit/panther-analysis_k8s-audit-native.jsonl");
+    let events: Vec<serde_json::Value> = lines(&k8s).iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let (subject, n) = k8s_subject(&events);
+    s.import("k8s", &k8s);
+    s.run_at_sub("retention", "apply", &[]).expect_code(0, "record the compliance policy");
+    let r = s.run_at("erase", &["--subject", &subject]);
+    r.expect_code(0, "erase under compliance retention");
+    assert!(r.stderr.contains("pending") && r.stderr.contains("retention:k8s"), "{}", r.stderr);
+    // A second request is recognised as the same pending one.
+    let again = s.run_at("erase", &["--subject", &subject]);
+    assert!(again.stderr.contains("already pending"), "{}", again.stderr);
+    // The retention pass leaves it pending: the minimum runs for a year.
+    let pass = s.run_at_sub("retention", "apply", &[]);
+    assert!(!pass.stderr.contains("carried out"), "{}", pass.stderr);
+    assert_eq!(s.query(&["--actor", &subject]).len(), n);
+    let listed = s.run_at("erase", &["--list"]).stdout;
+    assert!(listed.contains("\"state\":\"pending\"") && listed.contains("retention:k8s"), "{listed}");
+}
