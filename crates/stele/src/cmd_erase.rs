@@ -176,7 +176,7 @@ pub(crate) fn annotate(m: &mut serde_json::Map<String, serde_json::Value>, v: &V
         if v.state == SealState::Erased {
             m.insert(
                 "note".into(),
-                "the personal-data fields of this event were erased (their key was destroyed)".into(),
+                "the personal-data fields of this event cannot be read: their subject's key was erased (or this configuration has no [erasure] master key)".into(),
             );
         }
     }
