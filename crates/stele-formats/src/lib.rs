@@ -73,6 +73,7 @@ mod normalize;
 pub mod otlp;
 mod reader;
 mod scan;
+pub mod sealed;
 pub mod syslog;
 mod webhook;
 

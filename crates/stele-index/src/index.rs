@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stele_formats::{EventFormat, FieldPointers, Normalized, Normalizer};
+use stele_formats::{FieldPointers, Normalized, Normalizer};
 use stele_store::backend::{Backend, FileBackend, StorageFile};
 use stele_store::header::{HEADER_LEN, Header, Kind};
 use stele_store::{LogReader, StoreError};
@@ -286,10 +286,13 @@ fn row_from_log(reader: &LogReader, normalizer: &Normalizer, i: u64) -> Result<R
         }
         Err(e) => return Err(e.into()),
     };
-    let hint = EventFormat::from_code(e.leaf.payload_format);
-    let fields = match hint {
-        Some(h) => normalizer.parse(&e.payload, Some(h)).map(|(_, f)| f).unwrap_or_default(),
-        None => Normalized::default(),
+    // A sealed entry is normalized from its envelope's body: fields read from sealed
+    // values hold the sealed strings (blind token and ciphertext), never the values.
+    let code = e.leaf.payload_format;
+    let body = stele_formats::sealed::stored_body(code, &e.payload);
+    let fields = match (stele_formats::sealed::split_format(code), body) {
+        (Some((h, _)), Some(body)) => normalizer.parse(body, Some(h)).map(|(_, f)| f).unwrap_or_default(),
+        _ => Normalized::default(),
     };
     Ok(Row { received_ns: e.leaf.received_ns, stream: e.leaf.stream_id, fields })
 }

@@ -100,6 +100,7 @@ mod otlp_grpc;
 mod otlp_http;
 pub mod proofs;
 mod retention_task;
+mod sealing;
 mod selfcheck;
 mod sequencer;
 mod silence;
@@ -235,6 +236,9 @@ pub struct ServerConfig {
     pub retention: Vec<stele_retention::Policy>,
     /// How often a retention pass runs (default 1 h; zero disables).
     pub retention_interval: Duration,
+    /// Personal-data fields sealed at ingest under per-subject keys (docs/erasure.md);
+    /// `None`: nothing is sealed.
+    pub erasure: Option<stele_erasure::ErasureConfig>,
     /// Syslog listeners (UDP, TCP, TLS); none by default. See [`syslog`].
     pub syslog: syslog::SyslogConfig,
     /// Address of the OTLP/gRPC logs listener (`LogsService/Export`), if any.
@@ -283,6 +287,7 @@ impl ServerConfig {
             event_id_fields: Default::default(),
             retention: Vec::new(),
             retention_interval: Duration::from_secs(3600),
+            erasure: None,
             syslog: syslog::SyslogConfig::default(),
             otlp_grpc: None,
             otlp_default_stream: DEFAULT_OTLP_STREAM.to_string(),
@@ -464,14 +469,22 @@ pub async fn start(
     let (dir, pointers) = (config.data_dir.clone(), config.field_pointers.clone());
     let index_reader = reader.clone();
     let dedup_config = config.dedup.clone();
-    let (index, dedup_tables) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+    let erasure = config.erasure.clone();
+    let (index, dedup_tables, sealer) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
         let mut index = Index::open(&dir, index_reader.clone(), &pointers, true)?;
         let added = index.catch_up()?;
         if added > 0 {
             tracing::info!(entries = added, "indexed entries the query index was missing");
         }
         let tables = dedup::load(&dedup_config, &index, &index_reader)?;
-        Ok((index, tables))
+        let sealer = match &erasure {
+            Some(e) => Some(
+                e.open_sealer(&dir, &index.snapshot(), &index_reader)
+                    .map_err(|e| ServerError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok((index, tables, sealer))
     })
     .await
     .map_err(|e| ServerError::Sequencer(format!("index task: {e}")))??;
@@ -506,9 +519,15 @@ pub async fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
-    let retention =
-        retention_task::spawn(config.retention.clone(), config.retention_interval, shared.clone(), tx.clone())?;
-    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables);
+    let retention = retention_task::spawn(
+        config.retention.clone(),
+        config.retention_interval,
+        shared.clone(),
+        tx.clone(),
+        config.erasure.is_some(),
+    )?;
+    let sequencer = Sequencer::new(log, index, shared.clone(), rx, config.checkpoint_interval, dedup_tables)
+        .with_sealer(sealer, Normalizer::new(&config.field_pointers));
     let thread = std::thread::Builder::new()
         .name("stele-sequencer".into())
         .spawn(move || sequencer.run())

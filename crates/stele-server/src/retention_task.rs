@@ -22,8 +22,9 @@ pub(crate) fn spawn(
     interval: Duration,
     shared: Arc<Shared>,
     tx: Sender<Msg>,
+    erasure: bool,
 ) -> Result<Option<Guard>, ServerError> {
-    if policies.is_empty() || interval.is_zero() {
+    if (policies.is_empty() && !erasure) || interval.is_zero() {
         return Ok(None);
     }
     let stop = Arc::new(Stop::default());
@@ -80,6 +81,13 @@ fn pass(policies: &[Policy], shared: &Shared, tx: &Sender<Msg>, stop: &Stop) -> 
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Ok(()),
         }
+    }
+    // Erasures a hold or compliance retention deferred (docs/erasure.md).
+    let (reply, answer) = std::sync::mpsc::channel();
+    if tx.send(Msg::CarryOutErasures { policies: policies.to_vec(), reply }).is_ok()
+        && let Ok(r) = answer.recv()
+    {
+        r?;
     }
     Ok(())
 }

@@ -87,6 +87,12 @@ pub(crate) enum Msg {
         record: Box<stele_store::retention::DeletionRecord>,
         reply: std::sync::mpsc::Sender<Result<u64, StoreError>>,
     },
+    /// Carry out the pending erasures nothing blocks any more under these policies;
+    /// the reply is how many were carried out.
+    CarryOutErasures {
+        policies: Vec<stele_retention::Policy>,
+        reply: std::sync::mpsc::Sender<Result<usize, String>>,
+    },
     Shutdown,
 }
 
@@ -163,6 +169,7 @@ pub(crate) struct Sequencer {
     dedup: DedupTables,
     /// When a poisoned log next tries to recover.
     next_recovery: Option<Instant>,
+    sealing: Option<crate::sealing::Sealing>,
 }
 
 /// How often a log that cannot write tries to recover (and the `Retry-After` of the
@@ -188,7 +195,18 @@ impl Sequencer {
             stream_ids: HashMap::new(),
             dedup,
             next_recovery: None,
+            sealing: None,
         }
+    }
+
+    /// Seals configured personal-data fields of every appended event (docs/erasure.md).
+    pub(crate) fn with_sealer(
+        mut self,
+        sealer: Option<stele_erasure::Sealer>,
+        normalizer: stele_formats::Normalizer,
+    ) -> Sequencer {
+        self.sealing = sealer.map(|s| crate::sealing::Sealing::new(s, normalizer));
+        self
     }
 
     /// Runs the indexer and the sequencing loop until a [`Msg::Shutdown`] (or until
@@ -225,6 +243,9 @@ impl Sequencer {
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Append(r)) => batch.push(r),
                 Ok(Msg::DeleteSegment { segno, record, reply }) => self.delete(segno, &record, &reply),
+                Ok(Msg::CarryOutErasures { policies, reply }) => {
+                    let _ = reply.send(self.carry_out_erasures(&policies));
+                }
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -238,6 +259,12 @@ impl Sequencer {
                             self.commit(std::mem::take(&mut batch));
                         }
                         self.delete(segno, &record, &reply);
+                    }
+                    Msg::CarryOutErasures { policies, reply } => {
+                        if !batch.is_empty() {
+                            self.commit(std::mem::take(&mut batch));
+                        }
+                        let _ = reply.send(self.carry_out_erasures(&policies));
                     }
                     Msg::Shutdown => stopping = true,
                 }
@@ -354,6 +381,17 @@ impl Sequencer {
         }
     }
 
+    /// Pending erasures whose holds were released or whose compliance retention ended
+    /// (docs/erasure.md): each is a small commit (its record), then a key store rewrite.
+    fn carry_out_erasures(&mut self, policies: &[stele_retention::Policy]) -> Result<usize, String> {
+        let Some(sealing) = &mut self.sealing else { return Ok(0) };
+        let snapshot = self.shared.snapshot();
+        let now = stele_store::log::now_ns();
+        let r = sealing.carry_out(&mut self.log, &snapshot, policies, now).map_err(|e| e.to_string());
+        self.note_poison();
+        r
+    }
+
     fn note_poison(&self) {
         if let Some(p) = self.log.poisoned() {
             let mut g = self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner());
@@ -374,15 +412,25 @@ impl Sequencer {
         self.dedup.requests.expire(now);
         self.dedup.events.expire(now);
         let (plans, new_keys, appended_count) = self.plan(&batch, now);
+        // Personal-data fields are sealed, and their keys made durable, before the
+        // events are appended; a failure appends nothing.
+        let is_new = |ri: usize, ei: usize| matches!(&plans[ri], Plan::Slots(sl) if matches!(sl[ei], Slot::New(_)));
+        let sealed = match self.sealing.as_mut().map(|s| s.seal(&batch, is_new, now)).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                let msg = format!("sealing personal-data fields failed, nothing was appended: {e}");
+                self.reply_all(batch, |_| CommitError::Failed(msg.clone()));
+                return;
+            }
+        };
         let mut entries: Vec<NewEntry<'_>> = Vec::with_capacity(appended_count);
-        for (r, plan) in batch.iter().zip(&plans) {
+        for (ri, (r, plan)) in batch.iter().zip(&plans).enumerate() {
             if let Plan::Slots(slots) = plan {
-                for (e, slot) in r.events.iter().zip(slots) {
+                for (ei, (e, slot)) in r.events.iter().zip(slots).enumerate() {
                     if let Slot::New(_) = slot {
-                        entries.push(NewEntry {
-                            stream: &r.stream,
-                            format: e.format,
-                            payload: &r.body[e.range.clone()],
+                        entries.push(match sealed.get(ri).and_then(|v| v[ei].as_ref()) {
+                            Some(s) => NewEntry { stream: &r.stream, format: s.format, payload: &s.payload },
+                            None => NewEntry { stream: &r.stream, format: e.format, payload: &r.body[e.range.clone()] },
                         });
                     }
                 }
@@ -466,14 +514,21 @@ impl Sequencer {
         // Reply first: acknowledged entries are already visible to queries (the index
         // is only an accelerator; entries past it are read from the log).
         let mut fields: Vec<(String, Vec<Normalized>)> = Vec::with_capacity(batch.len() + 1);
-        for (r, plan) in batch.iter_mut().zip(&plans) {
+        for (ri, (r, plan)) in batch.iter_mut().zip(&plans).enumerate() {
             if let Plan::Slots(slots) = plan {
+                let sealing = &self.sealing;
+                let sealed_r = sealed.get(ri);
                 let r_fields = r
                     .events
                     .iter_mut()
                     .zip(slots)
-                    .filter(|(_, slot)| matches!(slot, Slot::New(_)))
-                    .map(|(e, _)| std::mem::take(&mut e.fields))
+                    .enumerate()
+                    .filter(|(_, (_, slot))| matches!(slot, Slot::New(_)))
+                    .map(|(ei, (e, _))| match (sealing, sealed_r.and_then(|v| v[ei].as_ref())) {
+                        // A sealed event is indexed by its stored form's fields.
+                        (Some(s), Some(sealed)) => s.fields(sealed),
+                        _ => std::mem::take(&mut e.fields),
+                    })
                     .collect();
                 fields.push((r.stream.clone(), r_fields));
             }

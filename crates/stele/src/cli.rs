@@ -201,6 +201,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: crate::cmd_hold::HoldCommand,
     },
+    /// Erase a data subject's sealed personal-data fields by destroying their key
+    /// (deferred while a legal hold or compliance retention covers them); --list shows
+    /// pending and done erasures.
+    Erase(crate::cmd_erase::EraseArgs),
     /// Retention: show what the policies will delete when, or run a deletion pass.
     Retention {
         #[command(subcommand)]

@@ -151,37 +151,46 @@ pub(crate) fn export(
     let (mut count, mut beyond) = (0u64, 0u64);
     let mut failure: Option<anyhow::Error> = None;
     if query.limit != Some(0) {
+        // Candidates: the index's hits, plus sealed entries found through the keyed
+        // blind index; each is re-read and re-matched on the event as restored, and
+        // the bundle carries the stored (sealed) bytes the leaf commits to.
+        let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
+        let mut candidates = Vec::new();
         index.query(&Query { limit: None, ..query.clone() }, |hit| {
-            // The index is derived data: every hit is re-read (checked against its
-            // leaf) and re-matched against the query.
-            let mut step = || -> anyhow::Result<bool> {
-                let e = match reader.entry(hit.index) {
-                    Ok(e) => e,
-                    // Removed by retention: nothing to put in a bundle.
-                    Err(StoreError::Deleted { .. }) => return Ok(true),
-                    Err(e) => return Err(e.into()),
-                };
-                let fields = fields_of(&normalizer, e.leaf.payload_format, &e.payload);
-                if !query.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
-                    return Ok(true);
-                }
-                if e.index >= size {
-                    beyond += 1;
-                    return Ok(true);
-                }
-                let proof = reader.inclusion_proof(e.index, size)?;
-                write_entry_line(&mut scratch, e.index, &e.leaf.encode(), &e.payload, &proof)?;
-                count += 1;
-                Ok(query.limit.is_none_or(|l| count < l))
-            };
-            match step() {
-                Ok(more) => more,
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
+            candidates.push(hit.index);
+            true
         })?;
+        if let Some(k) = &keys {
+            candidates.extend(crate::cmd_erase::blind_candidates(k, &index, &query)?);
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
+        for i in candidates {
+            let e = match reader.entry(i) {
+                Ok(e) => e,
+                // Removed by retention: nothing to put in a bundle.
+                Err(StoreError::Deleted { .. }) => continue,
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            };
+            let shown = crate::cmd_erase::viewed(&e, &crate::cmd_erase::view(keys.as_ref(), &e)?);
+            let fields = fields_of(&normalizer, shown.leaf.payload_format, &shown.payload);
+            if !query.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
+                continue;
+            }
+            if e.index >= size {
+                beyond += 1;
+                continue;
+            }
+            let proof = reader.inclusion_proof(e.index, size)?;
+            write_entry_line(&mut scratch, e.index, &e.leaf.encode(), &e.payload, &proof)?;
+            count += 1;
+            if query.limit.is_some_and(|l| count >= l) {
+                break;
+            }
+        }
     }
     if let Some(f) = failure {
         return Err(f);

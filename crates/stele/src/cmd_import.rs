@@ -76,6 +76,8 @@ pub(crate) fn run(
     let pointers = config.field_pointers();
     let mut index = Index::open(&dir, log.reader(), &pointers, true)?;
     index.catch_up()?;
+    let mut sealer = crate::cmd_erase::sealer(config, &dir, &index.snapshot(), &log.reader())?;
+    let sealed_normalizer = Normalizer::new(&pointers);
 
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
@@ -93,10 +95,21 @@ pub(crate) fn run(
         let mut failure: Option<anyhow::Error> = None;
         for piece in rx {
             if !piece.batch.is_empty() {
+                // Personal-data fields are sealed (and their keys made durable) before
+                // the events are appended.
+                let sealed = crate::cmd_erase::seal_batch(
+                    sealer.as_mut(),
+                    stream,
+                    piece.batch.iter().map(|e| (e.format.code(), e.bytes)),
+                )?;
                 let entries: Vec<NewEntry<'_>> = piece
                     .batch
                     .iter()
-                    .map(|e| NewEntry { stream, format: e.format.code(), payload: e.bytes })
+                    .zip(&sealed)
+                    .map(|(e, s)| match s {
+                        Some(s) => NewEntry { stream, format: s.format, payload: &s.payload },
+                        None => NewEntry { stream, format: e.format.code(), payload: e.bytes },
+                    })
                     .collect();
                 let done = log.append(&entries).with_context(|| format!("appending events from {name}"))?;
                 let sid = match stream_id {
@@ -108,7 +121,10 @@ pub(crate) fn run(
                     }
                 };
                 for (i, ix) in done.indexes.iter().enumerate() {
-                    let fields = piece.batch.normalized(i).cloned().unwrap_or_default();
+                    let fields = match sealed.get(i).and_then(Option::as_ref) {
+                        Some(s) => crate::cmd_erase::sealed_fields(&sealed_normalizer, s),
+                        None => piece.batch.normalized(i).cloned().unwrap_or_default(),
+                    };
                     index.add(*ix, done.received_ns, sid, fields)?;
                 }
                 first.get_or_insert(done.indexes[0]);

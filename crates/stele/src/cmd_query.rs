@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use serde_json::json;
-use stele_formats::{EventFormat, Normalized, Normalizer};
+use stele_formats::{Normalized, Normalizer};
 use stele_index::{Index, Query};
 use stele_store::{Log, LogReader, StoreError};
 
@@ -31,9 +31,10 @@ pub(crate) fn build_query(q: &QueryArgs) -> anyhow::Result<Query> {
 
 /// Normalized fields of a stored payload, recomputed from the payload itself.
 pub(crate) fn fields_of(normalizer: &Normalizer, format: u8, payload: &[u8]) -> Normalized {
-    match EventFormat::from_code(format) {
-        Some(f) => normalizer.parse(payload, Some(f)).map(|(_, n)| n).unwrap_or_default(),
-        None => Normalized::default(),
+    let body = stele_formats::sealed::stored_body(format, payload);
+    match (stele_formats::sealed::split_format(format), body) {
+        (Some((f, _)), Some(payload)) => normalizer.parse(payload, Some(f)).map(|(_, n)| n).unwrap_or_default(),
+        _ => Normalized::default(),
     }
 }
 
@@ -63,34 +64,52 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
     if query.limit == Some(0) {
         return Ok(());
     }
+    let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
+    // Candidates: the index's hits for the query as given, plus, for sealed entries,
+    // the hits of the keyed blind index (see cmd_erase::blind_candidates).
+    let mut candidates = Vec::new();
     index.query(&Query { limit: None, ..query.clone() }, |hit| {
+        candidates.push(hit.index);
+        true
+    })?;
+    if let Some(k) = &keys {
+        candidates.extend(crate::cmd_erase::blind_candidates(k, &index, &query)?);
+        candidates.sort_unstable();
+        candidates.dedup();
+    }
+    for i in candidates {
         // The index is derived data: every hit is re-read (checked against its leaf) and
-        // re-matched against the query.
-        let e = match reader.entry(hit.index) {
+        // re-matched against the query, on the restored event.
+        let e = match reader.entry(i) {
             Ok(e) => e,
             // Removed by retention after it was indexed.
-            Err(StoreError::Deleted { .. }) => return true,
+            Err(StoreError::Deleted { .. }) => continue,
             Err(err) => {
                 failure = Some(err.into());
-                return false;
+                break;
             }
         };
-        let fields = fields_of(&normalizer, e.leaf.payload_format, &e.payload);
+        let v = crate::cmd_erase::view(keys.as_ref(), &e)?;
+        let shown = crate::cmd_erase::viewed(&e, &v);
+        let fields = fields_of(&normalizer, shown.leaf.payload_format, &shown.payload);
         if !query.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
-            return true;
+            continue;
         }
-        let mut m = output::entry_json(&e);
+        let mut m = output::entry_json(&shown);
         m.insert("fields".into(), fields_json(&fields));
-        output::insert_event(&mut m, &e);
+        output::insert_event(&mut m, &shown);
+        crate::cmd_erase::annotate(&mut m, &v);
         if let Err(e) =
             serde_json::to_writer(&mut out, &m).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n"))
         {
             failure = Some(e.into());
-            return false;
+            break;
         }
         given += 1;
-        query.limit.is_none_or(|l| given < l)
-    })?;
+        if query.limit.is_some_and(|l| given >= l) {
+            break;
+        }
+    }
     if let Some(f) = failure {
         return Err(f);
     }

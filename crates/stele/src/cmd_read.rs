@@ -41,7 +41,8 @@ pub(crate) fn checkpoint(config: &Config, data: DataArg) -> anyhow::Result<()> {
 }
 
 pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<()> {
-    let (_, reader) = open_reader(config, &data)?;
+    let (dir, reader) = open_reader(config, &data)?;
+    let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
     let e = reader.entry(index).map_err(|e| match e {
         stele_store::StoreError::NoSuchEntry { .. } => crate::Failure::usage(e.to_string()),
         other => other.into(),
@@ -49,7 +50,20 @@ pub(crate) fn get(config: &Config, data: DataArg, index: u64) -> anyhow::Result<
     let mut m = output::entry_json(&e);
     m.insert("leaf_hash".into(), e.leaf_hash.to_base64().into());
     m.insert("leaf".into(), base64::engine::general_purpose::STANDARD.encode(e.leaf.encode()).into());
-    output::insert_event(&mut m, &e);
+    // The event as received (sealed fields restored while their key exists); the
+    // stored form the leaf commits to is `stored_base64` for sealed entries.
+    let v = crate::cmd_erase::view(keys.as_ref(), &e)?;
+    let shown = crate::cmd_erase::viewed(&e, &v);
+    m.insert("format".into(), output::format_name(v.format).into());
+    output::insert_event(&mut m, &shown);
+    crate::cmd_erase::annotate(&mut m, &v);
+    if v.state != stele_erasure::SealState::Clear {
+        m.insert("stored_base64".into(), base64::engine::general_purpose::STANDARD.encode(&e.payload).into());
+    }
+    if v.state == stele_erasure::SealState::Restored {
+        // `event` is re-rendered JSON; these are the event's bytes exactly as received.
+        m.insert("restored_base64".into(), base64::engine::general_purpose::STANDARD.encode(&v.bytes).into());
+    }
     // Prove inclusion in the newest checkpoint when it covers the entry, else in the
     // current tree (which no checkpoint has signed yet).
     let (size, note) = match reader.newest_checkpoint() {

@@ -58,6 +58,15 @@ fn policies(
         .map_err(|e| crate::Failure::usage(e.to_string()))
 }
 
+/// The retention policies in force (configured, reconciled with the log's records).
+pub(crate) fn policies_in_force(
+    config: &Config,
+    dir: &std::path::Path,
+    reader: stele_store::LogReader,
+) -> anyhow::Result<Vec<Policy>> {
+    Ok(policies(config, dir, reader, true)?.1)
+}
+
 /// A query index view (read only; entries past the index are read from the log).
 fn snapshot(config: &Config, dir: &std::path::Path, reader: &stele_store::LogReader) -> anyhow::Result<Snapshot> {
     Ok(Index::open(dir, reader.clone(), &config.field_pointers(), false)?.snapshot())
@@ -168,7 +177,8 @@ fn apply(config: &Config, data: &DataArg, dry_run: bool, allow_shorten: bool) ->
     for (due, why) in &report.skipped {
         eprintln!("segment {} of {:?} expired but was kept for now: {why}", due.segment.segno, due.segment.stream);
     }
-    if !dry_run && !report.deleted.is_empty() {
+    let erased = if dry_run { 0 } else { crate::cmd_erase::carry_out(config, &dir, &mut log, &in_force, now)? };
+    if !dry_run && (!report.deleted.is_empty() || erased > 0) {
         log.sign_checkpoint()?;
     }
     eprintln!(

@@ -79,6 +79,7 @@ pub(crate) fn run(
     config.apply_ingest(&mut server)?;
     let mut log = log;
     server.retention = crate::cmd_retention::record_policies(config, &dir, &mut log, false)?;
+    server.erasure = config.erasure.clone();
     if let Some(m) = config.retention_interval_minutes {
         if !(m >= 0.0 && m.is_finite()) {
             return Err(crate::Failure::usage("retention_interval_minutes must be a non-negative number"));

@@ -79,6 +79,8 @@ pub(crate) struct Config {
     /// Seconds the clock may read behind the last received time before a
     /// `clock_backwards` record is written (default 1).
     pub(crate) clock_backwards_tolerance_seconds: Option<f64>,
+    /// `[erasure]`: personal-data fields sealed under per-subject keys.
+    pub(crate) erasure: Option<crate::cmd_erase::ErasureSection>,
 }
 
 /// One `[[retention]]` table.

@@ -186,6 +186,8 @@ struct Follower<'a> {
     already: std::collections::VecDeque<Vec<u8>>,
     appended: u64,
     last_checkpoint: Instant,
+    /// Seals configured personal-data fields (docs/erasure.md).
+    sealer: Option<stele_erasure::Sealer>,
 }
 
 impl Follower<'_> {
@@ -233,7 +235,7 @@ impl Follower<'_> {
     }
 
     fn append(&mut self, batch: &Batch) -> anyhow::Result<()> {
-        let mut entries = Vec::new();
+        let mut selected = Vec::new();
         let mut fields = Vec::new();
         for (i, e) in batch.iter().enumerate() {
             if self.already.front().is_some_and(|p| p.as_slice() == e.bytes) {
@@ -241,8 +243,19 @@ impl Follower<'_> {
                 continue;
             }
             self.already.clear();
-            entries.push(NewEntry { stream: self.args.stream, format: e.format.code(), payload: e.bytes });
+            selected.push((e.format.code(), e.bytes));
             fields.push(batch.normalized(i).cloned().unwrap_or_default());
+        }
+        let sealed = crate::cmd_erase::seal_batch(self.sealer.as_mut(), self.args.stream, selected.iter().copied())?;
+        let mut entries = Vec::with_capacity(selected.len());
+        for (i, (code, bytes)) in selected.iter().enumerate() {
+            entries.push(match sealed.get(i).and_then(Option::as_ref) {
+                Some(s) => {
+                    fields[i] = crate::cmd_erase::sealed_fields(&self.normalizer, s);
+                    NewEntry { stream: self.args.stream, format: s.format, payload: &s.payload }
+                }
+                None => NewEntry { stream: self.args.stream, format: *code, payload: bytes },
+            });
         }
         if entries.is_empty() {
             return Ok(());
@@ -277,6 +290,7 @@ pub(crate) fn run(config: &Config, data_dir: &Path, args: &FollowArgs<'_>) -> an
     let pointers = config.field_pointers();
     let mut index = Index::open(data_dir, log.reader(), &pointers, true)?;
     index.catch_up()?;
+    let sealer = crate::cmd_erase::sealer(config, data_dir, &index.snapshot(), &log.reader())?;
     let state = state_path(data_dir, args.file);
     let saved = load(&state)?;
     let mut f = Follower {
@@ -289,6 +303,7 @@ pub(crate) fn run(config: &Config, data_dir: &Path, args: &FollowArgs<'_>) -> an
         already: Default::default(),
         appended: 0,
         last_checkpoint: Instant::now(),
+        sealer,
     };
     // Entries committed after the saved position.
     if let Some(pos) = &saved {
@@ -296,7 +311,9 @@ pub(crate) fn run(config: &Config, data_dir: &Path, args: &FollowArgs<'_>) -> an
         for i in pos.tree_size..reader.tree_size() {
             let e = reader.entry(i)?;
             if e.stream == args.stream {
-                f.already.push_back(e.payload);
+                // Compared with the lines as read: a sealed entry is compared restored.
+                let keys = f.sealer.as_ref().map(|s| s.keys());
+                f.already.push_back(crate::cmd_erase::view(keys, &e)?.bytes);
             }
         }
     }

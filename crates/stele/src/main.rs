@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cmd_erase;
 mod cmd_export;
 mod cmd_hold;
 mod cmd_import;
@@ -136,6 +137,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Retention { what } => cmd_retention::run(&config, what),
         Hold { what } => cmd_hold::run(&config, what),
         Token { what } => cmd_token::run(&config, what),
+        Erase(args) => cmd_erase::run(&config, args),
         Publish { data, out, follow, interval } => cmd_publish::run(&config, data, &out, follow, interval),
         Witness { args } => cmd_witness::run(args),
     }

@@ -1,0 +1,362 @@
+//! Sealing at ingest and restoring at read (docs/format.md, "Sealed entries").
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use stele_formats::EventFormat;
+use stele_formats::sealed::{
+    Envelope, KEY_ID_LEN, MAX_SPANS, Pointer, SEALED_FLAG, VALUE_PREFIX, find_pointer, find_pointers, sealed_parts,
+};
+
+use crate::ErasureError;
+use crate::crypto::{DataKey, MasterKey, NONCE_LEN, random};
+use crate::keystore::KeyStore;
+use crate::rules::SealingRule;
+
+/// What a sealed value's bytes read after its key was destroyed.
+pub const ERASED_VALUE: &[u8] = b"\"stele:erased\"";
+
+/// Nanoseconds in a day.
+pub(crate) const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// A key id with its data key.
+pub type IdKey = ([u8; KEY_ID_LEN], Arc<DataKey>);
+
+/// The master key, the subject key store and the keys erased according to the log.
+pub struct Keys {
+    master: MasterKey,
+    store: KeyStore,
+    erased: HashSet<[u8; KEY_ID_LEN]>,
+    cache: Mutex<HashMap<[u8; KEY_ID_LEN], Arc<DataKey>>>,
+}
+
+impl Keys {
+    /// Opens the key store of `data_dir` with the master key file at `master_key`.
+    ///
+    /// # Errors
+    /// Master key and key store errors.
+    pub fn open(data_dir: &Path, master_key: &Path, writable: bool) -> Result<Keys, ErasureError> {
+        Ok(Keys::with(MasterKey::load(master_key)?, KeyStore::open(data_dir, writable)?))
+    }
+
+    /// Keys from a loaded master key and store.
+    pub fn with(master: MasterKey, store: KeyStore) -> Keys {
+        Keys { master, store, erased: HashSet::new(), cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The key store.
+    pub fn store(&self) -> &KeyStore {
+        &self.store
+    }
+
+    /// The key store, mutably.
+    pub fn store_mut(&mut self) -> &mut KeyStore {
+        &mut self.store
+    }
+
+    /// Marks keys as erased (named by `erasure` records in the log): they are never
+    /// used again, even while their record is still in the store.
+    pub fn mark_erased(&mut self, ids: impl IntoIterator<Item = [u8; KEY_ID_LEN]>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            cache.remove(&id);
+            self.erased.insert(id);
+        }
+    }
+
+    /// Whether a key id was erased (by a record, or gone from the store).
+    pub fn is_erased(&self, key_id: &[u8; KEY_ID_LEN]) -> bool {
+        self.erased.contains(key_id) || self.store.get(key_id).is_none()
+    }
+
+    /// The data key of `key_id`, unless erased.
+    ///
+    /// # Errors
+    /// [`ErasureError::Crypto`] when the key does not unwrap (another master key).
+    pub fn data_key(&self, key_id: &[u8; KEY_ID_LEN]) -> Result<Option<Arc<DataKey>>, ErasureError> {
+        if self.erased.contains(key_id) {
+            return Ok(None);
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = cache.get(key_id) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(stored) = self.store.get(key_id) else { return Ok(None) };
+        let dk = Arc::new(self.master.unwrap(key_id, &stored.lookup, &stored.wrapped)?);
+        cache.insert(*key_id, dk.clone());
+        Ok(Some(dk))
+    }
+
+    /// The key id and data key of a subject, unless it has none or it was erased.
+    ///
+    /// # Errors
+    /// As [`Keys::data_key`].
+    pub fn subject_key(&self, subject: &str) -> Result<Option<IdKey>, ErasureError> {
+        let Some(stored) = self.store.by_lookup(&self.master.lookup(subject)) else { return Ok(None) };
+        let id = stored.key_id;
+        Ok(self.data_key(&id)?.map(|k| (id, k)))
+    }
+
+    /// The key id of a subject's key record, erased or not.
+    pub fn subject_key_id(&self, subject: &str) -> Option<[u8; KEY_ID_LEN]> {
+        self.store.by_lookup(&self.master.lookup(subject)).map(|k| k.key_id)
+    }
+
+    /// Every key not erased: id and data key.
+    ///
+    /// # Errors
+    /// As [`Keys::data_key`].
+    pub fn live_keys(&self) -> Result<Vec<IdKey>, ErasureError> {
+        let ids: Vec<[u8; KEY_ID_LEN]> = self.store.keys().map(|k| k.key_id).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(k) = self.data_key(&id)? {
+                out.push((id, k));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key of `subject`, made (and buffered in the store) when it has none.
+    fn key_for(&mut self, subject: &str, now_ns: u64) -> Result<IdKey, ErasureError> {
+        let lookup = self.master.lookup(subject);
+        if let Some(stored) = self.store.by_lookup(&lookup) {
+            let id = stored.key_id;
+            if let Some(k) = self.data_key(&id)? {
+                return Ok((id, k));
+            }
+            // Erased: the subject's later events get a new key (a new key id), so an
+            // erasure never covers entries appended after it.
+        }
+        let mut id = [0u8; KEY_ID_LEN];
+        random(&mut id)?;
+        let dk = DataKey::generate()?;
+        let wrapped = self.master.wrap(&id, &lookup, &dk)?;
+        self.store.add_key(id, lookup, now_ns, wrapped);
+        let dk = Arc::new(dk);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, dk.clone());
+        Ok((id, dk))
+    }
+}
+
+/// A payload as stored after sealing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    /// The leaf's format code: `0x80 | format`.
+    pub format: u8,
+    /// The envelope.
+    pub payload: Vec<u8>,
+}
+
+/// The text a blind token is computed over: a JSON string's decoded value, else the
+/// value's raw JSON text.
+pub fn token_text(value: &[u8]) -> Vec<u8> {
+    if let [b'"', inner @ .., b'"'] = value
+        && !inner.contains(&b'\\')
+    {
+        return inner.to_vec();
+    }
+    if value.first() == Some(&b'"')
+        && let Ok(s) = serde_json::from_slice::<String>(value)
+    {
+        return s.into_bytes();
+    }
+    value.to_vec()
+}
+
+/// Seals an event's configured fields; `None` when no rule applies or the event has no
+/// subject value. New keys and use records are buffered in the key store: call
+/// [`Sealer::sync`] before appending the sealed payloads to the log.
+pub struct Sealer {
+    rules: Vec<SealingRule>,
+    /// Per rule: the subject's pointer, then the fields', parsed once.
+    pointers: Vec<Vec<Pointer>>,
+    keys: Keys,
+}
+
+impl Sealer {
+    /// A sealer over writable `keys`.
+    ///
+    /// # Errors
+    /// [`ErasureError::Config`] for an invalid rule.
+    pub fn new(rules: Vec<SealingRule>, keys: Keys) -> Result<Sealer, ErasureError> {
+        let mut pointers = Vec::with_capacity(rules.len());
+        for r in &rules {
+            r.validate()?;
+            let parsed = std::iter::once(&r.subject)
+                .chain(&r.fields)
+                .map(|p| Pointer::parse(p).ok_or_else(|| ErasureError::Config(format!("{p:?} is not a JSON pointer"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            pointers.push(parsed);
+        }
+        Ok(Sealer { rules, pointers, keys })
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The keys, mutably (erasure).
+    pub fn keys_mut(&mut self) -> &mut Keys {
+        &mut self.keys
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[SealingRule] {
+        &self.rules
+    }
+
+    /// Whether any rule applies to `stream` and the format `code`.
+    pub fn applies(&self, stream: &str, code: u8) -> bool {
+        EventFormat::from_code(code).is_some_and(|f| crate::rules::rule_for(&self.rules, stream, f).is_some())
+    }
+
+    /// Seals `payload` (an event of format `code` for `stream`) received around
+    /// `now_ns`.
+    ///
+    /// # Errors
+    /// Key or randomness errors.
+    pub fn seal(
+        &mut self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        now_ns: u64,
+    ) -> Result<Option<Sealed>, ErasureError> {
+        let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
+        let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
+        let found = find_pointers(payload, &self.pointers[ri]);
+        let Some((ss, se)) = found[0] else { return Ok(None) };
+        let subject = String::from_utf8_lossy(&token_text(&payload[ss..se])).into_owned();
+        let mut spans: Vec<(usize, usize)> = found.into_iter().flatten().collect();
+        // JSON values are nested or disjoint: keep the outermost of nested ones.
+        spans.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
+        let mut outer: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+        for (s, e) in spans {
+            if outer.last().is_none_or(|&(_, le)| s >= le) {
+                outer.push((s, e));
+            }
+        }
+        outer.truncate(MAX_SPANS);
+        let (key_id, dk) = self.keys.key_for(&subject, now_ns)?;
+        self.keys.store.add_use(&key_id, stream, (now_ns / DAY_NS) as u32);
+        let mut body = Vec::with_capacity(payload.len() + 96 * outer.len());
+        let mut table = Vec::with_capacity(outer.len());
+        // One read of the random source for every nonce of the event.
+        let mut nonces = vec![0u8; NONCE_LEN * outer.len()];
+        random(&mut nonces)?;
+        let mut at = 0;
+        for (i, (s, e)) in outer.iter().enumerate() {
+            body.extend_from_slice(&payload[at..*s]);
+            let value = &payload[*s..*e];
+            // A non-empty array is stored as a one-element array whose token is that
+            // of the first element, so a pointer to `/0` (e.g. a source address) stays
+            // queryable through the blind index.
+            let first = if value.first() == Some(&b'[') { find_pointer(value, "/0") } else { None };
+            let token = match first {
+                Some((fs, fe)) => dk.token(&token_text(&value[fs..fe])),
+                None => dk.token(&token_text(value)),
+            };
+            let nonce: [u8; NONCE_LEN] = nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN].try_into().expect("24 bytes");
+            let boxed = dk.seal(&key_id, i as u16, value, &nonce)?;
+            let start = body.len();
+            if first.is_some() {
+                body.push(b'[');
+            }
+            body.extend_from_slice(VALUE_PREFIX.as_bytes());
+            body.extend_from_slice(token.as_bytes());
+            body.push(b':');
+            body.extend_from_slice(boxed.as_bytes());
+            body.push(b'"');
+            if first.is_some() {
+                body.push(b']');
+            }
+            table.push((start, body.len() - start));
+            at = *e;
+        }
+        body.extend_from_slice(&payload[at..]);
+        Ok(Some(Sealed { format: code | SEALED_FLAG, payload: Envelope::encode(&key_id, &table, &body) }))
+    }
+
+    /// Makes the keys and use records of every sealed payload durable; must return
+    /// `Ok` before those payloads are appended.
+    ///
+    /// # Errors
+    /// Key store I/O errors.
+    pub fn sync(&mut self) -> Result<(), ErasureError> {
+        self.keys.store.sync()
+    }
+}
+
+/// Whether the sealed fields of a stored entry could be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealState {
+    /// The entry has no sealed fields.
+    Clear,
+    /// Sealed fields were restored with the subject's key: the bytes are the event
+    /// as received.
+    Restored,
+    /// The subject's key was erased: sealed values read `"stele:erased"`.
+    Erased,
+}
+
+impl SealState {
+    /// `clear`, `restored` or `erased`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SealState::Clear => "clear",
+            SealState::Restored => "restored",
+            SealState::Erased => "erased",
+        }
+    }
+}
+
+/// A stored entry as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// Format code of the event (without the sealed flag).
+    pub format: u8,
+    /// The event's bytes: as received (clear or restored), or with sealed values
+    /// replaced by [`ERASED_VALUE`].
+    pub bytes: Vec<u8>,
+    /// What happened to the sealed fields.
+    pub state: SealState,
+    /// The envelope's key id, for sealed entries.
+    pub key_id: Option<[u8; KEY_ID_LEN]>,
+}
+
+/// Restores a stored payload of format `code`. Without `keys` (no erasure
+/// configured), sealed values read as erased.
+///
+/// # Errors
+/// [`ErasureError::Envelope`] for a damaged envelope, [`ErasureError::Crypto`] when a
+/// value does not open under a key that exists (damage or another master key).
+pub fn restore(keys: Option<&Keys>, code: u8, payload: &[u8]) -> Result<View, ErasureError> {
+    if code & SEALED_FLAG == 0 {
+        return Ok(View { format: code, bytes: payload.to_vec(), state: SealState::Clear, key_id: None });
+    }
+    let env = Envelope::parse(payload)?;
+    let dk = match keys {
+        Some(k) => k.data_key(&env.key_id)?,
+        None => None,
+    };
+    let mut out = Vec::with_capacity(env.body.len());
+    let mut at = 0;
+    for (i, &(off, len)) in env.spans.iter().enumerate() {
+        out.extend_from_slice(&env.body[at..off]);
+        match &dk {
+            Some(dk) => {
+                let (_, boxed) =
+                    sealed_parts(&env.body[off..off + len]).ok_or(ErasureError::Crypto("bad sealed value"))?;
+                out.extend_from_slice(&dk.open(&env.key_id, i as u16, boxed)?);
+            }
+            None => out.extend_from_slice(ERASED_VALUE),
+        }
+        at = off + len;
+    }
+    out.extend_from_slice(&env.body[at..]);
+    let state = if dk.is_some() { SealState::Restored } else { SealState::Erased };
+    Ok(View { format: code & !SEALED_FLAG, bytes: out, state, key_id: Some(env.key_id) })
+}

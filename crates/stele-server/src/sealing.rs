@@ -1,0 +1,69 @@
+//! Sealing personal-data fields on the sequencer, before each group commit
+//! (docs/erasure.md): keys made for new subjects are synced before the commit.
+
+use stele_erasure::{ErasureError, Sealed, Sealer};
+use stele_formats::{Normalized, Normalizer};
+
+use crate::sequencer::AppendRequest;
+
+/// The sealer and the normalizer that computes a sealed event's index fields.
+pub(crate) struct Sealing {
+    sealer: Sealer,
+    normalizer: Normalizer,
+}
+
+impl Sealing {
+    pub(crate) fn new(sealer: Sealer, normalizer: Normalizer) -> Sealing {
+        Sealing { sealer, normalizer }
+    }
+
+    /// Seals the events `is_new(request, event)` says are appended; per request, one
+    /// `Option` per event. Syncs the key store before returning.
+    pub(crate) fn seal(
+        &mut self,
+        batch: &[AppendRequest],
+        is_new: impl Fn(usize, usize) -> bool,
+        now_ns: u64,
+    ) -> Result<Vec<Vec<Option<Sealed>>>, ErasureError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (ri, r) in batch.iter().enumerate() {
+            let mut v = Vec::with_capacity(r.events.len());
+            for (ei, e) in r.events.iter().enumerate() {
+                v.push(if is_new(ri, ei) {
+                    self.sealer.seal(&r.stream, e.format, &r.body[e.range.clone()], now_ns)?
+                } else {
+                    None
+                });
+            }
+            out.push(v);
+        }
+        self.sealer.sync()?;
+        Ok(out)
+    }
+
+    /// Carries out the pending erasures nothing blocks any more; returns how many.
+    pub(crate) fn carry_out(
+        &mut self,
+        log: &mut stele_store::Log,
+        snapshot: &stele_index::Snapshot,
+        policies: &[stele_retention::Policy],
+        now_ns: u64,
+    ) -> Result<usize, ErasureError> {
+        let rules = self.sealer.rules().to_vec();
+        let done = stele_erasure::carry_out_pending(log, snapshot, self.sealer.keys_mut(), &rules, policies, now_ns)?;
+        for (id, index) in &done {
+            tracing::info!(key_id = %hex::encode(id), record = index, "carried out a pending erasure");
+        }
+        Ok(done.len())
+    }
+
+    /// The index fields of a sealed event: those of its stored body, where a field
+    /// read from a sealed value holds the sealed string.
+    pub(crate) fn fields(&self, s: &Sealed) -> Normalized {
+        let body = stele_formats::sealed::stored_body(s.format, &s.payload);
+        match (stele_formats::sealed::split_format(s.format), body) {
+            (Some((f, _)), Some(body)) => self.normalizer.parse(body, Some(f)).map(|(_, n)| n).unwrap_or_default(),
+            _ => Normalized::default(),
+        }
+    }
+}
