@@ -145,8 +145,7 @@ impl Sim {
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
         init(dir.path(), "sim.example/log").unwrap();
         let clock = Arc::new(AtomicU64::new(START_NS));
-        let options =
-            LogOptions { segment_window_ns: DAY, clock: simulated(clock.clone()), ..LogOptions::default() };
+        let options = LogOptions { segment_window_ns: DAY, clock: simulated(clock.clone()), ..LogOptions::default() };
         let log = Log::open(dir.path(), options).unwrap();
         let index = Index::open(dir.path(), log.reader(), &FieldPointers::default(), true).unwrap();
         Sim {

@@ -107,9 +107,9 @@ mod silence;
 pub use silence::ExpectedSource;
 mod submit;
 pub mod syslog;
+pub mod timestamping;
 pub mod tls;
 pub mod tokens;
-pub mod timestamping;
 pub mod witness_client;
 
 use std::future::Future;
