@@ -98,6 +98,28 @@ pub(crate) fn viewed(e: &Entry, v: &View) -> Entry {
     out
 }
 
+/// Every entry `query` may select, in index order: the index's hits for the query as
+/// given, plus, with `keys`, the hits of the keyed blind index for sealed entries
+/// ([`blind_candidates`]). The index is derived data: the caller re-reads each one
+/// (checked against its leaf) and re-matches it on the restored event.
+pub(crate) fn query_candidates(
+    keys: Option<&Keys>,
+    index: &Index,
+    query: &stele_index::Query,
+) -> anyhow::Result<Vec<u64>> {
+    let mut candidates = Vec::new();
+    index.query(&stele_index::Query { limit: None, ..query.clone() }, |hit| {
+        candidates.push(hit.index);
+        true
+    })?;
+    if let Some(k) = keys {
+        candidates.extend(blind_candidates(k, index, query)?);
+        candidates.sort_unstable();
+        candidates.dedup();
+    }
+    Ok(candidates)
+}
+
 /// Entries whose sealed fields may match `query`'s exact filters: the keyed blind
 /// index. For the first exact string filter (actor first), the index is asked for
 /// every sealed value of that field, and a hit is kept when its blind token is the

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use stele_formats::Normalizer;
-use stele_index::{Index, Query};
+use stele_index::Index;
 use stele_store::StoreError;
 use stele_tlog::bundle::{self, BundleDigest, BundleVerifier, EntryLine, Header, Trailer};
 use stele_tlog::checkpoint::open_checkpoint;
@@ -155,16 +155,7 @@ pub(crate) fn export(
         // blind index; each is re-read and re-matched on the event as restored, and
         // the bundle carries the stored (sealed) bytes the leaf commits to.
         let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
-        let mut candidates = Vec::new();
-        index.query(&Query { limit: None, ..query.clone() }, |hit| {
-            candidates.push(hit.index);
-            true
-        })?;
-        if let Some(k) = &keys {
-            candidates.extend(crate::cmd_erase::blind_candidates(k, &index, &query)?);
-            candidates.sort_unstable();
-            candidates.dedup();
-        }
+        let candidates = crate::cmd_erase::query_candidates(keys.as_ref(), &index, &query)?;
         for i in candidates {
             let e = match reader.entry(i) {
                 Ok(e) => e,

@@ -66,17 +66,8 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
     }
     let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
     // Candidates: the index's hits for the query as given, plus, for sealed entries,
-    // the hits of the keyed blind index (see cmd_erase::blind_candidates).
-    let mut candidates = Vec::new();
-    index.query(&Query { limit: None, ..query.clone() }, |hit| {
-        candidates.push(hit.index);
-        true
-    })?;
-    if let Some(k) = &keys {
-        candidates.extend(crate::cmd_erase::blind_candidates(k, &index, &query)?);
-        candidates.sort_unstable();
-        candidates.dedup();
-    }
+    // the hits of the keyed blind index (see cmd_erase::query_candidates).
+    let candidates = crate::cmd_erase::query_candidates(keys.as_ref(), &index, &query)?;
     for i in candidates {
         // The index is derived data: every hit is re-read (checked against its leaf) and
         // re-matched against the query, on the restored event.
