@@ -26,6 +26,24 @@ pub(crate) const TOKEN_LEN: usize = 16;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
+/// HMAC-SHA256 keyed once (its state is zeroed on drop: the `zeroize` features of
+/// `hmac` and `sha2`): the key's inner and outer pad blocks are hashed when it is
+/// made, so each message costs only its own compression blocks and the final two.
+#[derive(Clone)]
+pub(crate) struct KeyedMac(HmacSha256);
+
+impl KeyedMac {
+    pub(crate) fn new(key: &[u8]) -> KeyedMac {
+        KeyedMac(<HmacSha256 as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes any key length"))
+    }
+
+    pub(crate) fn mac(&self, text: &[u8]) -> [u8; 32] {
+        let mut m = self.0.clone();
+        m.update(text);
+        m.finalize().into_bytes().into()
+    }
+}
+
 /// `HMAC-SHA256(key, parts[0] ‖ parts[1] ‖ …)`.
 pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut m = <HmacSha256 as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
@@ -44,7 +62,7 @@ pub(crate) fn random(buf: &mut [u8]) -> Result<(), ErasureError> {
 /// digits (and an optional newline) in a file only its owner may read.
 pub struct MasterKey {
     wrap: Zeroizing<[u8; KEY_LEN]>,
-    lookup: Zeroizing<[u8; KEY_LEN]>,
+    lookup: KeyedMac,
 }
 
 impl MasterKey {
@@ -52,7 +70,7 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> MasterKey {
         MasterKey {
             wrap: Zeroizing::new(hmac(bytes, &[b"stele erasure wrap v1"])),
-            lookup: Zeroizing::new(hmac(bytes, &[b"stele erasure lookup v1"])),
+            lookup: KeyedMac::new(Zeroizing::new(hmac(bytes, &[b"stele erasure lookup v1"])).as_slice()),
         }
     }
 
@@ -103,7 +121,7 @@ impl MasterKey {
 
     /// The lookup of a subject: `HMAC-SHA256(lookup key, subject)`.
     pub fn lookup(&self, subject: &str) -> [u8; 32] {
-        hmac(self.lookup.as_slice(), &[subject.as_bytes()])
+        self.lookup.mac(subject.as_bytes())
     }
 
     /// Wraps a data key: returns nonce and `ciphertext ‖ tag` (48 bytes).
@@ -145,13 +163,13 @@ pub struct WrappedKey {
 }
 
 /// A subject's 32-byte data key, with its derived blind-index key. Zeroed on drop.
-pub struct DataKey(Zeroizing<[u8; KEY_LEN]>, Zeroizing<[u8; 32]>);
+pub struct DataKey(Zeroizing<[u8; KEY_LEN]>, KeyedMac);
 
 impl DataKey {
     /// Wraps raw key bytes.
     pub fn new(bytes: [u8; KEY_LEN]) -> DataKey {
-        let blind = hmac(&bytes, &[b"stele erasure blind v1"]);
-        DataKey(Zeroizing::new(bytes), Zeroizing::new(blind))
+        let blind = Zeroizing::new(hmac(&bytes, &[b"stele erasure blind v1"]));
+        DataKey(Zeroizing::new(bytes), KeyedMac::new(blind.as_slice()))
     }
 
     /// A fresh random key.
@@ -169,7 +187,7 @@ impl DataKey {
     /// The blind token of a value's text: base64url of the first 16 bytes of
     /// `HMAC-SHA256(HMAC-SHA256(DK, "stele erasure blind v1"), text)`.
     pub fn token(&self, text: &[u8]) -> String {
-        B64URL.encode(&hmac(self.1.as_slice(), &[text])[..TOKEN_LEN])
+        B64URL.encode(&self.1.mac(text)[..TOKEN_LEN])
     }
 
     /// Seals `value` (the original bytes of one JSON value) as span `position` of the

@@ -73,32 +73,77 @@ pub struct ErasureLog {
 /// # Errors
 /// Index or log read errors.
 pub fn erasure_log(snapshot: &Snapshot, reader: &LogReader) -> Result<ErasureLog, ErasureError> {
-    let query = Query { stream: Some(ERASURE_STREAM.to_string()), ..Query::default() };
-    let mut hits = Vec::new();
-    snapshot.query(&query, |h| {
-        hits.push(h.index);
-        true
-    })?;
     let mut out = ErasureLog::default();
-    for i in hits {
-        let e = reader.entry(i)?;
-        if e.stream != ERASURE_STREAM {
-            continue;
-        }
-        let Ok(r) = serde_json::from_slice::<ErasureRecord>(&e.payload) else { continue };
-        let Some(id) = r.key_id_bytes() else { continue };
-        match r.kind.as_str() {
-            "erasure" => {
-                out.pending.remove(&id);
-                out.done.insert(id, (r, i));
-            }
-            "erasure_request" if !out.done.contains_key(&id) => {
-                out.pending.entry(id).or_insert((r, i));
-            }
-            _ => {}
-        }
-    }
+    out.read_from(snapshot, reader, 0)?;
     Ok(out)
+}
+
+impl ErasureLog {
+    /// Adds the records of `_stele/erasure` with index `from` or later (read through
+    /// `snapshot`, each re-read from the log); returns the key ids newly erased.
+    ///
+    /// # Errors
+    /// Index or log read errors.
+    pub fn read_from(
+        &mut self,
+        snapshot: &Snapshot,
+        reader: &LogReader,
+        from: u64,
+    ) -> Result<Vec<[u8; 16]>, ErasureError> {
+        let query = Query { stream: Some(ERASURE_STREAM.to_string()), ..Query::default() };
+        let mut hits = Vec::new();
+        snapshot.query_from(&query, from, |h| {
+            hits.push(h.index);
+            true
+        })?;
+        let mut erased = Vec::new();
+        for i in hits {
+            let e = reader.entry(i)?;
+            if e.stream != ERASURE_STREAM {
+                continue;
+            }
+            let Ok(r) = serde_json::from_slice::<ErasureRecord>(&e.payload) else { continue };
+            let Some(id) = r.key_id_bytes() else { continue };
+            match r.kind.as_str() {
+                "erasure" => {
+                    self.pending.remove(&id);
+                    self.done.insert(id, (r, i));
+                    erased.push(id);
+                }
+                "erasure_request" if !self.done.contains_key(&id) => {
+                    self.pending.entry(id).or_insert((r, i));
+                }
+                _ => {}
+            }
+        }
+        Ok(erased)
+    }
+}
+
+/// Brings the erasure records `keys` remembers up to the log's tree size (reading only
+/// what was appended since the last call) and makes `keys` agree with them.
+fn refresh(keys: &mut Keys, snapshot: &Snapshot, reader: &LogReader) -> Result<(), ErasureError> {
+    let tree_size = reader.tree_size();
+    let (mut elog, from) = keys.take_erasure_log();
+    if from > tree_size {
+        elog = ErasureLog::default();
+    }
+    let from = from.min(tree_size);
+    let result = elog.read_from(snapshot, reader, from);
+    let erased = match result {
+        Ok(erased) => erased,
+        Err(e) => {
+            keys.put_erasure_log(elog, from);
+            return Err(e);
+        }
+    };
+    keys.mark_erased(erased.iter().copied());
+    let present: Vec<[u8; 16]> = erased.into_iter().filter(|id| keys.store().get(id).is_some()).collect();
+    keys.put_erasure_log(elog, tree_size);
+    if !present.is_empty() {
+        keys.store_mut().remove(&present)?;
+    }
+    Ok(())
 }
 
 /// Makes `keys` agree with the log: keys the log says were erased are never used, and,
@@ -216,12 +261,11 @@ pub fn erase(
     now_ns: u64,
 ) -> Result<EraseOutcome, ErasureError> {
     let reader = log.reader();
-    let elog = erasure_log(snapshot, &reader)?;
-    reconcile_keys(keys, &elog, true)?;
+    refresh(keys, snapshot, &reader)?;
     let Some((key_id, dk)) = keys.subject_key(subject)? else {
         return Err(ErasureError::NoSuchSubject);
     };
-    if let Some((_, index)) = elog.pending.get(&key_id) {
+    if let Some((_, index)) = keys.erasure_log().pending.get(&key_id) {
         return Ok(EraseOutcome::AlreadyPending { index: *index });
     }
     let stored = keys.store().get(&key_id).expect("a live key is stored").clone();
@@ -268,14 +312,14 @@ pub fn carry_out_pending(
     now_ns: u64,
 ) -> Result<Vec<([u8; 16], u64)>, ErasureError> {
     let reader = log.reader();
-    let elog = erasure_log(snapshot, &reader)?;
-    reconcile_keys(keys, &elog, true)?;
-    if elog.pending.is_empty() {
+    refresh(keys, snapshot, &reader)?;
+    let pending = keys.erasure_log().pending.clone();
+    if pending.is_empty() {
         return Ok(Vec::new());
     }
     let holds = stele_retention::active_holds(snapshot, &reader)?;
     let mut out = Vec::new();
-    for (id, (req, req_index)) in &elog.pending {
+    for (id, (req, req_index)) in &pending {
         let Some(dk) = keys.data_key(id)? else { continue };
         let Some(stored) = keys.store().get(id).cloned() else { continue };
         if !blockers(&stored, &dk, req.subject_token.as_deref(), &holds, policies, rules, now_ns).is_empty() {

@@ -79,8 +79,10 @@ impl ErasureConfig {
         reader: &stele_store::LogReader,
     ) -> Result<Sealer, ErasureError> {
         let mut keys = Keys::open(data_dir, &self.master_key, true)?;
+        let read_to = reader.tree_size();
         let elog = erasure_log(snapshot, reader)?;
         reconcile_keys(&mut keys, &elog, true)?;
+        keys.put_erasure_log(elog, read_to);
         Sealer::new(self.rule.clone(), keys)
     }
 
@@ -95,8 +97,10 @@ impl ErasureConfig {
         reader: &stele_store::LogReader,
     ) -> Result<Keys, ErasureError> {
         let mut keys = Keys::open(data_dir, &self.master_key, false)?;
+        let read_to = reader.tree_size();
         let elog = erasure_log(snapshot, reader)?;
         reconcile_keys(&mut keys, &elog, false)?;
+        keys.put_erasure_log(elog, read_to);
         Ok(keys)
     }
 }

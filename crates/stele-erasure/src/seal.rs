@@ -10,7 +10,7 @@ use stele_formats::sealed::{
 };
 
 use crate::ErasureError;
-use crate::crypto::{DataKey, MasterKey, NONCE_LEN, random};
+use crate::crypto::{DataKey, MasterKey, NONCE_LEN, WrappedKey, random};
 use crate::keystore::KeyStore;
 use crate::rules::SealingRule;
 
@@ -29,6 +29,8 @@ pub struct Keys {
     store: KeyStore,
     erased: HashSet<[u8; KEY_ID_LEN]>,
     cache: Mutex<HashMap<[u8; KEY_ID_LEN], Arc<DataKey>>>,
+    /// The erasure records read so far, and the tree size they were read up to.
+    erasure_log: (crate::ErasureLog, u64),
 }
 
 impl Keys {
@@ -42,7 +44,27 @@ impl Keys {
 
     /// Keys from a loaded master key and store.
     pub fn with(master: MasterKey, store: KeyStore) -> Keys {
-        Keys { master, store, erased: HashSet::new(), cache: Mutex::new(HashMap::new()) }
+        Keys {
+            master,
+            store,
+            erased: HashSet::new(),
+            cache: Mutex::new(HashMap::new()),
+            erasure_log: (crate::ErasureLog::default(), 0),
+        }
+    }
+
+    /// The erasure records [`crate::erase`] and [`crate::carry_out_pending`] have read
+    /// from the log so far.
+    pub fn erasure_log(&self) -> &crate::ErasureLog {
+        &self.erasure_log.0
+    }
+
+    pub(crate) fn take_erasure_log(&mut self) -> (crate::ErasureLog, u64) {
+        std::mem::take(&mut self.erasure_log)
+    }
+
+    pub(crate) fn put_erasure_log(&mut self, log: crate::ErasureLog, read_to: u64) {
+        self.erasure_log = (log, read_to);
     }
 
     /// The key store.
@@ -117,27 +139,6 @@ impl Keys {
         }
         Ok(out)
     }
-
-    /// The key of `subject`, made (and buffered in the store) when it has none.
-    fn key_for(&mut self, subject: &str, now_ns: u64) -> Result<IdKey, ErasureError> {
-        let lookup = self.master.lookup(subject);
-        if let Some(stored) = self.store.by_lookup(&lookup) {
-            let id = stored.key_id;
-            if let Some(k) = self.data_key(&id)? {
-                return Ok((id, k));
-            }
-            // Erased: the subject's later events get a new key (a new key id), so an
-            // erasure never covers entries appended after it.
-        }
-        let mut id = [0u8; KEY_ID_LEN];
-        random(&mut id)?;
-        let dk = DataKey::generate()?;
-        let wrapped = self.master.wrap(&id, &lookup, &dk)?;
-        self.store.add_key(id, lookup, now_ns, wrapped);
-        let dk = Arc::new(dk);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, dk.clone());
-        Ok((id, dk))
-    }
 }
 
 /// A payload as stored after sealing.
@@ -168,11 +169,26 @@ pub fn token_text(value: &[u8]) -> Vec<u8> {
 /// Seals an event's configured fields; `None` when no rule applies or the event has no
 /// subject value. New keys and use records are buffered in the key store: call
 /// [`Sealer::sync`] before appending the sealed payloads to the log.
+///
+/// Sealing takes `&self`, so parser threads can seal in parallel (share the sealer
+/// behind an `RwLock`: readers seal, the writer syncs). Keys made for new subjects and
+/// new use records wait in the sealer until [`Sealer::sync`] moves them into the key
+/// store and makes them durable.
 pub struct Sealer {
     rules: Vec<SealingRule>,
     /// Per rule: the subject's pointer, then the fields', parsed once.
     pointers: Vec<Vec<Pointer>>,
     keys: Keys,
+    fresh: Mutex<Fresh>,
+}
+
+/// Keys made and uses seen since the last sync.
+#[derive(Default)]
+struct Fresh {
+    /// New keys by subject lookup: id, data key, creation time, wrapped form.
+    keys: HashMap<[u8; 32], (IdKey, u64, WrappedKey)>,
+    /// `(key id, stream, day)` uses not yet in the store.
+    uses: HashSet<([u8; KEY_ID_LEN], String, u32)>,
 }
 
 impl Sealer {
@@ -190,7 +206,7 @@ impl Sealer {
                 .collect::<Result<Vec<_>, _>>()?;
             pointers.push(parsed);
         }
-        Ok(Sealer { rules, pointers, keys })
+        Ok(Sealer { rules, pointers, keys, fresh: Mutex::new(Fresh::default()) })
     }
 
     /// The keys.
@@ -218,13 +234,7 @@ impl Sealer {
     ///
     /// # Errors
     /// Key or randomness errors.
-    pub fn seal(
-        &mut self,
-        stream: &str,
-        code: u8,
-        payload: &[u8],
-        now_ns: u64,
-    ) -> Result<Option<Sealed>, ErasureError> {
+    pub fn seal(&self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let found = find_pointers(payload, &self.pointers[ri]);
@@ -240,8 +250,7 @@ impl Sealer {
             }
         }
         outer.truncate(MAX_SPANS);
-        let (key_id, dk) = self.keys.key_for(&subject, now_ns)?;
-        self.keys.store.add_use(&key_id, stream, (now_ns / DAY_NS) as u32);
+        let (key_id, dk) = self.key_for(&subject, stream, now_ns)?;
         let mut body = Vec::with_capacity(payload.len() + 96 * outer.len());
         let mut table = Vec::with_capacity(outer.len());
         // One read of the random source for every nonce of the event.
@@ -286,7 +295,55 @@ impl Sealer {
     /// # Errors
     /// Key store I/O errors.
     pub fn sync(&mut self) -> Result<(), ErasureError> {
+        let fresh = std::mem::take(self.fresh.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let mut made: Vec<_> = fresh.keys.into_iter().collect();
+        made.sort_by_key(|(_, (_, created, _))| *created);
+        for (lookup, ((id, _), created, wrapped)) in made {
+            self.keys.store.add_key(id, lookup, created, wrapped);
+        }
+        for (id, stream, day) in fresh.uses {
+            self.keys.store.add_use(&id, &stream, day);
+        }
         self.keys.store.sync()
+    }
+
+    /// The key of `subject` (made, and kept until the next sync, when it has none or
+    /// its key was erased), with its use in `stream` today noted.
+    fn key_for(&self, subject: &str, stream: &str, now_ns: u64) -> Result<IdKey, ErasureError> {
+        let lookup = self.keys.master.lookup(subject);
+        let day = (now_ns / DAY_NS) as u32;
+        let stored = match self.keys.store.by_lookup(&lookup) {
+            Some(stored) => {
+                let id = stored.key_id;
+                let known = stored.uses.get(stream).is_some_and(|(first, last)| (*first..=*last).contains(&day));
+                // Erased: the subject's later events get a new key (a new key id), so
+                // an erasure never covers entries appended after it.
+                self.keys.data_key(&id)?.map(|k| ((id, k), known))
+            }
+            None => None,
+        };
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let id_key = match stored {
+            Some((id_key, true)) => return Ok(id_key),
+            Some((id_key, false)) => id_key,
+            None => match fresh.keys.get(&lookup) {
+                Some((id_key, _, _)) => id_key.clone(),
+                None => {
+                    let mut id = [0u8; KEY_ID_LEN];
+                    random(&mut id)?;
+                    let dk = DataKey::generate()?;
+                    let wrapped = self.keys.master.wrap(&id, &lookup, &dk)?;
+                    let id_key = (id, Arc::new(dk));
+                    self.keys.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, id_key.1.clone());
+                    fresh.keys.insert(lookup, (id_key.clone(), now_ns, wrapped));
+                    id_key
+                }
+            },
+        };
+        if !fresh.uses.contains(&(id_key.0, stream.to_string(), day)) {
+            fresh.uses.insert((id_key.0, stream.to_string(), day));
+        }
+        Ok(id_key)
     }
 }
 

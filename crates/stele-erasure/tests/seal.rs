@@ -162,7 +162,7 @@ proptest! {
         );
         prop_assume!(serde_json::from_str::<serde_json::Value>(&event).is_ok());
         let dir = tempfile::tempdir().unwrap();
-        let mut s = sealer(dir.path(), vec![rule("s", "/who", &["/a", "/b/d", "/e/1", "/b", "/missing"])]);
+        let s = sealer(dir.path(), vec![rule("s", "/who", &["/a", "/b/d", "/e/1", "/b", "/missing"])]);
         let sealed = s.seal("s", 1, event.as_bytes(), 0).unwrap().expect("the event has a subject");
         let env = Envelope::parse(&sealed.payload).unwrap();
         // /b holds /b/d: only the outer value is sealed; /missing seals nothing.

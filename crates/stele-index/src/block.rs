@@ -17,7 +17,7 @@ use stele_formats::Normalized;
 /// Entries per block.
 pub(crate) const BLOCK_ENTRIES: usize = 4096;
 /// Length of a directory record.
-pub(crate) const DIR_RECORD_LEN: usize = 64;
+pub(crate) const DIR_RECORD_LEN: usize = 72;
 
 /// Fields of one entry as kept in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,14 @@ pub(crate) struct DirRecord {
     pub(crate) max_received: u64,
     pub(crate) offset: u64,
     pub(crate) len: u32,
+    /// Bit `id % 64` set for every stream id of the block's entries: a query for one
+    /// stream skips blocks without its bit.
+    pub(crate) streams: u64,
+}
+
+/// The bit of stream `id` in [`DirRecord::streams`].
+pub(crate) fn stream_bit(id: u32) -> u64 {
+    1u64 << (id % 64)
 }
 
 impl DirRecord {
@@ -60,13 +68,14 @@ impl DirRecord {
         b[40..48].copy_from_slice(&self.max_received.to_be_bytes());
         b[48..56].copy_from_slice(&self.offset.to_be_bytes());
         b[56..60].copy_from_slice(&self.len.to_be_bytes());
-        let crc = crc32c::crc32c(&b[..60]);
-        b[60..64].copy_from_slice(&crc.to_be_bytes());
+        b[60..68].copy_from_slice(&self.streams.to_be_bytes());
+        let crc = crc32c::crc32c(&b[..68]);
+        b[68..72].copy_from_slice(&crc.to_be_bytes());
         b
     }
 
     pub(crate) fn decode(b: &[u8]) -> Option<DirRecord> {
-        if b.len() != DIR_RECORD_LEN || crc32c::crc32c(&b[..60]).to_be_bytes() != b[60..64] {
+        if b.len() != DIR_RECORD_LEN || crc32c::crc32c(&b[..68]).to_be_bytes() != b[68..72] {
             return None;
         }
         let u64_at = |o: usize| u64::from_be_bytes(b[o..o + 8].try_into().expect("8"));
@@ -81,6 +90,7 @@ impl DirRecord {
             max_received: u64_at(40),
             offset: u64_at(48),
             len: u32_at(56),
+            streams: u64_at(60),
         })
     }
 }
@@ -155,6 +165,7 @@ pub(crate) fn encode(first: u64, rows: &[Row]) -> (Vec<u8>, DirRecord) {
         max_received: rows.iter().map(|r| r.received_ns).max().unwrap_or(0),
         offset: 0,
         len: bytes.len() as u32,
+        streams: rows.iter().fold(0, |m, r| m | stream_bit(r.stream)),
     };
     (bytes, rec)
 }

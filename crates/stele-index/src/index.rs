@@ -70,8 +70,9 @@ pub struct Snapshot {
 }
 
 /// Version of the block layout and of the normalization it was built with: an index
-/// written under another version is rebuilt from the log. 2: seven string fields.
-const INDEX_VERSION: u32 = 2;
+/// written under another version is rebuilt from the log. 2: seven string fields;
+/// 3: a stream bitmap in each directory record.
+const INDEX_VERSION: u32 = 3;
 
 /// What the index was built from: its layout version, the normalization version of
 /// `stele-formats`, and the field pointers. Any change rebuilds the index.
@@ -302,11 +303,24 @@ impl Snapshot {
     /// `false` or `query.limit` hits were given. Blocks whose time bounds do not overlap
     /// the query are skipped; entries past the index are read from the log. A damaged
     /// block is read from the log instead.
-    pub fn query(&self, query: &Query, mut out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
+    pub fn query(&self, query: &Query, out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
+        self.query_from(query, 0, out)
+    }
+
+    /// As [`Snapshot::query`], for entries with index `from` and later only: blocks
+    /// wholly before `from` are not read, so a caller that remembers how far it has
+    /// read (e.g. through stele's own record streams) only pays for what is new.
+    ///
+    /// # Errors
+    /// As [`Snapshot::query`].
+    pub fn query_from(&self, query: &Query, from: u64, mut out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
         let streams = self.reader.streams();
         let limit = query.limit.unwrap_or(u64::MAX);
         let mut given = 0u64;
         let mut emit = |index: u64, row: &Row, out: &mut dyn FnMut(Hit) -> bool| -> bool {
+            if index < from {
+                return true;
+            }
             let stream = streams.name(row.stream).unwrap_or("");
             if !query.row_matches(row, stream) {
                 return true;
@@ -319,7 +333,19 @@ impl Snapshot {
             return Ok(());
         }
         let tree_size = self.reader.tree_size();
+        // One exact stream: blocks without its bit hold none of its entries; a stream
+        // that is not registered has no entries at all.
+        let stream_bit = match query.stream.as_deref().filter(|s| !s.ends_with('*')) {
+            Some(name) => match streams.id(name) {
+                Some(id) => Some(block::stream_bit(id)),
+                None => return Ok(()),
+            },
+            None => None,
+        };
         for rec in self.dir.iter() {
+            if stream_bit.is_some_and(|bit| rec.streams & bit == 0) || rec.first + u64::from(rec.count) <= from {
+                continue;
+            }
             let (lo, hi) = if query.by_received {
                 (rec.min_received as i64, rec.max_received as i64)
             } else {
@@ -352,7 +378,7 @@ impl Snapshot {
                 return Ok(());
             }
         }
-        for i in self.pending_first + self.pending.len() as u64..tree_size {
+        for i in (self.pending_first + self.pending.len() as u64).max(from)..tree_size {
             let row = row_from_log(&self.reader, &self.normalizer, i)?;
             if !emit(i, &row, &mut out) {
                 return Ok(());

@@ -4,11 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use stele_formats::{Batch, EventReader, FormatError, InputFormat, Normalizer};
+use stele_erasure::{Sealed, Sealer};
+use stele_formats::{Batch, EventReader, FormatError, InputFormat, Normalized, Normalizer};
 use stele_index::Index;
 use stele_store::{Log, NewEntry, StoreError};
 
@@ -26,6 +27,44 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 struct Piece {
     batch: Batch,
     error: Option<FormatError>,
+    /// Per event, when a sealing rule applies: the sealed payload and its index
+    /// fields (normalized from the sealed body). Empty without erasure rules.
+    sealed: Vec<Option<(Sealed, Normalized)>>,
+    /// Sealing failed (key store, randomness): nothing of this piece is appended.
+    seal_error: Option<String>,
+}
+
+impl Piece {
+    fn new(batch: Batch, error: Option<FormatError>) -> Piece {
+        Piece { batch, error, sealed: Vec::new(), seal_error: None }
+    }
+}
+
+/// What the parser threads need to seal personal-data fields: the shared sealer
+/// (parsers seal under its read lock; the appender syncs new keys under its write
+/// lock before each append), the stream and the normalizer of sealed bodies.
+#[derive(Clone)]
+struct SealJob {
+    sealer: Arc<RwLock<Sealer>>,
+    stream: Arc<str>,
+    normalizer: Normalizer,
+}
+
+impl SealJob {
+    /// Seals the events of `piece` that a rule applies to, with their index fields.
+    fn seal(&self, piece: &mut Piece) -> Result<(), stele_erasure::ErasureError> {
+        let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
+        let now = stele_store::log::now_ns();
+        piece.sealed = Vec::with_capacity(piece.batch.len());
+        for e in piece.batch.iter() {
+            let sealed = sealer.seal(&self.stream, e.format.code(), e.bytes, now)?;
+            piece.sealed.push(sealed.map(|s| {
+                let fields = crate::cmd_erase::sealed_fields(&self.normalizer, &s);
+                (s, fields)
+            }));
+        }
+        Ok(())
+    }
 }
 
 fn input_format(f: FormatArg) -> InputFormat {
@@ -76,8 +115,11 @@ pub(crate) fn run(
     let pointers = config.field_pointers();
     let mut index = Index::open(&dir, log.reader(), &pointers, true)?;
     index.catch_up()?;
-    let mut sealer = crate::cmd_erase::sealer(config, &dir, &index.snapshot(), &log.reader())?;
-    let sealed_normalizer = Normalizer::new(&pointers);
+    let seal_job = crate::cmd_erase::sealer(config, &dir, &index.snapshot(), &log.reader())?.map(|s| SealJob {
+        sealer: Arc::new(RwLock::new(s)),
+        stream: Arc::from(stream),
+        normalizer: Normalizer::new(&pointers),
+    });
 
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
@@ -90,24 +132,30 @@ pub(crate) fn run(
         let name = path.display().to_string();
         let fmt = input_format(format);
         let normalizer = Normalizer::new(&pointers);
-        let (rx, parser) = spawn_parsers(input, fmt, max_entry, normalizer, skip_invalid)?;
+        let (rx, parser) = spawn_parsers(input, fmt, max_entry, normalizer, skip_invalid, seal_job.clone())?;
         let (mut first, mut last, mut count) = (None::<u64>, 0u64, 0u64);
         let mut failure: Option<anyhow::Error> = None;
         for piece in rx {
+            if let Some(e) = &piece.seal_error {
+                failure = Some(anyhow::anyhow!(
+                    "sealing personal-data fields failed: {e}; {count} entries before it are appended and committed{}; nothing after it was appended",
+                    first.map(|f| format!(" (indexes {f}..={last})")).unwrap_or_default()
+                ));
+                break;
+            }
             if !piece.batch.is_empty() {
-                // Personal-data fields are sealed (and their keys made durable) before
-                // the events are appended.
-                let sealed = crate::cmd_erase::seal_batch(
-                    sealer.as_mut(),
-                    stream,
-                    piece.batch.iter().map(|e| (e.format.code(), e.bytes)),
-                )?;
+                // Personal-data fields were sealed on the parser threads; their keys
+                // are made durable before the events are appended.
+                if let Some(job) = &seal_job {
+                    job.sealer.write().unwrap_or_else(|p| p.into_inner()).sync()?;
+                }
+                let sealed = &piece.sealed;
                 let entries: Vec<NewEntry<'_>> = piece
                     .batch
                     .iter()
-                    .zip(&sealed)
-                    .map(|(e, s)| match s {
-                        Some(s) => NewEntry { stream, format: s.format, payload: &s.payload },
+                    .enumerate()
+                    .map(|(i, e)| match sealed.get(i).and_then(Option::as_ref) {
+                        Some((s, _)) => NewEntry { stream, format: s.format, payload: &s.payload },
                         None => NewEntry { stream, format: e.format.code(), payload: e.bytes },
                     })
                     .collect();
@@ -122,7 +170,7 @@ pub(crate) fn run(
                 };
                 for (i, ix) in done.indexes.iter().enumerate() {
                     let fields = match sealed.get(i).and_then(Option::as_ref) {
-                        Some(s) => crate::cmd_erase::sealed_fields(&sealed_normalizer, s),
+                        Some((_, fields)) => fields.clone(),
                         None => piece.batch.normalized(i).cloned().unwrap_or_default(),
                     };
                     index.add(*ix, done.received_ns, sid, fields)?;
@@ -230,6 +278,7 @@ fn spawn_parsers(
     max_entry: usize,
     normalizer: Normalizer,
     skip_invalid: bool,
+    seal_job: Option<SealJob>,
 ) -> anyhow::Result<(mpsc::Receiver<Piece>, Parsers)> {
     let (tx, rx) = mpsc::sync_channel::<Piece>(2);
     if !is_line_mode(fmt, &mut *input)? {
@@ -242,7 +291,10 @@ fn spawn_parsers(
                     Ok(_) => (false, None),
                     Err(e) => (e.is_fatal() || !skip_invalid, Some(e)),
                 };
-                if (!batch.is_empty() || error.is_some()) && tx.send(Piece { batch, error }).is_err() {
+                let mut piece = Piece::new(batch, error);
+                seal_piece(seal_job.as_ref(), &mut piece);
+                let failed = piece.seal_error.is_some();
+                if (!piece.batch.is_empty() || piece.error.is_some()) && tx.send(piece).is_err() || failed {
                     return;
                 }
                 if done {
@@ -267,6 +319,7 @@ fn spawn_parsers(
         let (btx, brx) = mpsc::sync_channel::<(Vec<u8>, u64, u64)>(1);
         let (rtx, rrx) = mpsc::sync_channel::<Vec<Piece>>(1);
         let normalizer = normalizer.clone();
+        let seal_job = seal_job.clone();
         handles.push(std::thread::spawn(move || {
             for (block, base_line, base_offset) in brx {
                 let mut reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
@@ -279,9 +332,12 @@ fn spawn_parsers(
                         Ok(_) => (false, None),
                         Err(e) => (e.is_fatal() || !skip_invalid, Some(shift(e, base_line - 1, base_offset))),
                     };
-                    let stop = error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
-                    if !batch.is_empty() || error.is_some() {
-                        pieces.push(Piece { batch, error });
+                    let mut stop = error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
+                    let mut piece = Piece::new(batch, error);
+                    seal_piece(seal_job.as_ref(), &mut piece);
+                    stop |= piece.seal_error.is_some();
+                    if !piece.batch.is_empty() || piece.error.is_some() {
+                        pieces.push(piece);
                     }
                     if done || stop {
                         break;
@@ -378,7 +434,7 @@ fn spawn_parsers(
                 Slot::Worker(w) => w,
                 Slot::Error(e) => {
                     let stop = !skip_invalid;
-                    if tx.send(Piece { batch: Batch::new(), error: Some(e) }).is_err() || stop {
+                    if tx.send(Piece::new(Batch::new(), Some(e))).is_err() || stop {
                         return;
                     }
                     continue;
@@ -386,7 +442,7 @@ fn spawn_parsers(
             };
             let Ok(pieces) = result_rxs[worker].recv() else { return };
             for p in pieces {
-                let stop = p.error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
+                let stop = p.seal_error.is_some() || p.error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
                 if tx.send(p).is_err() || stop {
                     return;
                 }
@@ -394,6 +450,17 @@ fn spawn_parsers(
         }
     }));
     Ok((rx, Parsers(handles)))
+}
+
+/// Seals `piece` when erasure rules are configured; a failure (key store,
+/// randomness) is kept in the piece, which is then not appended.
+fn seal_piece(job: Option<&SealJob>, piece: &mut Piece) {
+    if let Some(job) = job
+        && let Err(e) = job.seal(piece)
+    {
+        piece.sealed.clear();
+        piece.seal_error = Some(e.to_string());
+    }
 }
 
 /// What the merger takes next: a worker's block, or an error the reader found.
