@@ -263,6 +263,12 @@ async fn healthz(State(app): State<AppState>) -> Response {
             serde_json::json!({ "status": "poisoned", "error": reason, "tree_size": tree_size }).to_string(),
         );
     }
+    if let Some(reason) = app.shared.disk_full() {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "disk_full", "error": reason, "tree_size": tree_size }).to_string(),
+        );
+    }
     if !app.shared.sequencer_alive.load(Ordering::Acquire) {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -498,6 +498,7 @@ pub async fn start(
         node_cache: nodes::NodeCache::default(),
         snapshot: RwLock::new(index.snapshot()),
         poisoned: Mutex::new(log.poisoned().map(str::to_string)),
+        disk_full: Mutex::new(None),
         queued_events: AtomicUsize::new(0),
         queued_bytes: AtomicUsize::new(0),
         sequencer_alive: AtomicBool::new(true),

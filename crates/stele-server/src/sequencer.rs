@@ -106,6 +106,10 @@ pub(crate) struct Shared {
     pub(crate) node_cache: crate::nodes::NodeCache,
     pub(crate) snapshot: RwLock<Snapshot>,
     pub(crate) poisoned: Mutex<Option<String>>,
+    /// Set while commits are refused because the disk is full (their space could not
+    /// be reserved; nothing was written): `/healthz` answers 503 with it. Requests
+    /// still reach the sequencer, so the first commit after space returns clears it.
+    pub(crate) disk_full: Mutex<Option<String>>,
     /// Events and payload bytes accepted but not yet committed (the queue limits).
     pub(crate) queued_events: AtomicUsize,
     pub(crate) queued_bytes: AtomicUsize,
@@ -124,6 +128,20 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn poisoned(&self) -> Option<String> {
         self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn disk_full(&self) -> Option<String> {
+        self.disk_full.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_disk_full(&self, why: Option<String>) {
+        let mut g = self.disk_full.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*g, &why) {
+            (None, Some(w)) => tracing::error!("the disk is full, refusing events until space returns: {w}"),
+            (Some(_), None) => tracing::warn!("space returned: the log takes writes again"),
+            _ => {}
+        }
+        *g = why;
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -468,6 +486,12 @@ impl Sequencer {
                 if self.log.poisoned().is_some() {
                     let msg = e.to_string();
                     self.reply_all(batch, |_| CommitError::Unavailable(msg.clone()));
+                } else if matches!(e, StoreError::NoSpace { .. }) {
+                    // Refused before anything was written: answer 503 and take the
+                    // next commit as soon as space returns.
+                    let msg = e.to_string();
+                    self.shared.set_disk_full(Some(msg.clone()));
+                    self.reply_all(batch, |_| CommitError::Unavailable(msg.clone()));
                 } else if batch.len() > 1 {
                     // One request the store refused must not fail the others: commit
                     // them one by one (validation makes this path unreachable in practice).
@@ -484,6 +508,9 @@ impl Sequencer {
                 return;
             }
         };
+        if self.shared.disk_full().is_some() {
+            self.shared.set_disk_full(None);
+        }
         let (indexes, received_ns, tree_size) = match &appended {
             Some(a) => {
                 assert_eq!(a.indexes.len(), count, "the store returned one index per entry");

@@ -29,6 +29,14 @@ pub trait StorageFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes all completed writes and length changes durable (fdatasync).
     fn sync(&self) -> io::Result<()>;
+    /// Reserves the storage for bytes `[offset, offset + len)` without changing the
+    /// file's length, so that writing them later cannot run out of space: a full disk
+    /// surfaces here (`ErrorKind::StorageFull`), before anything is written. Backends
+    /// without such a notion accept every reservation (the default).
+    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// A set of named files (names are `/`-separated relative paths).
@@ -92,6 +100,17 @@ impl StorageFile for LocalFile {
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    /// `fallocate(FALLOC_FL_KEEP_SIZE)`; file systems without it accept every
+    /// reservation (their full disk surfaces at the write, as before).
+    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        use rustix::io::Errno;
+        match fallocate(&self.0, FallocateFlags::KEEP_SIZE, offset, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e == Errno::NOTSUP || e == Errno::NOSYS => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -58,6 +58,18 @@ pub enum StoreError {
     /// and recovered (the failed write is never trusted).
     #[error("the log stopped accepting writes after a failed fsync ({0}); restart to recover")]
     Poisoned(String),
+    /// The disk has no room for a commit: reserving its bytes failed before anything
+    /// was written. The log stays usable; the same append succeeds once space returns.
+    #[error("no space left on device: reserving {bytes} bytes in {file} failed ({source}); nothing was written")]
+    NoSpace {
+        /// The file whose reservation failed.
+        file: String,
+        /// Bytes asked for.
+        bytes: u64,
+        /// The I/O error (`ErrorKind::StorageFull`).
+        #[source]
+        source: io::Error,
+    },
     /// An entry is larger than the configured limit.
     #[error("entry of {size} bytes exceeds the limit of {limit} bytes")]
     EntryTooLarge {

@@ -258,6 +258,16 @@ impl StorageFile for FaultyFile {
             None => self.inner.sync(),
         }
     }
+
+    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut s = self.faults.lock();
+        if s.disk_full {
+            s.fired.push(Fired { fault: Fault::NoSpace, file: self.name.clone() });
+            return Err(injected(io::ErrorKind::StorageFull, "no space left on device (ENOSPC)"));
+        }
+        drop(s);
+        self.inner.reserve(offset, len)
+    }
 }
 
 impl Backend for FaultyBackend {

@@ -587,6 +587,11 @@ impl Log {
             chunk_jobs.push((stream, cur));
         }
 
+        // Reserve the space of everything this commit writes into existing files
+        // before writing (or changing) anything: a full disk fails the commit here,
+        // cleanly, instead of halfway through its writes.
+        self.reserve_commit(first, all, &chunk_jobs, received_ns)?;
+
         // Hashing (salted digests, leaf hashes, then the tree) and compression run at
         // the same time on the thread pool.
         let compression = self.options.compression;
@@ -702,6 +707,49 @@ impl Log {
         let indexes = (first..first + all.len() as u64).collect();
         self.reader.publish(self.frontier.size(), if new_streams.is_empty() { None } else { Some(&self.streams) });
         Ok((indexes, leaf_hashes, received_ns))
+    }
+
+    /// Reserves (see [`StorageFile::reserve`]) the bytes a commit of `all` from index
+    /// `first` writes into the leaves, locators and existing hash level files, and an
+    /// upper bound of its chunks in each stream's open segment (when the segment's
+    /// time window is still current). Fails with [`StoreError::NoSpace`], having
+    /// written nothing. A segment or hash level the commit creates is not reserved
+    /// (its creation is where a full disk surfaces then).
+    fn reserve_commit(
+        &self,
+        first: u64,
+        all: &[(u32, u8, &[u8])],
+        chunk_jobs: &[(u32, Vec<usize>)],
+        received_ns: u64,
+    ) -> Result<()> {
+        let n = all.len() as u64;
+        let leaf = LEAF_LEN as u64;
+        reserve(&self.files.leaves, layout::LEAVES, HEADER_LEN + first * leaf, HEADER_LEN + (first + n) * leaf)?;
+        let loc = LOCATOR_LEN as u64;
+        reserve(&self.files.locators, layout::LOCATORS, HEADER_LEN + first * loc, HEADER_LEN + (first + n) * loc)?;
+        for k in 0..self.files.hashes.levels() {
+            let (from, to) = (crate::hashes::stored_count(first, k), crate::hashes::stored_count(first + n, k));
+            if to > from {
+                let hash = HASH_LEN as u64;
+                let file = self.files.hashes.file(k)?;
+                reserve(&file, &layout::hash_level(k), HEADER_LEN + from * hash, HEADER_LEN + to * hash)?;
+            }
+        }
+        // A chunk is its header and its body (per entry two varints and the payload);
+        // zstd's output is at most its input plus 1/128 and a small frame.
+        let window = self.options.segment_window_ns.max(1);
+        let window_start = received_ns - received_ns % window;
+        let mut per_stream: HashMap<u32, u64> = HashMap::new();
+        for (stream, idxs) in chunk_jobs {
+            let body: u64 = idxs.iter().map(|&i| all[i].2.len() as u64 + 20).sum();
+            *per_stream.entry(*stream).or_default() += chunk::CHUNK_HEADER_LEN as u64 + body + body / 128 + 512;
+        }
+        for (stream, bound) in per_stream {
+            if let Some(seg) = self.open_segments.get(&stream).filter(|s| s.window_start_ns == window_start) {
+                reserve(&seg.file, &layout::segment(seg.segno), seg.len, seg.len + bound)?;
+            }
+        }
+        Ok(())
     }
 
     /// Signs a checkpoint over the current (durable) tree if it grew since the last one,
@@ -901,6 +949,11 @@ impl Log {
         };
         let framed = records::frame(&cp.encode());
         let ck = self.files.checkpoints();
+        // Both writes' space first: a full disk refuses the checkpoint cleanly.
+        let end = self.checkpoints_len + framed.len() as u64;
+        reserve(&ck, layout::CHECKPOINTS, self.checkpoints_len, end)?;
+        let slot = state::slot_offset(self.state.seq + 1);
+        reserve(&self.files.state, layout::STATE, slot, slot + state::SLOT_LEN)?;
         ck.write_at(self.checkpoints_len, &framed).map_err(StoreError::io("writing", layout::CHECKPOINTS))?;
         ck.sync().map_err(StoreError::io("syncing", layout::CHECKPOINTS))?;
         self.checkpoints_len += framed.len() as u64;
@@ -927,6 +980,21 @@ impl Log {
         self.reader.publish_checkpoint(cp.clone());
         Ok(cp)
     }
+}
+
+/// Reserves bytes `[from, to)` of `file` ([`StorageFile::reserve`]): a full disk is
+/// [`StoreError::NoSpace`] (nothing written, the log not poisoned).
+fn reserve(file: &Arc<dyn StorageFile>, name: &str, from: u64, to: u64) -> Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    file.reserve(from, to - from).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            StoreError::NoSpace { file: name.to_string(), bytes: to - from, source }
+        } else {
+            StoreError::Io { op: "reserving space in", file: name.to_string(), source }
+        }
+    })
 }
 
 fn sync_all(files: &[(Arc<dyn StorageFile>, String)]) -> Result<()> {

@@ -66,6 +66,11 @@ pub fn read(file: &Arc<dyn StorageFile>) -> Result<Option<State>> {
     Ok(best)
 }
 
+/// Offset of the slot a state of sequence number `seq` is written to.
+pub fn slot_offset(seq: u64) -> u64 {
+    HEADER_LEN + (seq % 2) * SLOT_LEN
+}
+
 /// Writes `state` into the slot its sequence number selects and syncs.
 pub fn write(file: &Arc<dyn StorageFile>, state: &State) -> Result<()> {
     let payload = serde_json::to_vec(state).expect("state serializes");
@@ -76,7 +81,7 @@ pub fn write(file: &Arc<dyn StorageFile>, state: &State) -> Result<()> {
             state.open_segments.len()
         )));
     }
-    let offset = HEADER_LEN + (state.seq % 2) * SLOT_LEN;
+    let offset = slot_offset(state.seq);
     file.write_at(offset, &framed).map_err(StoreError::io("writing", STATE))?;
     file.sync().map_err(StoreError::io("syncing", STATE))
 }

@@ -182,7 +182,10 @@ fn judge<T: std::fmt::Debug>(r: &Result<T, StoreError>, faults: &Faults, seed: u
     if std::env::var_os("STELE_FAULT_TRACE").is_some() {
         eprintln!("  {what}: {:?}; fired {fired:?}", r.as_ref().map(|_| ()));
     }
-    let write_fault = fired.iter().any(|f| is_write_fault(f.fault));
+    // A full disk found while reserving a commit's space refuses it before anything
+    // is written: the log is not poisoned and needs no recovery.
+    let clean_refusal = matches!(r, Err(StoreError::NoSpace { .. }));
+    let write_fault = fired.iter().any(|f| is_write_fault(f.fault)) && !clean_refusal;
     match r {
         Ok(_) => assert!(!write_fault, "seed {seed}: {what} succeeded although {fired:?} fired under it"),
         Err(e) => {
@@ -474,4 +477,52 @@ fn a_crash_at_every_write_and_sync_point() {
         }
         eprintln!("{op:?}: a power cut at each of {} points (clean and torn) recovered intact", points + 1);
     }
+}
+
+/// A full disk is found when the commit's space is reserved, before anything is
+/// written: the append is refused with `NoSpace`, no file changes, the log is not
+/// poisoned (no recovery), and the same append succeeds once space returns.
+#[test]
+fn a_full_disk_refuses_an_append_before_writing_and_resumes_by_itself() {
+    let mem = fresh();
+    let (mut log, faults) = open(&mem).unwrap();
+    let first: Vec<(String, Vec<u8>)> =
+        (0..50).map(|i| ("a".to_string(), format!("{{\"n\":{i}}}").into_bytes())).collect();
+    let first_indexes = append(&mut log, &first).unwrap();
+    log.sign_checkpoint().unwrap();
+    let size = log.tree_size();
+    let mut names: Vec<String> =
+        ["leaves.dat", "locators.dat", "hashes/level-00.dat", "streams.dat"].map(String::from).into();
+    let segments = Backend::list(&mem, "segments").unwrap();
+    assert!(!segments.is_empty(), "no segment files");
+    names.extend(segments.iter().map(|s| format!("segments/{s}")));
+    let before: Vec<Option<Vec<u8>>> = names.iter().map(|n| mem.file_bytes(n)).collect();
+    assert!(before.iter().all(Option::is_some), "the test names files that do not exist: {names:?}");
+
+    faults.set_disk_full(true);
+    let batch: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| ("a".to_string(), format!("{{\"m\":{i},\"pad\":\"{}\"}}", "x".repeat(300)).into_bytes()))
+        .collect();
+    let e = append(&mut log, &batch).unwrap_err();
+    assert!(matches!(e, StoreError::NoSpace { .. }), "a full disk gave {e:?}");
+    assert!(e.to_string().contains("no space left on device") && e.to_string().contains("nothing was written"), "{e}");
+    assert!(log.poisoned().is_none(), "a refused reservation poisoned the log");
+    let fired = faults.take_fired();
+    assert!(fired.iter().all(|f| f.fault == Fault::NoSpace), "{fired:?}");
+    assert_eq!(log.tree_size(), size);
+    let after: Vec<Option<Vec<u8>>> = names.iter().map(|n| mem.file_bytes(n)).collect();
+    assert!(before == after, "a refused append changed a file");
+    assert_eq!(Backend::list(&mem, "segments").unwrap(), segments, "a refused append made a segment");
+    // Still full: still refused, still nothing written.
+    assert!(matches!(append(&mut log, &batch), Err(StoreError::NoSpace { .. })));
+
+    faults.set_disk_full(false);
+    let indexes = append(&mut log, &batch).expect("the append succeeds once space returns, without recovery");
+    assert_eq!(indexes, (size..size + 20).collect::<Vec<u64>>());
+    log.sign_checkpoint().unwrap();
+    let reader = log.reader();
+    for (i, (_, p)) in first_indexes.iter().chain(&indexes).zip(first.iter().chain(&batch)) {
+        assert_eq!(&reader.entry(*i).unwrap().payload, p, "entry {i}");
+    }
+    verify_ok(&reader, 0, "after the disk was full");
 }
