@@ -270,7 +270,7 @@ pub fn erase(
     }
     let stored = keys.store().get(&key_id).expect("a live key is stored").clone();
     let token = dk.token(subject.as_bytes());
-    let holds = stele_retention::active_holds(snapshot, &reader)?;
+    let holds = keys.holds.refresh(snapshot, &reader)?.clone();
     let blocked_by = blockers(&stored, &dk, Some(&token), &holds, policies, rules, now_ns);
     let mut record = ErasureRecord {
         kind: "erasure".into(),
@@ -317,7 +317,7 @@ pub fn carry_out_pending(
     if pending.is_empty() {
         return Ok(Vec::new());
     }
-    let holds = stele_retention::active_holds(snapshot, &reader)?;
+    let holds = keys.holds.refresh(snapshot, &reader)?.clone();
     let mut out = Vec::new();
     for (id, (req, req_index)) in &pending {
         let Some(dk) = keys.data_key(id)? else { continue };

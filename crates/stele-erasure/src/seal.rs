@@ -31,6 +31,8 @@ pub struct Keys {
     cache: Mutex<HashMap<[u8; KEY_ID_LEN], Arc<DataKey>>>,
     /// The erasure records read so far, and the tree size they were read up to.
     erasure_log: (crate::ErasureLog, u64),
+    /// The legal holds, read incrementally like the erasure records.
+    pub(crate) holds: stele_retention::ActiveHolds,
 }
 
 impl Keys {
@@ -50,6 +52,7 @@ impl Keys {
             erased: HashSet::new(),
             cache: Mutex::new(HashMap::new()),
             erasure_log: (crate::ErasureLog::default(), 0),
+            holds: stele_retention::ActiveHolds::default(),
         }
     }
 

@@ -120,27 +120,58 @@ pub fn active_holds(
     snapshot: &Snapshot,
     reader: &LogReader,
 ) -> Result<BTreeMap<String, (HoldRecord, u64)>, RetentionError> {
-    let mut active = BTreeMap::new();
-    for (i, payload) in crate::recorded::retention_records(snapshot, reader)? {
-        let v: serde_json::Value = match serde_json::from_slice(&payload) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        match v["type"].as_str() {
-            Some("hold") => {
-                if let Ok(h) = serde_json::from_value::<HoldRecord>(v) {
-                    active.insert(h.case.clone(), (h, i));
-                }
-            }
-            Some("hold_release") => {
-                if let Some(case) = v["case"].as_str() {
-                    active.remove(case);
-                }
-            }
-            _ => {}
+    let mut holds = ActiveHolds::default();
+    holds.refresh(snapshot, reader)?;
+    Ok(holds.active)
+}
+
+/// The active holds, kept current by [`ActiveHolds::refresh`], which reads only the
+/// `_stele/retention` records appended since its last call (a long-running writer
+/// pays for new records, not for the whole history, each time it asks).
+#[derive(Clone, Debug, Default)]
+pub struct ActiveHolds {
+    active: BTreeMap<String, (HoldRecord, u64)>,
+    read_to: u64,
+}
+
+impl ActiveHolds {
+    /// Reads the records appended since the last call (all of them the first time)
+    /// and returns the holds active now, by case, with the index of the record that
+    /// placed each.
+    ///
+    /// # Errors
+    /// Index or log read errors (the state is then left as it was).
+    pub fn refresh(
+        &mut self,
+        snapshot: &Snapshot,
+        reader: &LogReader,
+    ) -> Result<&BTreeMap<String, (HoldRecord, u64)>, RetentionError> {
+        let tree_size = reader.tree_size();
+        if self.read_to > tree_size {
+            *self = ActiveHolds::default();
         }
+        for (i, payload) in crate::recorded::retention_records_from(snapshot, reader, self.read_to)? {
+            let v: serde_json::Value = match serde_json::from_slice(&payload) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            match v["type"].as_str() {
+                Some("hold") => {
+                    if let Ok(h) = serde_json::from_value::<HoldRecord>(v) {
+                        self.active.insert(h.case.clone(), (h, i));
+                    }
+                }
+                Some("hold_release") => {
+                    if let Some(case) = v["case"].as_str() {
+                        self.active.remove(case);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.read_to = tree_size;
+        Ok(&self.active)
     }
-    Ok(active)
 }
 
 /// The segments active holds pin: those of a held stream whose received-time span

@@ -27,7 +27,7 @@ mod policy;
 mod recorded;
 
 pub use audit::{AuditProblem, audit};
-pub use hold::{HoldFilters, HoldRecord, ReleaseRecord, active_holds, held_segments};
+pub use hold::{ActiveHolds, HoldFilters, HoldRecord, ReleaseRecord, active_holds, held_segments};
 pub use pass::{PassReport, apply};
 pub use plan::{Due, StreamSchedule, plan, schedule};
 pub use policy::{Mode, Policy, policy_for};

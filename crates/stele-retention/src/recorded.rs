@@ -80,9 +80,18 @@ pub(crate) fn retention_records(
     snapshot: &Snapshot,
     reader: &LogReader,
 ) -> Result<Vec<(u64, Vec<u8>)>, RetentionError> {
+    retention_records_from(snapshot, reader, 0)
+}
+
+/// As [`retention_records`], for entries with index `from` and later.
+pub(crate) fn retention_records_from(
+    snapshot: &Snapshot,
+    reader: &LogReader,
+    from: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, RetentionError> {
     let query = Query { stream: Some(stele_store::streams::RETENTION_STREAM.to_string()), ..Query::default() };
     let mut hits = Vec::new();
-    snapshot.query(&query, |h| {
+    snapshot.query_from(&query, from, |h| {
         hits.push(h.index);
         true
     })?;
