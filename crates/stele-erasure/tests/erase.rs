@@ -26,8 +26,7 @@ fn a_long_lived_keys_sees_holds_and_erasures_appended_after_its_first_read() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), "erase.example/log").unwrap();
     let mut log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let sealer = Sealer::new(vec![rule()], keys(dir.path())).unwrap();
-    let mut sealer = sealer;
+    let mut sealer = Sealer::new(vec![rule()], keys(dir.path())).unwrap();
     let payloads: Vec<Vec<u8>> = ["alice", "bob", "carol"]
         .iter()
         .map(|who| {
@@ -43,7 +42,7 @@ fn a_long_lived_keys_sees_holds_and_erasures_appended_after_its_first_read() {
     let mut index = Index::open(dir.path(), log.reader(), &FieldPointers::default(), true).unwrap();
     let mut keys = keys(dir.path());
     let rules = [rule()];
-    let mut erase = |log: &mut Log, index: &mut Index, keys: &mut Keys, who: &str| {
+    let erase = |log: &mut Log, index: &mut Index, keys: &mut Keys, who: &str| {
         index.catch_up().unwrap();
         stele_erasure::erase(log, &index.snapshot(), keys, &rules, &[], who, "request", 1)
     };
