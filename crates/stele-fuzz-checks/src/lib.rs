@@ -9,6 +9,7 @@ pub mod auditd_group;
 pub mod bundle;
 pub mod checkpoint;
 pub mod cloudtrail_records;
+pub mod config;
 pub mod decompress;
 pub mod event_reader;
 pub mod json_value;
@@ -33,6 +34,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("bundle", bundle::check),
     ("checkpoint", checkpoint::check),
     ("cloudtrail_records", cloudtrail_records::check),
+    ("config", config::check),
     ("decompress", decompress::check),
     ("event_reader", event_reader::check),
     ("json_value", json_value::check),

@@ -191,6 +191,10 @@ pub(crate) enum Command {
         #[command(flatten)]
         args: crate::cmd_witness::WitnessArgs,
     },
+    /// Check the config file (--config) without starting anything: every section is
+    /// parsed and validated as `serve` would; prints one line per section and
+    /// "config OK", or the first problem (exit code 2).
+    CheckConfig,
     /// API tokens of the server: create (shown once), list, revoke.
     Token {
         #[command(subcommand)]
