@@ -153,6 +153,9 @@ pub enum BundleError {
     /// first entry).
     #[error("a timestamp line follows entry {0}: timestamp lines come before the entries")]
     TimestampAfterEntry(u64),
+    /// A key statements line after an entry line (it comes right after the header).
+    #[error("a key statements line follows entry {0}: it comes before the entries")]
+    KeyStatementsAfterEntry(u64),
     /// Entry indexes must strictly increase.
     #[error("entry {index} follows entry {previous}: indexes must strictly increase")]
     OutOfOrder {
@@ -289,6 +292,21 @@ impl BundleVerifier {
     pub fn timestamp_line(&mut self, line: &[u8]) -> Result<(), BundleError> {
         if let Some(previous) = self.previous {
             return Err(BundleError::TimestampAfterEntry(previous));
+        }
+        self.digest.update(line);
+        Ok(())
+    }
+
+    /// Takes the key statements line (docs/bundle.md: after the header, before the
+    /// first entry) into the running digest; `line` is its exact bytes. The statements
+    /// it carries are checked by the caller, which follows them from the trusted key
+    /// (`keychain::chain_from_list`) to pick the key the checkpoint was verified with.
+    ///
+    /// # Errors
+    /// [`BundleError::KeyStatementsAfterEntry`] when an entry line came before it.
+    pub fn key_statements_line(&mut self, line: &[u8]) -> Result<(), BundleError> {
+        if let Some(previous) = self.previous {
+            return Err(BundleError::KeyStatementsAfterEntry(previous));
         }
         self.digest.update(line);
         Ok(())

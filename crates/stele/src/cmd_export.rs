@@ -201,6 +201,17 @@ pub(crate) fn export(
     let file = File::create(&final_tmp).with_context(|| format!("creating {}", final_tmp.display()))?;
     let mut w = Hashing { inner: BufWriter::new(file), digest: BundleDigest::new() };
     w.write_all(header_line(&header).as_bytes())?;
+    // The key statements line (docs/bundle.md): the log's key rotations and
+    // revocations covered by the checkpoint, so an auditor holding only the first key
+    // can follow the chain to the key that signed it, offline.
+    let statements: String = stele_store::keys::listed_statements(&reader)?
+        .iter()
+        .filter(|(index, _)| *index < size)
+        .map(|(index, note)| stele_tlog::keychain::statement_list_line(*index, note))
+        .collect();
+    if !statements.is_empty() {
+        writeln!(w, "{{\"key_statements\":{}}}", json_str(&statements))?;
+    }
     // Timestamp lines (docs/bundle.md): the tokens over this checkpoint.
     for (_, t) in tokens.iter().filter(|(_, t)| t.tree_size == size) {
         writeln!(w, "{{\"timestamp\":\"{}\",\"tsa\":{}}}", BASE64.encode(&t.token), json_str(&t.tsa))?;
@@ -255,6 +266,12 @@ struct EntryJson {
     leaf: String,
     payload: String,
     proof: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyStatementsJson {
+    pub(crate) key_statements: String,
 }
 
 #[derive(Deserialize)]
@@ -341,7 +358,11 @@ pub(crate) fn verify_bundle(
         if !read_line(&mut r, &mut line, lineno)? {
             return Err(bad(lineno, "the file ends before the trailer (truncated bundle)".into()));
         }
-        if line.starts_with(b"{\"timestamp\":") {
+        if line.starts_with(b"{\"key_statements\":") {
+            // Followed from the trusted key before the header was checked
+            // (`cmd_key::followed_key`); here only its place and the digest.
+            v.key_statements_line(&line).map_err(|e| bad(lineno, e.to_string()))?;
+        } else if line.starts_with(b"{\"timestamp\":") {
             let t: TimestampJson =
                 serde_json::from_slice(&line).map_err(|e| bad(lineno, format!("not a timestamp line: {e}")))?;
             v.timestamp_line(&line).map_err(|e| bad(lineno, e.to_string()))?;

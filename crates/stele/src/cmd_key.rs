@@ -119,29 +119,68 @@ pub(crate) fn followed_key(
     statements: Option<&std::path::Path>,
     bundle: &std::path::Path,
 ) -> anyhow::Result<String> {
-    let Some(statements) = statements else { return Ok(key.to_string()) };
-    let first = parse_vkey(key)?;
-    let text = std::fs::read_to_string(statements)
-        .map_err(|e| crate::Failure::usage(format!("--key-statements {}: {e}", statements.display())))?;
-    let list =
-        stele_tlog::keychain::parse_statement_list(&text).map_err(|e| crate::Failure::tampered(e.to_string()))?;
-    let chain = stele_tlog::keychain::chain_from_list(first, &list)
-        .map_err(|(index, e)| crate::Failure::tampered(format!("key statement at entry {index}: {e}")))?;
-    // The bundle's first line is its JSON header; only its checkpoint is read here.
+    // The bundle's first line is its JSON header; only its checkpoint is read here,
+    // and the key statements line right after it when the bundle carries one.
     let file = std::fs::File::open(bundle).map_err(|e| crate::Failure::usage(format!("{}: {e}", bundle.display())))?;
-    let mut header = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(std::io::Read::take(file, 1 << 20)), &mut header)?;
-    let h: serde_json::Value = serde_json::from_str(&header)
+    // Bytes, not text: a damaged bundle is for the verifier to report, line by line.
+    let mut r = std::io::BufReader::new(std::io::Read::take(file, 4 << 20));
+    let mut line = |r: &mut std::io::BufReader<_>| -> anyhow::Result<String> {
+        let mut buf = Vec::new();
+        std::io::BufRead::read_until(r, b'\n', &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let header = line(&mut r)?;
+    let second = line(&mut r)?;
+    let (source, text) = match statements {
+        Some(path) => (
+            format!("--key-statements {}", path.display()),
+            std::fs::read_to_string(path)
+                .map_err(|e| crate::Failure::usage(format!("--key-statements {}: {e}", path.display())))?,
+        ),
+        None if second.starts_with("{\"key_statements\":") => {
+            let line: crate::cmd_export::KeyStatementsJson = serde_json::from_str(&second)
+                .map_err(|e| crate::Failure::tampered(format!("line 2: not a key statements line: {e}")))?;
+            ("line 2".to_string(), line.key_statements)
+        }
+        None => return Ok(key.to_string()),
+    };
+    let explicit = statements.is_some();
+    match follow(key, &source, &text, &header) {
+        Ok(found) => Ok(found),
+        // The bundle's own statements start from the log's first key; an auditor who
+        // trusts a later key checks the checkpoint with that key directly.
+        Err(e) if !explicit => {
+            eprintln!("stele: note: not following the bundle's key statements from the given key ({e:#})");
+            Ok(key.to_string())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Follows the statement list `text` (from `source`) from the trusted `key` to the key
+/// that signs the checkpoint of the bundle header line `header`; returns its vkey.
+fn follow(key: &str, source: &str, text: &str, header: &str) -> anyhow::Result<String> {
+    let first = parse_vkey(key)?;
+    let given = first.to_vkey();
+    let list = stele_tlog::keychain::parse_statement_list(text)
+        .map_err(|e| crate::Failure::tampered(format!("{source}: {e}")))?;
+    let chain = stele_tlog::keychain::chain_from_list(first, &list)
+        .map_err(|(index, e)| crate::Failure::tampered(format!("{source}: key statement at entry {index}: {e}")))?;
+    let h: serde_json::Value = serde_json::from_str(header)
         .map_err(|e| crate::Failure::tampered(format!("line 1: not a bundle header: {e}")))?;
     let note = h["checkpoint"].as_str().ok_or_else(|| crate::Failure::tampered("line 1: no checkpoint"))?;
     let verified =
         chain.open_checkpoint(note.as_bytes()).map_err(|e| crate::Failure::tampered(format!("line 1: {e}")))?;
     let size = verified.checkpoint.tree_size;
-    chain
+    let found = chain
         .keys()
         .iter()
         .filter(|k| k.covers(size))
         .find(|k| stele_tlog::checkpoint::open_checkpoint(note.as_bytes(), &k.verifier).is_ok())
         .map(|k| k.verifier.to_vkey())
-        .ok_or_else(|| crate::Failure::tampered("line 1: no key of the chain signs the checkpoint"))
+        .ok_or_else(|| crate::Failure::tampered("line 1: no key of the chain signs the checkpoint"))?;
+    if found != given {
+        eprintln!("stele: followed {} key statement(s) ({source}) from the given key to {found}", list.len());
+    }
+    Ok(found)
 }

@@ -358,9 +358,45 @@ fn rotation_and_revocation_are_followed_from_the_first_key() {
         stele(&args)
     };
     vb(&first_s, Some(&statements)).expect_code(0, "verify-bundle follows the chain");
-    assert_eq!(vb(&first_s, None).code, 1, "the first key alone does not sign the bundle");
+    // The bundle carries the statements itself (line 2): the first key is enough.
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    assert!(lines[1].starts_with("{\"key_statements\":"), "line 2 is not the key statements: {}", lines[1]);
+    let r = vb(&first_s, None);
+    assert_eq!(r.code, 0, "verify-bundle from the first key and the bundle's own statements: {r}");
+    assert!(r.stderr.contains("followed 1 key statement(s) (line 2)"), "{r}");
+    vb(&second.to_vkey(), None).expect_code(0, "the current key checks the bundle directly");
     let r = vb(&first_s, Some(&forged_dir.join("key-statements")));
     assert_eq!(r.code, 1, "{r}");
+    // Rewritten bundles (the trailer's digest recomputed, as anyone can): without the
+    // statements the first key alone does not sign the checkpoint; with a forged
+    // announcement in their place neither.
+    let rewrite = |line2: Option<String>, name: &str| -> PathBuf {
+        let mut body = String::from(lines[0]);
+        if let Some(l) = line2 {
+            body.push_str(&l);
+        }
+        let entries: Vec<&str> = lines[2..lines.len() - 1].to_vec();
+        entries.iter().for_each(|l| body.push_str(l));
+        let mut digest = stele_tlog::bundle::BundleDigest::new();
+        digest.update(body.as_bytes());
+        body.push_str(&stele_tlog::bundle::trailer_line(entries.len() as u64, &digest.finish()));
+        let path = t.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    let bare_bundle = rewrite(None, "bare.jsonl");
+    let forged_line = format!(
+        "{}\n",
+        serde_json::json!({ "key_statements": stele_tlog::keychain::statement_list_line(2, note.as_bytes()) })
+    );
+    let forged_bundle = rewrite(Some(forged_line), "forged.jsonl");
+    stele(&["verify-bundle", bare_bundle.to_str().unwrap(), "--key", &second.to_vkey()])
+        .expect_code(0, "the rewritten bundle is sound for the key that signed it");
+    for (path, what) in [(&bare_bundle, "without statements"), (&forged_bundle, "with a forged statement")] {
+        let r = stele(&["verify-bundle", path.to_str().unwrap(), "--key", &first_s]);
+        assert_eq!(r.code, 1, "{what}: {r}");
+    }
 
     // Revocation: the first key's signatures count only up to tree size 1. Its
     // checkpoint of size 2 (before the rotation) is then rejected.
