@@ -124,7 +124,7 @@ pub(crate) fn followed_key(
     let file = std::fs::File::open(bundle).map_err(|e| crate::Failure::usage(format!("{}: {e}", bundle.display())))?;
     // Bytes, not text: a damaged bundle is for the verifier to report, line by line.
     let mut r = std::io::BufReader::new(std::io::Read::take(file, 4 << 20));
-    let mut line = |r: &mut std::io::BufReader<_>| -> anyhow::Result<String> {
+    let line = |r: &mut std::io::BufReader<_>| -> anyhow::Result<String> {
         let mut buf = Vec::new();
         std::io::BufRead::read_until(r, b'\n', &mut buf)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
