@@ -19,9 +19,9 @@
 //! ```
 //!
 //! `params` holds what the action needs to be performed later, and nothing more: for
-//! `hold-release` the case and reason, for `erase` the subject's key id, their blind
+//! `hold-release` the case, the reason and the hold record's index, for `erase` the subject's key id, their blind
 //! token and the reason (never the subject's name). The pending set is rebuilt from
-//! these records when the server starts ([`load`]), so a restart keeps pending
+//! these records when the server starts, so a restart keeps pending
 //! requests and their expiry.
 //!
 //! | Route | Who | Answer |
@@ -129,13 +129,19 @@ impl Pending {
         self.approved_by.is_none() && now_ns < self.expires_ns
     }
 
+    /// The request as listed; an erasure's blind token is left out, as `stele erase
+    /// --list` leaves it out.
     fn json(&self, id: &str) -> serde_json::Value {
+        let mut params = self.params.clone();
+        if let Some(o) = params.as_object_mut() {
+            o.remove("subject_token");
+        }
         serde_json::json!({
             "id": id,
             "action": self.action.name(),
             "scope": self.scope,
             "requested_by": self.requested_by,
-            "params": self.params,
+            "params": params,
             "requested": rfc3339(self.requested_ns),
             "expires": rfc3339(self.expires_ns),
             "record_index": self.index,

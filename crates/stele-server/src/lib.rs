@@ -44,7 +44,9 @@
 //! otherwise. Without any principal the server is open, and starts so only on loopback
 //! (or with `allow_anonymous`). Reads are recorded, aggregated, in `_stele/access`
 //! ([`access`]). Legal holds are placed with `POST /v1/admin/holds`, listed with `GET
-//! /v1/admin/holds` and released with `POST /v1/admin/holds/{case}/release`. With
+//! /v1/admin/holds` and released with `POST /v1/admin/holds/{case}/release`; a data
+//! subject is erased with `POST /v1/admin/erasures` (see `erasure_api`). Actions in
+//! `[auth] require_approval` wait for a second principal ([`approvals`]). With
 //! [`ServerConfig::tls`], the HTTP and OTLP/gRPC listeners speak TLS, reloaded when the
 //! files change ([`tls`]).
 //!
