@@ -19,10 +19,10 @@
 //! ```
 //!
 //! `params` holds what the action needs to be performed later, and nothing more: for
-//! `hold-release` the case, the reason and the hold record's index, for `erase` the subject's key id, their blind
-//! token and the reason (never the subject's name). The pending set is rebuilt from
-//! these records when the server starts, so a restart keeps pending
-//! requests and their expiry.
+//! `hold-release` the case, the reason and the hold record's index; for `erase` the
+//! subject's key id, their blind token and the reason (never the subject's name). The
+//! pending set is rebuilt from these records when the server starts, so a restart
+//! keeps pending requests and their expiry.
 //!
 //! | Route | Who | Answer |
 //! |---|---|---|
