@@ -151,7 +151,7 @@ pub(crate) async fn release_hold(
     if b.reason.trim().is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "reason must not be empty"));
     }
-    let _serial = HOLDS.lock().await;
+    let serial = HOLDS.lock().await;
     let holds = active(&app).await?;
     let Some((hold, hold_index)) = holds.get(&case) else {
         return Err(error(StatusCode::NOT_FOUND, format!("no active hold for case {case:?}")));
@@ -159,6 +159,10 @@ pub(crate) async fn release_hold(
     let scope = hold.stream.as_deref().unwrap_or("*");
     caller.require_pattern(Role::HoldRelease, scope)?;
     if app.approvals.required(Role::HoldRelease) {
+        // An approval takes the approvals' lock before this one: never hold both
+        // the other way round. The request names the hold record, so a hold
+        // released or placed again meanwhile is caught when it is approved.
+        drop(serial);
         let params = serde_json::json!({ "case": case, "reason": b.reason, "hold_index": hold_index });
         return crate::approvals::request(&app, &caller, Role::HoldRelease, scope, params).await;
     }
