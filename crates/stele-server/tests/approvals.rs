@@ -463,3 +463,35 @@ fn an_administrator_without_read_gets_403_on_every_read_route() {
     assert_eq!(call(addr, "GET", "/v1/admin/approvals", op, b"").status, 200);
     srv.stop();
 }
+
+#[test]
+fn two_approvers_at_once_release_a_hold_once() {
+    let dir = fresh_dir();
+    let t = make_tokens(
+        dir.path(),
+        &[("adm", &["admin:*"]), ("rel1", &["hold-release"]), ("rel2", &["hold-release"]), ("rel3", &["hold-release"])],
+    );
+    let [adm, rel1] = [0, 1].map(|i| t[i].clone());
+    let srv = TestServer::start(dir, |c| approval_config(c, &[Role::HoldRelease]));
+    let addr = srv.addr;
+    let hold = serde_json::json!({ "case": "C-3", "reason": "audit" });
+    assert_eq!(call_json(addr, "POST", "/v1/admin/holds", &adm, hold).status, 201);
+    let r = call_json(addr, "POST", "/v1/admin/holds/C-3/release", &rel1, serde_json::json!({ "reason": "done" }));
+    let id = r.json()["approval"].as_str().unwrap().to_string();
+    let path = format!("/v1/admin/approvals/{id}/approve");
+    let approvers: Vec<_> = [t[2].clone(), t[3].clone()]
+        .into_iter()
+        .map(|token| {
+            let path = path.clone();
+            std::thread::spawn(move || call(addr, "POST", &path, &token, b"").status)
+        })
+        .collect();
+    let mut statuses: Vec<u16> = approvers.into_iter().map(|h| h.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    let dir = srv.stop();
+    let releases = records(dir.path(), "_stele/retention").into_iter().filter(|r| r["type"] == "hold_release").count();
+    assert_eq!(releases, 1);
+    let approvals = records(dir.path(), stele_server::approvals::APPROVALS_STREAM);
+    assert_eq!(approvals.iter().filter(|r| r["type"] == "approval").count(), 1, "{approvals:?}");
+}
