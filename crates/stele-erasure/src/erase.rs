@@ -43,6 +43,14 @@ pub struct ErasureRecord {
     /// The request this erasure carries out, if it was deferred.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_index: Option<u64>,
+    /// The principal that asked for it over the server's API (absent for `stele erase`
+    /// on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// The second principal that approved it, when the server requires approval for
+    /// erasures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 impl ErasureRecord {
@@ -241,10 +249,42 @@ fn append(log: &mut Log, record: &ErasureRecord) -> Result<u64, ErasureError> {
     Ok(done.indexes[0])
 }
 
+/// A data subject as an erasure names them: their key id and their blind token under
+/// their own key, never their name (the token is unreadable once the key is gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErasureTarget {
+    /// The subject's key id.
+    pub key_id: [u8; 16],
+    /// `DataKey::token` of the subject's name under that key (hex).
+    pub subject_token: String,
+}
+
+/// Who asked for an erasure and who approved it, recorded in its records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// The principal that asked (`None` for `stele erase` on the host).
+    pub requested_by: Option<String>,
+    /// The second principal that approved it, if approval was required.
+    pub approved_by: Option<String>,
+}
+
+/// The key `subject` has now, as an [`ErasureTarget`].
+///
+/// # Errors
+/// [`ErasureError::NoSuchSubject`] when the subject has no live key (never sealed, or
+/// already erased); key store errors.
+pub fn target(keys: &Keys, subject: &str) -> Result<ErasureTarget, ErasureError> {
+    let Some((key_id, dk)) = keys.subject_key(subject)? else {
+        return Err(ErasureError::NoSuchSubject);
+    };
+    Ok(ErasureTarget { key_id, subject_token: dk.token(subject.as_bytes()) })
+}
+
 /// Erases `subject` now, or records the request when a legal hold or
 /// compliance-mode retention covers their entries (unless a rule lets erasure win
 /// for that stream). The `erasure` record is appended (durably) before the key store
 /// is rewritten without the key. `policies` are the retention policies in force.
+/// This is [`target`] followed by [`erase_target`].
 ///
 /// # Errors
 /// [`ErasureError::NoSuchSubject`] when the subject has no key (never sealed, or
@@ -262,14 +302,42 @@ pub fn erase(
 ) -> Result<EraseOutcome, ErasureError> {
     let reader = log.reader();
     refresh(keys, snapshot, &reader)?;
-    let Some((key_id, dk)) = keys.subject_key(subject)? else {
+    let t = target(keys, subject)?;
+    erase_target(log, snapshot, keys, rules, policies, &t, reason, &Attribution::default(), now_ns)
+}
+
+/// Erases the key `target` names, with the same rules as [`erase`]: a pending request
+/// of that key is answered [`EraseOutcome::AlreadyPending`]; a hold or compliance
+/// retention covering the key's streams and days defers it (an `erasure_request`
+/// record); otherwise the `erasure` record is appended durably, then the key is
+/// destroyed in the key store. `by` is recorded in the record.
+///
+/// # Errors
+/// [`ErasureError::NoSuchSubject`] when the key is gone (erased meanwhile); log,
+/// index and key store errors.
+#[allow(clippy::too_many_arguments)]
+pub fn erase_target(
+    log: &mut Log,
+    snapshot: &Snapshot,
+    keys: &mut Keys,
+    rules: &[SealingRule],
+    policies: &[Policy],
+    target: &ErasureTarget,
+    reason: &str,
+    by: &Attribution,
+    now_ns: u64,
+) -> Result<EraseOutcome, ErasureError> {
+    let reader = log.reader();
+    refresh(keys, snapshot, &reader)?;
+    let key_id = target.key_id;
+    let Some(dk) = keys.data_key(&key_id)? else {
         return Err(ErasureError::NoSuchSubject);
     };
     if let Some((_, index)) = keys.erasure_log().pending.get(&key_id) {
         return Ok(EraseOutcome::AlreadyPending { index: *index });
     }
     let stored = keys.store().get(&key_id).expect("a live key is stored").clone();
-    let token = dk.token(subject.as_bytes());
+    let token = target.subject_token.clone();
     let holds = keys.holds.refresh(snapshot, &reader)?.clone();
     let blocked_by = blockers(&stored, &dk, Some(&token), &holds, policies, rules, now_ns);
     let mut record = ErasureRecord {
@@ -281,6 +349,8 @@ pub fn erase(
         subject_token: None,
         erased_ns: Some(now_ns),
         request_index: None,
+        requested_by: by.requested_by.clone(),
+        approved_by: by.approved_by.clone(),
     };
     drop(dk);
     if !blocked_by.is_empty() {
@@ -335,6 +405,8 @@ pub fn carry_out_pending(
             subject_token: None,
             erased_ns: Some(now_ns),
             request_index: Some(*req_index),
+            requested_by: req.requested_by.clone(),
+            approved_by: req.approved_by.clone(),
         };
         let index = append(log, &record)?;
         keys.mark_erased([*id]);

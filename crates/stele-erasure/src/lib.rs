@@ -45,7 +45,8 @@ mod seal;
 
 pub use crypto::{DataKey, MasterKey, WrappedKey};
 pub use erase::{
-    ERASURE_STREAM, EraseOutcome, ErasureLog, ErasureRecord, carry_out_pending, erase, erasure_log, reconcile_keys,
+    Attribution, ERASURE_STREAM, EraseOutcome, ErasureLog, ErasureRecord, ErasureTarget, carry_out_pending, erase,
+    erase_target, erasure_log, reconcile_keys, target,
 };
 pub use keystore::{KeyStore, STORE_FILE, StoredKey};
 pub use rules::{SealingRule, rule_for};

@@ -12,6 +12,10 @@
 //! | `POST /v1/admin/holds/{case}/release` | `hold-release` on the hold's stream pattern | Body `{"reason"}`. 200 `{"case","index"}`; 404 when the case has no active hold. |
 //! | `GET /v1/admin/holds` | `admin` | `{"holds":[{..hold, "record_index"}]}`, the active holds whose stream pattern the caller administers. |
 //!
+//! When `hold-release` needs approval (`crate::approvals`), the release route records
+//! the request and answers 202; the release happens when a second principal approves,
+//! and its record names both (`released_by`, `approved_by`, `approval`).
+//!
 //! Bodies are JSON of at most [`MAX_BODY`] bytes; unknown keys are refused (400).
 
 use std::sync::Arc;
@@ -135,7 +139,8 @@ pub(crate) async fn place_hold(
     Ok(json(StatusCode::CREATED, serde_json::json!({ "case": b.case, "index": index, "hold": v }).to_string()))
 }
 
-/// `POST /v1/admin/holds/{case}/release`.
+/// `POST /v1/admin/holds/{case}/release`. When hold releases need approval
+/// (`crate::approvals`), this records the request and answers 202 instead.
 pub(crate) async fn release_hold(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -146,22 +151,77 @@ pub(crate) async fn release_hold(
     if b.reason.trim().is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "reason must not be empty"));
     }
-    let _serial = HOLDS.lock().await;
+    let serial = HOLDS.lock().await;
     let holds = active(&app).await?;
-    let Some((hold, _)) = holds.get(&case) else {
+    let Some((hold, hold_index)) = holds.get(&case) else {
         return Err(error(StatusCode::NOT_FOUND, format!("no active hold for case {case:?}")));
     };
-    caller.require_pattern(Role::HoldRelease, hold.stream.as_deref().unwrap_or("*"))?;
+    let scope = hold.stream.as_deref().unwrap_or("*");
+    caller.require_pattern(Role::HoldRelease, scope)?;
+    if app.approvals.required(Role::HoldRelease) {
+        // An approval takes the approvals' lock before this one: never hold both
+        // the other way round. The request names the hold record, so a hold
+        // released or placed again meanwhile is caught when it is approved.
+        drop(serial);
+        let params = serde_json::json!({ "case": case, "reason": b.reason, "hold_index": hold_index });
+        return crate::approvals::request(&app, &caller, Role::HoldRelease, scope, params).await;
+    }
+    append_release(&app, case, b.reason, &caller.name, None).await
+}
+
+/// Serializes placing and releasing holds (held across an approved release).
+pub(crate) async fn serialize() -> tokio::sync::MutexGuard<'static, ()> {
+    HOLDS.lock().await
+}
+
+/// Checks that the hold an approval request named (`params`: `case`, `reason`,
+/// `hold_index`) is still the active hold of its case; returns the case and reason.
+/// 409 when it was released or replaced since the request (call under [`serialize`]).
+pub(crate) async fn check_approved_release(
+    app: &App,
+    params: &serde_json::Value,
+) -> Result<(String, String), ApiError> {
+    let case = params["case"].as_str().unwrap_or_default().to_string();
+    let reason = params["reason"].as_str().unwrap_or_default().to_string();
+    let holds = active(app).await?;
+    match holds.get(&case) {
+        Some((_, index)) if Some(*index) == params["hold_index"].as_u64() => Ok((case, reason)),
+        _ => Err(error(
+            StatusCode::CONFLICT,
+            format!(
+                "the hold of case {case:?} this request named is no longer active (released or placed again since); nothing was approved"
+            ),
+        )),
+    }
+}
+
+/// Appends the `hold_release` record of `case` (released by `released_by`, approved
+/// as `approval` says) and answers 200 `{"case","index"[,"approval"]}`.
+pub(crate) async fn append_release(
+    app: &App,
+    case: String,
+    reason: String,
+    released_by: &str,
+    approval: Option<(&str, serde_json::Value)>,
+) -> Result<Response, ApiError> {
     let record = ReleaseRecord {
         kind: "hold_release".into(),
         case: case.clone(),
-        reason: b.reason,
+        reason,
         released_ns: stele_store::log::now_ns(),
     };
     let mut v = serde_json::to_value(&record).expect("a release serializes");
-    v["released_by"] = caller.name.to_string().into();
-    let index = append(&app, v).await?;
-    Ok(json(StatusCode::OK, serde_json::json!({ "case": case, "index": index }).to_string()))
+    v["released_by"] = released_by.into();
+    if let Some((by, a)) = &approval {
+        v["approved_by"] = (*by).into();
+        v["approval"] = a["id"].clone();
+    }
+    let index = append(app, v).await?;
+    let mut answer = serde_json::json!({ "case": case, "index": index });
+    if let Some((_, a)) = approval {
+        answer["approval"] = a;
+    }
+    Ok(json(StatusCode::OK, answer.to_string()))
 }
 
 /// `GET /v1/admin/holds`.

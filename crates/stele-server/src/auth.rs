@@ -13,6 +13,10 @@
 //! | `read` | `GET /v1/entries/N` (the entry's stream), `GET /v1/query` (the `stream` filter; without one, hits of other streams are left out) |
 //! | `admin` | `POST /v1/admin/holds`, `GET /v1/admin/holds` (the hold's stream pattern) |
 //! | `hold-release` | `POST /v1/admin/holds/{case}/release`: not implied by `admin` (separation of duties) |
+//! | `erase` | `POST /v1/admin/erasures`, `GET /v1/admin/erasures`: not implied by `admin` (scope `*`: a subject's key spans streams) |
+//!
+//! Actions listed in [`AuthConfig::require_approval`] need a second principal holding
+//! the same role (see [`crate::approvals`]).
 //!
 //! `GET /checkpoint`, `/tile/...` and `/v1/proof/...` are public by default
 //! (`public_proofs`): they reveal hashes, tree sizes and signed checkpoints, which is
@@ -93,6 +97,11 @@ pub struct AuthConfig {
     pub max_auth_failures_per_minute: u32,
     /// How often the token file and the TLS files are checked for changes.
     pub reload_interval: Duration,
+    /// Actions that need a second principal's approval, named by the role that
+    /// allows them: `hold-release`, `erase` (see `docs/access.md`, "Approvals").
+    pub require_approval: Vec<Role>,
+    /// How long a request waits for its approval before it expires (default 24 h).
+    pub approval_expiry: Duration,
 }
 
 impl Default for AuthConfig {
@@ -107,6 +116,8 @@ impl Default for AuthConfig {
             access_interval: crate::access::DEFAULT_ACCESS_INTERVAL,
             max_auth_failures_per_minute: crate::access::DEFAULT_MAX_AUTH_FAILURES_PER_MINUTE,
             reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
+            require_approval: Vec::new(),
+            approval_expiry: crate::approvals::DEFAULT_APPROVAL_EXPIRY,
         }
     }
 }
@@ -569,6 +580,7 @@ pub(crate) fn check_config(config: &crate::ServerConfig) -> Result<(), String> {
     if a.max_auth_failures_per_minute == 0 {
         return Err("max_auth_failures_per_minute must be positive".into());
     }
+    crate::approvals::check_config(a)?;
     Ok(())
 }
 

@@ -71,6 +71,11 @@ pub(crate) struct App {
     pub(crate) otlp_stream: String,
     /// Principals, tokens, access records and rate limits.
     pub(crate) auth: Arc<crate::auth::Auth>,
+    /// Actions waiting for a second principal's approval.
+    pub(crate) approvals: Arc<crate::approvals::Approvals>,
+    /// Retention policies in force (an erasure over the API is deferred by them as
+    /// `stele erase` is).
+    pub(crate) retention: Arc<[stele_retention::Policy]>,
 }
 
 type AppState = Arc<App>;
@@ -92,6 +97,9 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/admin/holds", post(crate::admin::place_hold).get(crate::admin::list_holds))
         .route("/v1/admin/holds/{case}/release", post(crate::admin::release_hold))
+        .route("/v1/admin/erasures", post(crate::erasure_api::post_erasure).get(crate::erasure_api::list_erasures))
+        .route("/v1/admin/approvals", get(crate::approvals::list))
+        .route("/v1/admin/approvals/{id}/approve", post(crate::approvals::approve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::middleware))

@@ -40,11 +40,13 @@
 //!
 //! ## Access control and TLS
 //! Every route passes [`auth`]'s check: a principal (API token or client certificate)
-//! with a role (`append`, `read`, `admin`, `hold-release`) on the stream; 401/403/429
+//! with a role (`append`, `read`, `admin`, `hold-release`, `erase`) on the stream; 401/403/429
 //! otherwise. Without any principal the server is open, and starts so only on loopback
 //! (or with `allow_anonymous`). Reads are recorded, aggregated, in `_stele/access`
 //! ([`access`]). Legal holds are placed with `POST /v1/admin/holds`, listed with `GET
-//! /v1/admin/holds` and released with `POST /v1/admin/holds/{case}/release`. With
+//! /v1/admin/holds` and released with `POST /v1/admin/holds/{case}/release`; a data
+//! subject is erased with `POST /v1/admin/erasures` (see `erasure_api`). Actions in
+//! `[auth] require_approval` wait for a second principal ([`approvals`]). With
 //! [`ServerConfig::tls`], the HTTP and OTLP/gRPC listeners speak TLS, reloaded when the
 //! files change ([`tls`]).
 //!
@@ -85,9 +87,11 @@
 
 pub mod access;
 mod admin;
+pub mod approvals;
 pub mod auth;
 mod dedup;
 pub use dedup::DedupConfig;
+mod erasure_api;
 mod error;
 mod http;
 mod k8s_webhook;
@@ -552,11 +556,18 @@ pub async fn start(
         event_id_fields: config.event_id_fields.clone(),
         otlp_stream: config.otlp_default_stream.clone(),
         auth: Arc::new(auth::Auth::new(config.auth.clone(), config.data_dir.clone())),
+        approvals: Arc::new(approvals::Approvals::new(&config.auth)),
+        retention: config.retention.clone().into(),
     });
     // Tokens are loaded (and their creation recorded) before the first request.
     if let Err(e) = auth::load_tokens(&app, true).await {
         let _ = tx.send(Msg::Shutdown);
         return Err(ServerError::Config(e));
+    }
+    // Requests waiting for approval survive a restart.
+    if let Err(e) = approvals::load(&app).await {
+        let _ = tx.send(Msg::Shutdown);
+        return Err(ServerError::Config(format!("reading {}: {e}", approvals::APPROVALS_STREAM)));
     }
     auth::spawn_token_reload(app.clone());
     access::spawn_flush(app.clone());

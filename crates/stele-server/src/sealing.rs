@@ -57,6 +57,30 @@ impl Sealing {
         Ok(done.len())
     }
 
+    /// The key `subject` has now (resolved without recording anything).
+    pub(crate) fn target(&self, subject: &str) -> Result<stele_erasure::ErasureTarget, ErasureError> {
+        stele_erasure::target(self.sealer.keys(), subject)
+    }
+
+    /// Erases the key `target` names exactly as `stele erase` does
+    /// (`stele_erasure::erase_target`): the record is durable before the key is
+    /// destroyed, and this sealer's keys are the ones destroyed, so the subject's next
+    /// event is sealed under a new key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn erase(
+        &mut self,
+        log: &mut stele_store::Log,
+        snapshot: &stele_index::Snapshot,
+        policies: &[stele_retention::Policy],
+        target: &stele_erasure::ErasureTarget,
+        reason: &str,
+        by: &stele_erasure::Attribution,
+        now_ns: u64,
+    ) -> Result<stele_erasure::EraseOutcome, ErasureError> {
+        let rules = self.sealer.rules().to_vec();
+        stele_erasure::erase_target(log, snapshot, self.sealer.keys_mut(), &rules, policies, target, reason, by, now_ns)
+    }
+
     /// The index fields of a sealed event: those of its stored body, where a field
     /// read from a sealed value holds the sealed string.
     pub(crate) fn fields(&self, s: &Sealed) -> Normalized {

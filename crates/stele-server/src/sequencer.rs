@@ -93,6 +93,12 @@ pub(crate) enum Msg {
         policies: Vec<stele_retention::Policy>,
         reply: std::sync::mpsc::Sender<Result<usize, String>>,
     },
+    /// Resolve a subject to their key, or erase a key (`POST /v1/admin/erasures`): the
+    /// sequencer owns both the log and the sealer's keys.
+    Erasure {
+        op: crate::erasure_api::ErasureOp,
+        reply: oneshot::Sender<crate::erasure_api::ErasureResult>,
+    },
     Shutdown,
 }
 
@@ -264,6 +270,9 @@ impl Sequencer {
                 Ok(Msg::CarryOutErasures { policies, reply }) => {
                     let _ = reply.send(self.carry_out_erasures(&policies));
                 }
+                Ok(Msg::Erasure { op, reply }) => {
+                    let _ = reply.send(self.erasure(op));
+                }
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -283,6 +292,12 @@ impl Sequencer {
                             self.commit(std::mem::take(&mut batch));
                         }
                         let _ = reply.send(self.carry_out_erasures(&policies));
+                    }
+                    Msg::Erasure { op, reply } => {
+                        if !batch.is_empty() {
+                            self.commit(std::mem::take(&mut batch));
+                        }
+                        let _ = reply.send(self.erasure(op));
                     }
                     Msg::Shutdown => stopping = true,
                 }
@@ -406,6 +421,15 @@ impl Sequencer {
         let snapshot = self.shared.snapshot();
         let now = stele_store::log::now_ns();
         let r = sealing.carry_out(&mut self.log, &snapshot, policies, now).map_err(|e| e.to_string());
+        self.note_poison();
+        r
+    }
+
+    /// An erasure asked for over the API: one small commit (its record), then the key
+    /// store rewrite, as for a pending erasure carried out.
+    fn erasure(&mut self, op: crate::erasure_api::ErasureOp) -> crate::erasure_api::ErasureResult {
+        let snapshot = self.shared.snapshot();
+        let r = crate::erasure_api::on_sequencer(self.sealing.as_mut(), &mut self.log, &snapshot, op);
         self.note_poison();
         r
     }

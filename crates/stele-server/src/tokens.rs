@@ -89,17 +89,21 @@ pub enum Role {
     /// Release a legal hold: a permission of its own (separation of duties), not
     /// implied by `admin`.
     HoldRelease,
+    /// Erase a data subject's sealed fields (`POST /v1/admin/erasures`, docs/erasure.md):
+    /// a permission of its own, not implied by `admin`.
+    Erase,
 }
 
 impl Role {
     /// The name used in grants, records and errors: `append`, `read`, `admin`,
-    /// `hold-release`.
+    /// `hold-release`, `erase`.
     pub fn name(self) -> &'static str {
         match self {
             Role::Append => "append",
             Role::Read => "read",
             Role::Admin => "admin",
             Role::HoldRelease => "hold-release",
+            Role::Erase => "erase",
         }
     }
 }
@@ -157,9 +161,10 @@ impl FromStr for Grant {
             "read" => Role::Read,
             "admin" => Role::Admin,
             "hold-release" => Role::HoldRelease,
+            "erase" => Role::Erase,
             other => {
                 return Err(TokenError::Usage(format!(
-                    "grant {s:?}: unknown role {other:?}; the roles are append, read, admin, hold-release"
+                    "grant {s:?}: unknown role {other:?}; the roles are append, read, admin, hold-release, erase"
                 )));
             }
         };

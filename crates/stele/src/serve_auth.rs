@@ -31,6 +31,10 @@ pub(crate) struct AuthSection {
     reload_interval_seconds: Option<f64>,
     /// Principals authenticated by client certificate.
     client_principal: Option<Vec<PrincipalEntry>>,
+    /// Actions that need a second principal's approval: `hold-release`, `erase`.
+    require_approval: Option<Vec<stele_server::auth::Role>>,
+    /// Seconds a request waits for its approval before it expires (default 86400).
+    approval_expiry_seconds: Option<f64>,
 }
 
 /// One `[[auth.client_principal]]` table.
@@ -88,6 +92,10 @@ pub(crate) fn settings(
         if let Some(v) = s.reload_interval_seconds {
             a.reload_interval = seconds(v, "reload_interval_seconds")?;
         }
+        a.require_approval = s.require_approval.clone().unwrap_or_default();
+        if let Some(v) = s.approval_expiry_seconds {
+            a.approval_expiry = seconds(v, "approval_expiry_seconds")?;
+        }
         for p in s.client_principal.iter().flatten() {
             let grants = p
                 .roles
@@ -125,5 +133,17 @@ mod tests {
             toml::from_str("[[auth.client_principal]]\nname = \"x\"\nsubject = \"y\"\nroles = [\"write\"]\n").unwrap();
         assert!(settings(bad.auth.as_ref(), None).is_err());
         assert!(toml::from_str::<crate::config::Config>("[tls]\ncert = \"c\"\n").is_err(), "key is required");
+    }
+
+    #[test]
+    fn approval_settings() {
+        use stele_server::auth::Role;
+        let text = "[auth]\nrequire_approval = [\"hold-release\", \"erase\"]\napproval_expiry_seconds = 3600\n";
+        let c: crate::config::Config = toml::from_str(text).unwrap();
+        let (a, _) = settings(c.auth.as_ref(), None).unwrap();
+        assert_eq!(a.require_approval, vec![Role::HoldRelease, Role::Erase]);
+        assert_eq!(a.approval_expiry, Duration::from_secs(3600));
+        assert_eq!(AuthConfig::default().approval_expiry, Duration::from_secs(86_400));
+        assert!(toml::from_str::<crate::config::Config>("[auth]\nrequire_approval = [\"release\"]\n").is_err());
     }
 }
