@@ -99,9 +99,7 @@ pub(crate) fn run(
     let scheme = if server.tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = crate::stop::requested();
         // Said once the listeners are bound and the configuration accepted.
         let running = stele_server::start(server, log, shutdown).await?;
         eprintln!("stele: serving {} on {scheme}://{}", dir.display(), running.local_addr());

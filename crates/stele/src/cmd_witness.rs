@@ -69,9 +69,7 @@ pub(crate) fn run(args: WitnessArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         eprintln!("stele: witness serving http://{}/add-checkpoint", listener.local_addr()?);
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = crate::stop::requested();
         stele_witness::serve(listener, witness, shutdown).await
     })?;
     Ok(())

@@ -28,6 +28,7 @@ mod follow;
 mod output;
 mod serve_auth;
 mod serve_syslog;
+mod stop;
 
 use std::process::ExitCode;
 
