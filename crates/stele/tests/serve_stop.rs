@@ -2,7 +2,6 @@
 //! as at SIGINT: exit 0, everything acknowledged kept, and the `server_stop` record
 //! that tells the next start there was no unrecorded gap.
 
-#[allow(dead_code)]
 mod common;
 
 use std::io::{Read as _, Write as _};
