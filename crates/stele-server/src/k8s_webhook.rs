@@ -113,11 +113,7 @@ async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Result
         record_events.push(PreparedEvent {
             range: start..record_body.len(),
             format: stele_store::log::FORMAT_STELE_RECORD,
-            fields: Normalized {
-                action: Some("rejected".into()),
-                producer: Some("kube-apiserver".into()),
-                ..Normalized::default()
-            },
+            fields: Normalized::default(),
         });
     }
     let records_done = async {

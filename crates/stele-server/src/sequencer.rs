@@ -578,6 +578,9 @@ impl Sequencer {
                     .map(|(ei, (e, _))| match (sealing, sealed_r.and_then(|v| v[ei].as_ref())) {
                         // A sealed event is indexed by its stored form's fields.
                         (Some(s), Some(sealed)) => s.fields(sealed),
+                        // stele's own records carry no event fields: indexed as a
+                        // rebuild from the log indexes them (`stele verify --index`).
+                        _ if e.format == stele_store::log::FORMAT_STELE_RECORD => Normalized::default(),
                         _ => std::mem::take(&mut e.fields),
                     })
                     .collect();

@@ -125,7 +125,7 @@ async fn append(app: &App, record: serde_json::Value) -> bool {
     let event = PreparedEvent {
         range: 0..payload.len(),
         format: stele_store::log::FORMAT_STELE_RECORD,
-        fields: Normalized { action: record["type"].as_str().map(str::to_string), ..Normalized::default() },
+        fields: Normalized::default(),
     };
     match app.submit_dedup(GAPS_STREAM.to_string(), Bytes::from(payload), vec![event], Dedup::None).await {
         Ok(_) => true,
