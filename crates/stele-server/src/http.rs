@@ -71,6 +71,8 @@ pub(crate) struct App {
     pub(crate) otlp_stream: String,
     /// Principals, tokens, access records and rate limits.
     pub(crate) auth: Arc<crate::auth::Auth>,
+    /// Per-principal buckets of the read routes.
+    pub(crate) read_rate: Arc<crate::per_client::ReadRate>,
 }
 
 type AppState = Arc<App>;
@@ -94,6 +96,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/admin/holds/{case}/release", post(crate::admin::release_hold))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.read_rate.clone(), crate::per_client::read_rate))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::middleware))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)

@@ -98,11 +98,14 @@ mod metrics;
 mod nodes;
 mod otlp_grpc;
 mod otlp_http;
+pub mod per_client;
 pub mod proofs;
 mod retention_task;
 mod sealing;
 mod selfcheck;
 mod sequencer;
+mod serve_http;
+pub use serve_http::{DEFAULT_MAX_HEADER_BYTES, MIN_MAX_HEADER_BYTES};
 mod silence;
 pub use silence::ExpectedSource;
 mod submit;
@@ -191,8 +194,18 @@ pub struct ServerConfig {
     pub queue_depth: usize,
     /// Payload bytes of queued requests before new requests get 503.
     pub queue_bytes: usize,
-    /// Connections held open at once.
+    /// Connections held open at once (HTTP; the OTLP/gRPC listener has as many again).
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address or IPv6 /64) may hold open at once on
+    /// the HTTP and OTLP/gRPC listeners; past it HTTP answers 429 and gRPC closes (see
+    /// [`per_client`]).
+    pub max_connections_per_client: usize,
+    /// Largest request head (request line and headers) on the HTTP listener, and
+    /// largest header list on the OTLP/gRPC listener; past it: 431.
+    pub max_header_bytes: usize,
+    /// Read requests per second per authenticated principal (0: no limit); past it:
+    /// 429 with `Retry-After` (see [`per_client`]).
+    pub read_requests_per_second: u32,
     /// A connection the server has written nothing to for this long is closed: idle
     /// keep-alive connections, and clients that trickle a request too slowly to ever
     /// get an answer (default 60 s; every request is bounded well below it).
@@ -272,6 +285,9 @@ impl ServerConfig {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: per_client::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            read_requests_per_second: per_client::DEFAULT_READ_REQUESTS_PER_SECOND,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_stream: stele_store::streams::DEFAULT_STREAM.to_string(),
@@ -319,6 +335,14 @@ impl ServerConfig {
         }
         if self.max_body_bytes == 0 || self.max_batch_events == 0 || self.max_connections == 0 {
             return bad("max_body_bytes, max_batch_events and max_connections must be positive".into());
+        }
+        if self.max_connections_per_client == 0 {
+            return bad("max_connections_per_client must be positive".into());
+        }
+        if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return bad(format!(
+                "max_header_bytes must be at least {MIN_MAX_HEADER_BYTES} (the HTTP server's read buffer)"
+            ));
         }
         if self.queue_depth < self.max_batch_events {
             return bad(format!(
@@ -551,6 +575,7 @@ pub async fn start(
         event_id_fields: config.event_id_fields.clone(),
         otlp_stream: config.otlp_default_stream.clone(),
         auth: Arc::new(auth::Auth::new(config.auth.clone(), config.data_dir.clone())),
+        read_rate: per_client::ReadRate::new(config.read_requests_per_second),
     });
     // Tokens are loaded (and their creation recorded) before the first request.
     if let Err(e) = auth::load_tokens(&app, true).await {
@@ -571,10 +596,14 @@ pub async fn start(
     };
     let grpc = grpc_listener.map(|(l, addr)| {
         tracing::info!(%addr, "OTLP/gRPC listening");
+        let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "otlp-grpc")]).clone();
+        let per_client = per_client::PerClient::new("otlp-grpc", config.max_connections_per_client, refused);
+        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client, true);
         tokio::spawn(otlp_grpc::serve(
             l,
             grpc_tls.clone(),
             config.request_timeout,
+            config.max_header_bytes,
             app.clone(),
             stopped(stop_rx.clone()),
         ))
@@ -585,19 +614,22 @@ pub async fn start(
     timestamping::spawn_clock_records(app.clone());
     let stopping_app = app.clone();
     let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
+    let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "http")]).clone();
+    let per_client = per_client::PerClient::new("http", config.max_connections_per_client, refused);
     let router = http::router(app);
-    let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
+    let listener =
+        listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout, per_client, true);
+    let max_header_bytes = config.max_header_bytes;
     tracing::info!(%local_addr, tls = http_tls.is_some(), "stele server listening");
     let handshake_timeout = config.request_timeout;
     let handle = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<tls::PeerInfo>();
-        let served = match http_tls {
-            None => axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx)).await,
+        match http_tls {
+            None => serve_http::serve(listener, router, max_header_bytes, stopped(stop_rx)).await,
             Some(r) => {
                 let listener = tls::TlsListener::new(listener, r, handshake_timeout);
-                axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx)).await
+                serve_http::serve(listener, router, max_header_bytes, stopped(stop_rx)).await
             }
-        };
+        }
         // Syslog connections append what they have read before the sequencer stops.
         if let Some(s) = syslog {
             s.wait().await;
@@ -617,7 +649,6 @@ pub async fn start(
             .await
             .map_err(|e| ServerError::Sequencer(format!("joining: {e}")))?;
         let sequenced = joined.map_err(|_| ServerError::Sequencer("panicked".into()))?;
-        served.map_err(ServerError::Io)?;
         grpc_served.map_err(|e| ServerError::Io(std::io::Error::other(format!("OTLP/gRPC: {e}"))))?;
         sequenced
     });
