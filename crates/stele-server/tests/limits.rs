@@ -316,3 +316,71 @@ fn reads_past_read_requests_per_second_get_429_per_principal() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(get(0, "/v1/query").status, 200);
 }
+
+#[test]
+fn a_body_slower_than_request_timeout_gets_408() {
+    let server = TestServer::fresh("limits.test/log", |c| {
+        c.request_timeout = Duration::from_millis(500);
+        c.receipt_timeout = Duration::from_millis(500);
+        c.idle_timeout = Duration::from_secs(5);
+    });
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .unwrap();
+    let started = Instant::now();
+    let (raw, _) = read_until_closed(&mut s);
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text:?}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("did not arrive within"), "{v}");
+    assert!(waited >= Duration::from_millis(450) && waited < Duration::from_secs(4), "{waited:?}");
+}
+
+/// `depth` arrays nested in an object: `{"a":[[...]]}`.
+fn nested(depth: usize) -> String {
+    format!("{{\"a\":{}{}}}", "[".repeat(depth - 1), "]".repeat(depth - 1))
+}
+
+#[test]
+fn json_nesting_is_bounded_as_serde_json_bounds_it() {
+    let server = TestServer::fresh("limits.test/log", |_| {});
+    // serde_json, the reference, accepts 128 nested containers and refuses 129.
+    assert!(serde_json::from_str::<serde_json::Value>(&nested(128)).is_ok());
+    assert!(serde_json::from_str::<serde_json::Value>(&nested(129)).is_err());
+    for depth in [128, 129] {
+        let doc = nested(depth);
+        let reference = serde_json::from_str::<serde_json::Value>(&doc).is_ok();
+        let batch = format!("[{{\"ok\":1}},{doc}]");
+        let r = request(server.addr, "POST", "/v1/events", &[("Content-Type", "application/json")], batch.as_bytes());
+        if reference {
+            assert_eq!(r.status, 200, "depth {depth}: {}", r.text());
+        } else {
+            assert_eq!(r.status, 400, "depth {depth}: {}", r.text());
+            let v = r.json();
+            assert_eq!(v["item"], 1, "{v}");
+            assert!(v["error"].is_string(), "{v}");
+        }
+    }
+}
+
+#[test]
+fn stream_names_and_admin_bodies_are_bounded() {
+    let server = TestServer::fresh("limits.test/log", |_| {});
+    let json = [("Content-Type", "application/json")];
+    let name = |n: usize| "s".repeat(n);
+    let r = request(server.addr, "POST", &format!("/v1/events?stream={}", name(128)), &json, b"{\"a\":1}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = request(server.addr, "POST", &format!("/v1/events?stream={}", name(129)), &json, b"{\"a\":1}");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["error"].is_string());
+
+    // A hold is a few short strings: a body over 64 KiB is refused before it is parsed.
+    let big = format!(r#"{{"case":"c-1","stream":"default","reason":"{}"}}"#, "r".repeat(64 << 10));
+    let r = request(server.addr, "POST", "/v1/admin/holds", &json, big.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["limit"], 64 << 10, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("exceeds the limit"), "{v}");
+}

@@ -24,6 +24,7 @@ mod config;
 mod follow;
 mod output;
 mod serve_auth;
+mod serve_limits;
 mod serve_syslog;
 
 use std::process::ExitCode;
