@@ -36,7 +36,7 @@
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `POST /v1/logs[?stream=NAME]` | OTLP/HTTP logs (see `src/otlp_http.rs`): protobuf or OTLP/JSON `ExportLogsServiceRequest`, gzip accepted; one `otlp-log` entry per `LogRecord` in stream `otlp` by default. 200 `ExportLogsServiceResponse` after fsync (with `partial_success` for records over the entry limit); 400/413/415 with a `google.rpc.Status`; 503 + `Retry-After: 1` on overload. The same service over gRPC listens on `otlp_grpc` (see `src/otlp_grpc.rs`). |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
-//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`, `stele_clock_backwards_total`, `stele_clock_backwards_last_jump_seconds`, `stele_timestamp_tokens_total{tsa,result}`, `stele_timestamp_last_gen_time_seconds`. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`, `stele_connections_refused_total{listener}`, `stele_clock_backwards_total`, `stele_clock_backwards_last_jump_seconds`, `stele_timestamp_tokens_total{tsa,result}`, `stele_timestamp_last_gen_time_seconds`. |
 //!
 //! ## Access control and TLS
 //! Every route passes [`auth`]'s check: a principal (API token or client certificate)
@@ -63,10 +63,12 @@
 //! events per request, event size (the log's `max_entry_bytes`), queued events and
 //! bytes (503 past them), open connections (more wait in the kernel backlog), 30 s to
 //! receive a body, 30 s of work per query (checked as hits are produced), 100 000
-//! hits per query. The wait for an acknowledgement has no timeout of its own: it is
-//! one group commit, bounded by the disk's fsync, and answering before it ends could
-//! not say whether the events were appended. Request headers have no read timeout
-//! (axum's server sets none); the connection limit bounds what slow clients can hold.
+//! hits per query, request heads (`max_header_bytes`, 431), connections per client
+//! and reads per principal (see [`per_client`]). The wait for an acknowledgement has
+//! no timeout of its own: it is one group commit, bounded by the disk's fsync, and
+//! answering before it ends could not say whether the events were appended. Request
+//! heads have no read timeout of their own: a client trickling one gets no answer and
+//! is closed after `idle_timeout`. docs/limits.md lists every limit.
 //!
 //! ## Example
 //! ```no_run
