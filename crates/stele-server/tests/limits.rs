@@ -346,10 +346,10 @@ fn nested(depth: usize) -> String {
 #[test]
 fn json_nesting_is_bounded_as_serde_json_bounds_it() {
     let server = TestServer::fresh("limits.test/log", |_| {});
-    // serde_json, the reference, accepts 128 nested containers and refuses 129.
-    assert!(serde_json::from_str::<serde_json::Value>(&nested(128)).is_ok());
-    assert!(serde_json::from_str::<serde_json::Value>(&nested(129)).is_err());
-    for depth in [128, 129] {
+    // serde_json, the reference, accepts 127 nested containers and refuses 128.
+    assert!(serde_json::from_str::<serde_json::Value>(&nested(127)).is_ok());
+    assert!(serde_json::from_str::<serde_json::Value>(&nested(128)).is_err());
+    for depth in [127, 128] {
         let doc = nested(depth);
         let reference = serde_json::from_str::<serde_json::Value>(&doc).is_ok();
         let batch = format!("[{{\"ok\":1}},{doc}]");
