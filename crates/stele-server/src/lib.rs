@@ -600,7 +600,7 @@ pub async fn start(
         tracing::info!(%addr, "OTLP/gRPC listening");
         let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "otlp-grpc")]).clone();
         let per_client = per_client::PerClient::new("otlp-grpc", config.max_connections_per_client, refused);
-        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client, true);
+        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client);
         tokio::spawn(otlp_grpc::serve(
             l,
             grpc_tls.clone(),
@@ -619,8 +619,7 @@ pub async fn start(
     let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "http")]).clone();
     let per_client = per_client::PerClient::new("http", config.max_connections_per_client, refused);
     let router = http::router(app);
-    let listener =
-        listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout, per_client, true);
+    let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout, per_client);
     let max_header_bytes = config.max_header_bytes;
     tracing::info!(%local_addr, tls = http_tls.is_some(), "stele server listening");
     let handshake_timeout = config.request_timeout;

@@ -32,26 +32,25 @@ pub(crate) struct LimitedListener {
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
     per_client: Arc<PerClient>,
-    /// Refused connections being answered; `None`: refused connections are closed.
-    refusals: Option<Arc<Semaphore>>,
+    /// Refused connections being answered (at most `REFUSAL_SLOTS`).
+    refusals: Arc<Semaphore>,
 }
 
 impl LimitedListener {
-    /// `answer_refused`: hand out connections over their client's share, marked
-    /// refused, to be answered (HTTP, OTLP/gRPC); otherwise they are closed at once.
+    /// Connections over their client's share are handed out marked refused, to be
+    /// answered, while fewer than `REFUSAL_SLOTS` are; past that they are closed.
     pub(crate) fn new(
         inner: TcpListener,
         max_connections: usize,
         idle_timeout: Duration,
         per_client: Arc<PerClient>,
-        answer_refused: bool,
     ) -> LimitedListener {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max_connections)),
             idle_timeout,
             per_client,
-            refusals: answer_refused.then(|| Arc::new(Semaphore::new(REFUSAL_SLOTS))),
+            refusals: Arc::new(Semaphore::new(REFUSAL_SLOTS)),
         }
     }
 }
@@ -89,7 +88,7 @@ impl axum::serve::Listener for LimitedListener {
                     }
                     // Over its client's share: answered without a connection slot, within
                     // a fixed lifetime that writes do not extend, or closed right away.
-                    if let Some(refusal) = self.refusals.as_ref().and_then(|r| r.clone().try_acquire_owned().ok()) {
+                    if let Ok(refusal) = self.refusals.clone().try_acquire_owned() {
                         let deadline = Box::pin(tokio::time::sleep(REFUSAL_LIFETIME));
                         let conn = Conn {
                             stream,
