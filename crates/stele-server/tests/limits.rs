@@ -384,3 +384,20 @@ fn stream_names_and_admin_bodies_are_bounded() {
     assert_eq!(v["limit"], 64 << 10, "{v}");
     assert!(v["error"].as_str().unwrap().contains("exceeds the limit"), "{v}");
 }
+
+#[test]
+fn refused_connections_past_the_refusal_slots_are_closed_unanswered() {
+    let server = TestServer::fresh("limits.test/log", |c| c.max_connections_per_client = 1);
+    let _held = served_connection(server.addr);
+    // 64 refused connections that send nothing each hold a refusal slot for 5 s.
+    let silent: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // The next one finds no slot: closed at once, before its request is read.
+    let mut next = TcpStream::connect(server.addr).unwrap();
+    let started = Instant::now();
+    let (raw, _) = read_until_closed(&mut next);
+    let took = started.elapsed();
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert!(took < Duration::from_secs(3), "closed after {took:?}, not at once");
+    drop(silent);
+}
