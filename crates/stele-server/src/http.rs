@@ -76,6 +76,8 @@ pub(crate) struct App {
     /// Retention policies in force (an erasure over the API is deferred by them as
     /// `stele erase` is).
     pub(crate) retention: Arc<[stele_retention::Policy]>,
+    /// Per-principal buckets of the read routes.
+    pub(crate) read_rate: Arc<crate::per_client::ReadRate>,
 }
 
 type AppState = Arc<App>;
@@ -102,6 +104,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/admin/approvals/{id}/approve", post(crate::approvals::approve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.read_rate.clone(), crate::per_client::read_rate))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::middleware))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)

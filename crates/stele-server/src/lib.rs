@@ -36,7 +36,7 @@
 //! | `GET /v1/query?since=&until=&by=received\|event&actor=&action=&resource=&outcome=&stream=&limit=` | NDJSON, oldest first, one `{"index","received","received_ns","stream","format","fields":{"time","actor","action","resource","outcome"},"event"}` per hit. Every hit is re-read from the log and re-matched; the index is not trusted. Line breaks inside an event become spaces (use `/v1/entries` for exact bytes). A query that fails after output began ends with an `{"error":...}` line. |
 //! | `POST /v1/logs[?stream=NAME]` | OTLP/HTTP logs (see `src/otlp_http.rs`): protobuf or OTLP/JSON `ExportLogsServiceRequest`, gzip accepted; one `otlp-log` entry per `LogRecord` in stream `otlp` by default. 200 `ExportLogsServiceResponse` after fsync (with `partial_success` for records over the entry limit); 400/413/415 with a `google.rpc.Status`; 503 + `Retry-After: 1` on overload. The same service over gRPC listens on `otlp_grpc` (see `src/otlp_grpc.rs`). |
 //! | `GET /healthz` | `{"status":"ok","tree_size":N}`; 503 once the log is poisoned or the sequencer stopped. |
-//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`, `stele_clock_backwards_total`, `stele_clock_backwards_last_jump_seconds`, `stele_timestamp_tokens_total{tsa,result}`, `stele_timestamp_last_gen_time_seconds`. |
+//! | `GET /metrics` | OpenMetrics text: `stele_entries_appended_total`, `stele_bytes_appended_total`, `stele_tree_size`, `stele_append_duration_seconds`, `stele_fsync_duration_seconds`, `stele_commit_batch_entries`, `stele_checkpoint_age_seconds`, `stele_http_requests_total{route,status}`, `stele_queued_events`, `stele_query_index_mismatches_total`, `stele_verify_last_size`, `stele_verify_last_success_timestamp_seconds`, `stele_verify_pass_duration_seconds{kind}`, `stele_verify_failures_total`, `stele_ingest_events_total{protocol,result}`, `stele_syslog_connections_closed_total{protocol,reason}`, `stele_connections_refused_total{listener}`, `stele_clock_backwards_total`, `stele_clock_backwards_last_jump_seconds`, `stele_timestamp_tokens_total{tsa,result}`, `stele_timestamp_last_gen_time_seconds`. |
 //!
 //! ## Access control and TLS
 //! Every route passes [`auth`]'s check: a principal (API token or client certificate)
@@ -65,10 +65,12 @@
 //! events per request, event size (the log's `max_entry_bytes`), queued events and
 //! bytes (503 past them), open connections (more wait in the kernel backlog), 30 s to
 //! receive a body, 30 s of work per query (checked as hits are produced), 100 000
-//! hits per query. The wait for an acknowledgement has no timeout of its own: it is
-//! one group commit, bounded by the disk's fsync, and answering before it ends could
-//! not say whether the events were appended. Request headers have no read timeout
-//! (axum's server sets none); the connection limit bounds what slow clients can hold.
+//! hits per query, request heads (`max_header_bytes`, 431), connections per client
+//! and reads per principal (see [`per_client`]). The wait for an acknowledgement has
+//! no timeout of its own: it is one group commit, bounded by the disk's fsync, and
+//! answering before it ends could not say whether the events were appended. Request
+//! heads have no read timeout of their own: a client trickling one gets no answer and
+//! is closed after `idle_timeout`. docs/limits.md lists every limit.
 //!
 //! ## Example
 //! ```no_run
@@ -102,11 +104,14 @@ mod metrics;
 mod nodes;
 mod otlp_grpc;
 mod otlp_http;
+pub mod per_client;
 pub mod proofs;
 mod retention_task;
 mod sealing;
 mod selfcheck;
 mod sequencer;
+mod serve_http;
+pub use serve_http::{DEFAULT_MAX_HEADER_BYTES, MIN_MAX_HEADER_BYTES};
 mod silence;
 pub use silence::ExpectedSource;
 mod submit;
@@ -195,8 +200,18 @@ pub struct ServerConfig {
     pub queue_depth: usize,
     /// Payload bytes of queued requests before new requests get 503.
     pub queue_bytes: usize,
-    /// Connections held open at once.
+    /// Connections held open at once (HTTP; the OTLP/gRPC listener has as many again).
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address or IPv6 /64) may hold open at once on
+    /// the HTTP and OTLP/gRPC listeners; past it HTTP answers 429 and gRPC closes (see
+    /// [`per_client`]).
+    pub max_connections_per_client: usize,
+    /// Largest request head (request line and headers) on the HTTP listener, and
+    /// largest header list on the OTLP/gRPC listener; past it: 431.
+    pub max_header_bytes: usize,
+    /// Read requests per second per authenticated principal (0: no limit); past it:
+    /// 429 with `Retry-After` (see [`per_client`]).
+    pub read_requests_per_second: u32,
     /// A connection the server has written nothing to for this long is closed: idle
     /// keep-alive connections, and clients that trickle a request too slowly to ever
     /// get an answer (default 60 s; every request is bounded well below it).
@@ -276,6 +291,9 @@ impl ServerConfig {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: per_client::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            read_requests_per_second: per_client::DEFAULT_READ_REQUESTS_PER_SECOND,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_stream: stele_store::streams::DEFAULT_STREAM.to_string(),
@@ -323,6 +341,14 @@ impl ServerConfig {
         }
         if self.max_body_bytes == 0 || self.max_batch_events == 0 || self.max_connections == 0 {
             return bad("max_body_bytes, max_batch_events and max_connections must be positive".into());
+        }
+        if self.max_connections_per_client == 0 {
+            return bad("max_connections_per_client must be positive".into());
+        }
+        if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return bad(format!(
+                "max_header_bytes must be at least {MIN_MAX_HEADER_BYTES} (the HTTP server's read buffer)"
+            ));
         }
         if self.queue_depth < self.max_batch_events {
             return bad(format!(
@@ -558,6 +584,7 @@ pub async fn start(
         auth: Arc::new(auth::Auth::new(config.auth.clone(), config.data_dir.clone())),
         approvals: Arc::new(approvals::Approvals::new(&config.auth)),
         retention: config.retention.clone().into(),
+        read_rate: per_client::ReadRate::new(config.read_requests_per_second),
     });
     // Tokens are loaded (and their creation recorded) before the first request.
     if let Err(e) = auth::load_tokens(&app, true).await {
@@ -583,10 +610,14 @@ pub async fn start(
     };
     let grpc = grpc_listener.map(|(l, addr)| {
         tracing::info!(%addr, "OTLP/gRPC listening");
+        let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "otlp-grpc")]).clone();
+        let per_client = per_client::PerClient::new("otlp-grpc", config.max_connections_per_client, refused);
+        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client);
         tokio::spawn(otlp_grpc::serve(
             l,
             grpc_tls.clone(),
             config.request_timeout,
+            config.max_header_bytes,
             app.clone(),
             stopped(stop_rx.clone()),
         ))
@@ -597,19 +628,21 @@ pub async fn start(
     timestamping::spawn_clock_records(app.clone());
     let stopping_app = app.clone();
     let syslog = syslog_bound.map(|b| syslog::spawn(b, app.clone(), stop_rx.clone()));
+    let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "http")]).clone();
+    let per_client = per_client::PerClient::new("http", config.max_connections_per_client, refused);
     let router = http::router(app);
-    let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout);
+    let listener = listener::LimitedListener::new(listener, config.max_connections, config.idle_timeout, per_client);
+    let max_header_bytes = config.max_header_bytes;
     tracing::info!(%local_addr, tls = http_tls.is_some(), "stele server listening");
     let handshake_timeout = config.request_timeout;
     let handle = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<tls::PeerInfo>();
-        let served = match http_tls {
-            None => axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx)).await,
+        match http_tls {
+            None => serve_http::serve(listener, router, max_header_bytes, stopped(stop_rx)).await,
             Some(r) => {
                 let listener = tls::TlsListener::new(listener, r, handshake_timeout);
-                axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx)).await
+                serve_http::serve(listener, router, max_header_bytes, stopped(stop_rx)).await
             }
-        };
+        }
         // Syslog connections append what they have read before the sequencer stops.
         if let Some(s) = syslog {
             s.wait().await;
@@ -629,7 +662,6 @@ pub async fn start(
             .await
             .map_err(|e| ServerError::Sequencer(format!("joining: {e}")))?;
         let sequenced = joined.map_err(|_| ServerError::Sequencer("panicked".into()))?;
-        served.map_err(ServerError::Io)?;
         grpc_served.map_err(|e| ServerError::Io(std::io::Error::other(format!("OTLP/gRPC: {e}"))))?;
         sequenced
     });

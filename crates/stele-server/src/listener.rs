@@ -6,6 +6,10 @@
 //! so it is cut off like a connection left idle between requests. Every request the
 //! server works on is bounded well below the default (bodies and queries by
 //! `request_timeout`, receipts by `receipt_timeout`).
+//!
+//! Connections are also counted per client (see [`crate::per_client`]): one past its
+//! client's share is handed out marked refused, without a connection slot, to be
+//! answered and closed within [`REFUSAL_LIFETIME`], or closed at once.
 
 use std::future::Future as _;
 use std::io;
@@ -19,24 +23,46 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::per_client::{ClientSlot, PerClient, REFUSAL_LIFETIME, REFUSAL_SLOTS};
+
 /// Accepts connections while fewer than the limit are open; past it, new connections
 /// wait in the kernel's accept backlog until one closes.
 pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    per_client: Arc<PerClient>,
+    /// Refused connections being answered (at most `REFUSAL_SLOTS`).
+    refusals: Arc<Semaphore>,
 }
 
 impl LimitedListener {
-    pub(crate) fn new(inner: TcpListener, max_connections: usize, idle_timeout: Duration) -> LimitedListener {
-        LimitedListener { inner, permits: Arc::new(Semaphore::new(max_connections)), idle_timeout }
+    /// Connections over their client's share are handed out marked refused, to be
+    /// answered, while fewer than `REFUSAL_SLOTS` are; past that they are closed.
+    pub(crate) fn new(
+        inner: TcpListener,
+        max_connections: usize,
+        idle_timeout: Duration,
+        per_client: Arc<PerClient>,
+    ) -> LimitedListener {
+        LimitedListener {
+            inner,
+            permits: Arc::new(Semaphore::new(max_connections)),
+            idle_timeout,
+            per_client,
+            refusals: Arc::new(Semaphore::new(REFUSAL_SLOTS)),
+        }
     }
 }
 
 /// A connection that gives its permit back when it closes.
 pub(crate) struct Conn {
     stream: TcpStream,
+    /// A connection slot, or for a refused connection a refusal slot.
     _permit: OwnedSemaphorePermit,
+    /// The client's share; `None` for a refused connection.
+    client: Option<ClientSlot>,
+    peer: SocketAddr,
     idle_timeout: Duration,
     /// When the connection is closed unless the server writes before.
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -53,8 +79,27 @@ impl axum::serve::Listener for LimitedListener {
                 Ok((stream, addr)) => {
                     // Acknowledgements are small writes that must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    let deadline = Box::pin(tokio::time::sleep(self.idle_timeout));
-                    return (Conn { stream, _permit: permit, idle_timeout: self.idle_timeout, deadline }, addr);
+                    if let Some(slot) = self.per_client.try_open(addr) {
+                        let deadline = Box::pin(tokio::time::sleep(self.idle_timeout));
+                        let idle_timeout = self.idle_timeout;
+                        let conn =
+                            Conn { stream, _permit: permit, client: Some(slot), peer: addr, idle_timeout, deadline };
+                        return (conn, addr);
+                    }
+                    // Over its client's share: answered without a connection slot, within
+                    // a fixed lifetime that writes do not extend, or closed right away.
+                    if let Ok(refusal) = self.refusals.clone().try_acquire_owned() {
+                        let deadline = Box::pin(tokio::time::sleep(REFUSAL_LIFETIME));
+                        let conn = Conn {
+                            stream,
+                            _permit: refusal,
+                            client: None,
+                            peer: addr,
+                            idle_timeout: REFUSAL_LIFETIME,
+                            deadline,
+                        };
+                        return (conn, addr);
+                    }
                 }
                 Err(e)
                     if matches!(
@@ -78,8 +123,18 @@ impl axum::serve::Listener for LimitedListener {
 }
 
 impl Conn {
+    /// Whether the connection is over its client's share and is only to be refused.
+    pub(crate) fn refused(&self) -> bool {
+        self.client.is_none()
+    }
+
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     fn wrote(&mut self, r: &Poll<io::Result<usize>>) {
-        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+        if !self.refused() && matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
             let next = tokio::time::Instant::now() + self.idle_timeout;
             self.deadline.as_mut().reset(next);
         }
@@ -131,5 +186,46 @@ impl AsyncWrite for Conn {
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = crate::tls::PeerInfo;
+
+    fn connect_info(&self) -> crate::tls::PeerInfo {
+        crate::tls::PeerInfo { addr: self.peer, cert_ids: None, refused: self.refused() }
+    }
+}
+
+/// The connections of a [`LimitedListener`] as the stream tonic serves (plain
+/// OTLP/gRPC).
+pub(crate) struct Incoming {
+    rx: tokio::sync::mpsc::Receiver<Conn>,
+}
+
+impl Incoming {
+    pub(crate) fn new(mut listener: LimitedListener) -> Incoming {
+        use axum::serve::Listener as _;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let (conn, _) = tokio::select! {
+                    _ = tx.closed() => return,
+                    c = listener.accept() => c,
+                };
+                if tx.send(conn).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Incoming { rx }
+    }
+}
+
+impl futures_core::Stream for Incoming {
+    type Item = Result<Conn, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|c| c.map(Ok))
     }
 }

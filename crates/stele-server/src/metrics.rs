@@ -53,6 +53,8 @@ pub(crate) struct Metrics {
     pub(crate) source_last_event_age: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     /// Syslog connections closed by the server, by protocol and reason.
     pub(crate) syslog_closed: Family<IngestLabels, Counter>,
+    /// Connections refused for being over their client's share, by listener.
+    pub(crate) connections_refused: Family<KindLabels, Counter>,
     /// Clock steps and RFC 3161 tokens (see `timestamping`).
     pub(crate) trusted_time: crate::timestamping::TimeMetrics,
     /// Checkpoint signing attempts that got no signature (signer unreachable or refusing).
@@ -187,8 +189,14 @@ impl Metrics {
         let syslog_closed = Family::<IngestLabels, Counter>::default();
         registry.register(
             "stele_syslog_connections_closed",
-            "Syslog TCP/TLS connections the server closed, by protocol and reason (not_allowed, too_many_connections, tls_handshake, idle_timeout, message_timeout, bad_frame, read_error, storage_unavailable)",
+            "Syslog TCP/TLS connections the server closed, by protocol and reason (not_allowed, too_many_connections, too_many_from_client, tls_handshake, idle_timeout, message_timeout, bad_frame, read_error, storage_unavailable)",
             syslog_closed.clone(),
+        );
+        let connections_refused = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "stele_connections_refused",
+            "Connections refused because their client (IPv4 address or IPv6 /64) already held max_connections_per_client, by listener (http, otlp-grpc, syslog-tcp, syslog-tls)",
+            connections_refused.clone(),
         );
         let checkpoint_sign_failures = Counter::default();
         registry.register(
@@ -217,6 +225,7 @@ impl Metrics {
             source_silent,
             source_last_event_age,
             syslog_closed,
+            connections_refused,
             verify_last_size,
             verify_last_success,
             verify_pass_duration,

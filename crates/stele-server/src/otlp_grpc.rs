@@ -51,6 +51,10 @@ impl LogsService for Logs {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let app = &self.app;
+        if request.extensions().get::<crate::tls::PeerInfo>().is_some_and(|p| p.refused) {
+            app.shared.metrics.count_ingest(PROTOCOL, "rejected", record_count(request.get_ref()));
+            return Err(crate::per_client::grpc_refusal());
+        }
         if let Some(e) = app.refuse_early() {
             // tonic has already decoded the message: its records are known.
             app.shared.metrics.count_ingest(PROTOCOL, "rejected", record_count(request.get_ref()));
@@ -151,11 +155,16 @@ fn oversize_is_resource_exhausted(mut resp: http::Response<tonic::body::Body>) -
 
 /// Serves the OTLP/gRPC logs service on `listener` until `shutdown` completes, then
 /// lets open calls finish.
-/// With `tls`, connections are TLS (ALPN `h2`), reloaded as the files change.
+/// With `tls`, connections are TLS (ALPN `h2`), reloaded as the files change. A
+/// request whose header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`, RFC 9113 §6.5.2)
+/// is over `max_header_bytes` is answered by h2 with HTTP status 431 and its stream
+/// reset; gRPC clients report it as `UNKNOWN` ("grpc-status header missing, mapped
+/// from HTTP status code 431").
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: crate::listener::LimitedListener,
     tls: Option<Arc<crate::tls::Reloader>>,
     handshake_timeout: Duration,
+    max_header_bytes: usize,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
@@ -164,12 +173,11 @@ pub(crate) async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max);
     let router = tonic::transport::Server::builder()
+        .http2_max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
         .layer(tower::util::MapResponseLayer::new(oversize_is_resource_exhausted))
         .add_service(service);
     match tls {
-        None => {
-            router.serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown).await
-        }
+        None => router.serve_with_incoming_shutdown(crate::listener::Incoming::new(listener), shutdown).await,
         Some(r) => {
             let incoming = crate::tls::GrpcTlsIncoming::new(listener, r, handshake_timeout);
             router.serve_with_incoming_shutdown(incoming, shutdown).await

@@ -28,7 +28,10 @@
 //!   peer that completes the handshake; with a client CA, only peers presenting a
 //!   certificate it issued (mutual TLS, RFC 5425 §5.2).
 //! - **Limits.** `max_connections` TCP and TLS connections at once (more are closed at
-//!   once, reason `too_many_connections`); a message is at most `max_message_bytes`
+//!   once, reason `too_many_connections`), and `max_connections_per_client` per client
+//!   (IPv4 address or IPv6 /64) on each of the two listeners (more are closed at once,
+//!   reason `too_many_from_client`, also counted in `stele_connections_refused_total`
+//!   and logged at most once a minute, see [`crate::per_client`]); a message is at most `max_message_bytes`
 //!   and never more than the log's largest entry.
 //!
 //! Every listener stops at shutdown: connections stop reading, what they read is
@@ -181,6 +184,9 @@ pub struct SyslogConfig {
     pub message_timeout: Duration,
     /// TCP and TLS connections open at once.
     pub max_connections: usize,
+    /// Connections one client (IPv4 address or IPv6 /64) may hold open at once on each
+    /// of the TCP and TLS listeners.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for SyslogConfig {
@@ -195,6 +201,7 @@ impl Default for SyslogConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             message_timeout: DEFAULT_MESSAGE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: crate::per_client::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -207,8 +214,8 @@ impl SyslogConfig {
 
     pub(crate) fn check(&self) -> Result<(), ServerError> {
         let bad = |m: &str| Err(ServerError::Config(format!("syslog: {m}")));
-        if self.max_message_bytes == 0 || self.max_connections == 0 {
-            return bad("max_message_bytes and max_connections must be positive");
+        if self.max_message_bytes == 0 || self.max_connections == 0 || self.max_connections_per_client == 0 {
+            return bad("max_message_bytes, max_connections and max_connections_per_client must be positive");
         }
         if self.idle_timeout.is_zero() || self.message_timeout.is_zero() {
             return bad("idle_timeout and message_timeout must be positive");
@@ -274,6 +281,7 @@ struct Ctx {
     idle_timeout: Duration,
     message_timeout: Duration,
     connections: Arc<Semaphore>,
+    max_connections_per_client: usize,
 }
 
 impl Ctx {
@@ -318,6 +326,7 @@ pub(crate) fn spawn(bound: Bound, app: Arc<App>, shutdown: watch::Receiver<bool>
         idle_timeout: config.idle_timeout,
         message_timeout: config.message_timeout,
         connections: Arc::new(Semaphore::new(config.max_connections)),
+        max_connections_per_client: config.max_connections_per_client,
     });
     let mut tasks = JoinSet::new();
     if let Some(s) = bound.udp {
@@ -342,6 +351,8 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let protocol = if tls.is_some() { "syslog-tls" } else { "syslog-tcp" };
+    let refused = ctx.app.shared.metrics.connections_refused.get_or_create(&[("listener", protocol)]).clone();
+    let per_client = crate::per_client::PerClient::new(protocol, ctx.max_connections_per_client, refused);
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -363,6 +374,11 @@ async fn accept_loop(
             ctx.closed(protocol, "not_allowed");
             continue;
         }
+        // Logged at most once a minute by `per_client`.
+        let Some(slot) = per_client.try_open(peer) else {
+            ctx.closed(protocol, "too_many_from_client");
+            continue;
+        };
         let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
             tracing::warn!(protocol, %peer, "syslog connection closed: too many connections");
             ctx.closed(protocol, "too_many_connections");
@@ -371,7 +387,7 @@ async fn accept_loop(
         let _ = sock.set_nodelay(true);
         let (ctx, shutdown, tls) = (ctx.clone(), shutdown.clone(), tls.clone());
         conns.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, slot);
             match tls {
                 None => serve_stream(sock, peer, protocol, ctx, shutdown).await,
                 Some(acceptor) => match tokio::time::timeout(ctx.message_timeout, acceptor.accept(sock)).await {

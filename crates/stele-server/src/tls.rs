@@ -30,7 +30,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::listener::{Conn, LimitedListener};
@@ -185,6 +184,9 @@ pub(crate) struct PeerInfo {
     pub(crate) addr: SocketAddr,
     /// Subject common names, then DNS, e-mail and URI subject alternative names.
     pub(crate) cert_ids: Option<Arc<[String]>>,
+    /// The connection is over its client's share (see `per_client`): every request on
+    /// it is refused.
+    pub(crate) refused: bool,
 }
 
 /// The identities of a leaf certificate (DER): subject CNs and SANs.
@@ -206,7 +208,7 @@ pub(crate) fn cert_identities(der: &[u8]) -> Vec<String> {
     ids
 }
 
-fn peer_ids(conn: &rustls::ServerConnection) -> Option<Arc<[String]>> {
+pub(crate) fn peer_ids(conn: &rustls::ServerConnection) -> Option<Arc<[String]>> {
     conn.peer_certificates().and_then(|c| c.first()).map(|leaf| cert_identities(leaf.as_ref()).into())
 }
 
@@ -283,24 +285,12 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>> for PeerInfo {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> PeerInfo {
-        PeerInfo { addr: *stream.remote_addr(), cert_ids: None }
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for PeerInfo {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> PeerInfo {
-        PeerInfo { addr: *stream.remote_addr(), cert_ids: peer_ids(stream.io().get_ref().1) }
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // OTLP/gRPC over TLS
 
 /// A TLS connection of the OTLP/gRPC listener, with its peer for the requests.
 pub(crate) struct GrpcTlsConn {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    inner: tokio_rustls::server::TlsStream<Conn>,
     info: PeerInfo,
 }
 
@@ -339,30 +329,23 @@ pub(crate) struct GrpcTlsIncoming {
 
 impl GrpcTlsIncoming {
     pub(crate) fn new(
-        listener: tokio::net::TcpListener,
+        mut listener: LimitedListener,
         reloader: Arc<Reloader>,
         handshake_timeout: Duration,
     ) -> GrpcTlsIncoming {
+        use axum::serve::Listener as _;
         let (tx, rx) = mpsc::channel(HANDSHAKED_QUEUE);
         tokio::spawn(async move {
             loop {
-                let accepted = tokio::select! {
+                let (sock, addr) = tokio::select! {
                     _ = tx.closed() => return,
                     a = listener.accept() => a,
                 };
-                let (sock, addr) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("OTLP/gRPC accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = sock.set_nodelay(true);
                 let (tx, acceptor) = (tx.clone(), reloader.acceptor());
                 tokio::spawn(async move {
                     if let Ok(Ok(s)) = tokio::time::timeout(handshake_timeout, acceptor.accept(sock)).await {
-                        let info = PeerInfo { addr, cert_ids: peer_ids(s.get_ref().1) };
+                        let info =
+                            PeerInfo { addr, cert_ids: peer_ids(s.get_ref().1), refused: s.get_ref().0.refused() };
                         let _ = tx.send(GrpcTlsConn { inner: s, info }).await;
                     }
                 });

@@ -77,6 +77,9 @@ pub(crate) fn run(
     server.witnesses = witnesses;
     server.witnesses_required = witnesses_required;
     config.apply_ingest(&mut server)?;
+    if let Some(l) = &config.limits {
+        l.apply(&mut server)?;
+    }
     let mut log = log;
     server.retention = crate::cmd_retention::record_policies(config, &dir, &mut log, false)?;
     server.erasure = config.erasure.clone();

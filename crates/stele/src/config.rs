@@ -81,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) clock_backwards_tolerance_seconds: Option<f64>,
     /// `[erasure]`: personal-data fields sealed under per-subject keys.
     pub(crate) erasure: Option<crate::cmd_erase::ErasureSection>,
+    /// `[limits]`: connections, request heads, timeouts, queue, read rate.
+    pub(crate) limits: Option<crate::serve_limits::LimitsSection>,
 }
 
 /// One `[[retention]]` table.

@@ -28,6 +28,10 @@ pub(crate) fn check(config: &Config) -> anyhow::Result<Vec<String>> {
     }
     let mut server = stele_server::ServerConfig::new("unused".into(), ([127, 0, 0, 1], 0).into());
     config.apply_ingest(&mut server)?;
+    if let Some(l) = &config.limits {
+        l.apply(&mut server)?;
+        out.push("limits: set".to_string());
+    }
     if !server.expected_sources.is_empty() {
         out.push(format!("sources: {} expected", server.expected_sources.len()));
     }

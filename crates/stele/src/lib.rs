@@ -27,6 +27,7 @@ mod config_check;
 mod follow;
 mod output;
 mod serve_auth;
+mod serve_limits;
 mod serve_syslog;
 mod stop;
 

@@ -68,6 +68,9 @@ pub(crate) struct SyslogSection {
     message_timeout_seconds: Option<u64>,
     /// TCP and TLS connections at once (default 1024).
     max_connections: Option<usize>,
+    /// Connections per client (IPv4 address or IPv6 /64) on each of TCP and TLS
+    /// (default 256).
+    max_connections_per_client: Option<usize>,
 }
 
 /// The syslog configuration from the flags over the `[syslog]` table.
@@ -108,6 +111,9 @@ pub(crate) fn syslog_config(section: Option<&SyslogSection>, args: &SyslogArgs) 
     }
     if let Some(n) = s.max_connections {
         c.max_connections = n;
+    }
+    if let Some(n) = s.max_connections_per_client {
+        c.max_connections_per_client = n;
     }
     Ok(c)
 }
