@@ -598,7 +598,11 @@ pub async fn start(
     }
     auth::spawn_token_reload(app.clone());
     access::spawn_flush(app.clone());
-    tls::spawn_reload(http_tls.iter().chain(grpc_tls.iter()).cloned().collect(), config.auth.reload_interval);
+    let syslog_tls = syslog_bound.as_ref().and_then(syslog::Bound::tls_reloader);
+    tls::spawn_reload(
+        http_tls.iter().chain(grpc_tls.iter()).chain(syslog_tls.iter()).cloned().collect(),
+        config.auth.reload_interval,
+    );
     // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -26,7 +26,10 @@
 //!   `allow` list of CIDR blocks are served (default loopback only); others are
 //!   closed (TCP, reason `not_allowed`) or counted `rejected` (UDP). TLS serves any
 //!   peer that completes the handshake; with a client CA, only peers presenting a
-//!   certificate it issued (mutual TLS, RFC 5425 §5.2).
+//!   certificate it issued (mutual TLS, RFC 5425 §5.2). The certificate, key and
+//!   client CA files are re-read every `reload_interval` like the HTTP listener's
+//!   (`crate::tls::Reloader`): new connections get a renewed certificate without a
+//!   restart; files that do not load keep the previous one in force.
 //! - **Limits.** `max_connections` TCP and TLS connections at once (more are closed at
 //!   once, reason `too_many_connections`), and `max_connections_per_client` per client
 //!   (IPv4 address or IPv6 /64) on each of the two listeners (more are closed at once,
@@ -230,7 +233,7 @@ pub(crate) struct Bound {
     config: SyslogConfig,
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
-    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    tls: Option<(TcpListener, Arc<crate::tls::Reloader>)>,
 }
 
 /// The bound addresses: (UDP, TCP, TLS).
@@ -242,6 +245,11 @@ impl Bound {
         let tcp = self.tcp.as_ref().and_then(|s| s.local_addr().ok());
         let tls = self.tls.as_ref().and_then(|(s, _)| s.local_addr().ok());
         (udp, tcp, tls)
+    }
+
+    /// The TLS listener's certificate reloader, for the reload task.
+    pub(crate) fn tls_reloader(&self) -> Option<Arc<crate::tls::Reloader>> {
+        self.tls.as_ref().map(|(_, r)| r.clone())
     }
 }
 
@@ -259,17 +267,25 @@ pub(crate) async fn bind(config: &SyslogConfig) -> Result<Bound, ServerError> {
     };
     let tls = match &config.tls {
         Some(t) => {
-            let acceptor = tls_acceptor(t).map_err(|e| ServerError::Config(format!("syslog TLS: {e}")))?;
-            Some((TcpListener::bind(t.listen).await.map_err(bind_err(t.listen))?, acceptor))
+            let reloader = tls_reloader(t).map_err(ServerError::Config)?;
+            Some((TcpListener::bind(t.listen).await.map_err(bind_err(t.listen))?, reloader))
         }
         None => None,
     };
     Ok(Bound { config: config.clone(), udp, tcp, tls })
 }
 
-fn tls_acceptor(t: &SyslogTlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let config = crate::tls::server_config(&t.cert_pem, &t.key_pem, t.client_ca_pem.as_deref(), true, &[])?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+/// The certificate, key and client CA files, re-read like the HTTP listener's (every
+/// `reload_interval`; a renewed certificate is used by new connections, bad files keep
+/// the previous one). With a client CA a client certificate is required.
+fn tls_reloader(t: &SyslogTlsConfig) -> Result<Arc<crate::tls::Reloader>, String> {
+    let files = crate::tls::TlsConfig {
+        cert_pem: t.cert_pem.clone(),
+        key_pem: t.key_pem.clone(),
+        client_ca_pem: t.client_ca_pem.clone(),
+        client_cert_required: true,
+    };
+    crate::tls::Reloader::new(&files, &[], "syslog")
 }
 
 /// What every listener task shares.
@@ -337,16 +353,16 @@ pub(crate) fn spawn(bound: Bound, app: Arc<App>, shutdown: watch::Receiver<bool>
         tracing::info!(addr = ?l.local_addr().ok(), "syslog TCP listening");
         tasks.spawn(accept_loop(l, None, ctx.clone(), shutdown.clone()));
     }
-    if let Some((l, acceptor)) = bound.tls {
+    if let Some((l, reloader)) = bound.tls {
         tracing::info!(addr = ?l.local_addr().ok(), "syslog TLS listening");
-        tasks.spawn(accept_loop(l, Some(acceptor), ctx.clone(), shutdown.clone()));
+        tasks.spawn(accept_loop(l, Some(reloader), ctx.clone(), shutdown.clone()));
     }
     Running { tasks }
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<crate::tls::Reloader>>,
     ctx: Arc<Ctx>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -390,7 +406,7 @@ async fn accept_loop(
             let _permit = (permit, slot);
             match tls {
                 None => serve_stream(sock, peer, protocol, ctx, shutdown).await,
-                Some(acceptor) => match tokio::time::timeout(ctx.message_timeout, acceptor.accept(sock)).await {
+                Some(reloader) => match tokio::time::timeout(ctx.message_timeout, reloader.acceptor().accept(sock)).await {
                     Ok(Ok(s)) => serve_stream(s, peer, protocol, ctx, shutdown).await,
                     Ok(Err(e)) => {
                         tracing::warn!(protocol, %peer, error = %e, "syslog connection closed: TLS handshake failed");

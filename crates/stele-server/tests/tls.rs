@@ -372,3 +372,41 @@ fn otlp_grpc_over_mutual_tls() {
     let otlp = (0..reader.tree_size()).filter_map(|i| reader.entry(i).ok()).filter(|e| e.stream == "otlp").count();
     assert_eq!(otlp, 1);
 }
+
+#[test]
+fn a_renewed_syslog_certificate_is_served_to_new_senders_without_restart() {
+    let pki = Pki::new();
+    let first = std::fs::read(pki.path("server.pem")).unwrap();
+    let first = CertificateDer::from_pem_slice(&first).unwrap().as_ref().to_vec();
+    let srv = TestServer::fresh("tls.test/log", |c| {
+        c.syslog.tls = Some(stele_server::syslog::SyslogTlsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_pem: pki.path("server.pem"),
+            key_pem: pki.path("server-key.pem"),
+            client_ca_pem: Some(pki.path("ca.pem")),
+        });
+        c.auth.reload_interval = Duration::from_millis(100);
+    });
+    let addr = srv.running().syslog_tls_addr().unwrap();
+    let served = || {
+        use std::io::Write;
+        let mut s = pki.connect(addr, Some("alice"));
+        // RFC 5425 framing: one octet-counted message; the handshake runs first.
+        s.write_all(b"26 <13>1 - h app - - - renewal").unwrap();
+        s.flush().unwrap();
+        s.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
+    };
+    assert_eq!(served(), first);
+    let renewed = pki.server_cert("renewed");
+    let start = Instant::now();
+    while served() != renewed {
+        assert!(start.elapsed() < Duration::from_secs(10), "the renewed certificate was never served on syslog TLS");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A key that does not load leaves the last good certificate in force.
+    std::fs::write(pki.path("server-key.pem"), b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(served(), renewed);
+    srv.stop();
+}
