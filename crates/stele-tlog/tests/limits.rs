@@ -38,3 +38,23 @@ fn note_size_is_bounded() {
     let err = Note::parse(&over).unwrap_err();
     assert!(err.to_string().contains("note too large"), "{err}");
 }
+
+/// A tlog-proof with `n` proof lines (each the canonical base64 of 32 zero bytes).
+fn tlog_proof(n: usize) -> String {
+    let mut s = String::from("c2sp.org/tlog-proof@v1\nindex 0\n");
+    for _ in 0..n {
+        s.push_str(&stele_tlog::hash::Hash([0; 32]).to_base64());
+        s.push('\n');
+    }
+    s.push_str("\nexample.com/log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n");
+    s
+}
+
+#[test]
+fn tlog_proof_lines_are_bounded() {
+    use stele_tlog::tlog_proof::{MAX_PROOF_HASHES, TlogProof};
+    let at = TlogProof::parse(tlog_proof(MAX_PROOF_HASHES).as_bytes()).unwrap();
+    assert_eq!(at.proof.len(), MAX_PROOF_HASHES);
+    let err = TlogProof::parse(tlog_proof(MAX_PROOF_HASHES + 1).as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("too many proof lines"), "{err}");
+}
