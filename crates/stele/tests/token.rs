@@ -70,3 +70,16 @@ fn stele_cmd(dir: &std::path::Path, args: &[&str]) -> common::Run {
     all.extend(args[1..].iter().map(|a| -> &std::ffi::OsStr { a.as_ref() }));
     common::stele_os(&all)
 }
+
+#[test]
+fn token_names_are_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init(dir);
+    // At the bound (64 characters) accepted, one over refused with the bound named.
+    let long = "n".repeat(64);
+    stele_cmd(dir, &["create", "--name", &long, "--role", "read"]).expect_code(0, "a 64-character name");
+    let r = stele_cmd(dir, &["create", "--name", &format!("{long}n"), "--role", "read"]);
+    r.expect_code(2, "a 65-character name");
+    assert!(r.stderr.contains("1 to 64 characters"), "the refusal does not name the bound: {}", r.stderr);
+}
