@@ -410,3 +410,31 @@ fn a_renewed_syslog_certificate_is_served_to_new_senders_without_restart() {
     assert_eq!(served(), renewed);
     srv.stop();
 }
+
+#[test]
+fn a_stalled_tls_handshake_is_closed_after_the_request_timeout() {
+    use std::io::Read;
+    let pki = Pki::new();
+    let srv = TestServer::fresh("tls.test/log", |c| {
+        c.tls = Some(pki.tls_config(true));
+        c.auth.cert_principals = vec![alice(&["read:*"])];
+        c.request_timeout = Duration::from_secs(1);
+        c.receipt_timeout = Duration::from_secs(1);
+        c.idle_timeout = Duration::from_secs(5);
+    });
+    // Connect and never start the handshake: the server closes the connection once
+    // the request timeout has passed (its slot is not held for ever).
+    let mut sock = TcpStream::connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = sock.read(&mut buf).unwrap_or(0);
+    let waited = start.elapsed();
+    assert_eq!(n, 0, "the server sent bytes to a client that never said hello");
+    assert!(waited >= Duration::from_millis(900), "closed after {waited:?}, before the timeout");
+    // Before the idle timeout (5 s): the handshake timeout closed it.
+    assert!(waited < Duration::from_secs(4), "still open after {waited:?}");
+    // The listener still serves.
+    assert_eq!(pki.call(srv.addr, Some("alice"), "GET", "/v1/query", &[]).status, 200);
+    srv.stop();
+}
