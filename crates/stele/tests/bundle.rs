@@ -293,3 +293,24 @@ fn witness_quorum() {
     r.expect_code(1, "one valid, one tampered cosignature");
     assert!(r.stderr.contains("from 1 of"), "{r}");
 }
+
+/// Lines are bounded (64 MiB): a line of exactly the bound is read (and then judged
+/// for what it says), one byte more is refused for its length, never buffered whole.
+#[test]
+fn bundle_lines_are_bounded() {
+    let (tmp, _data, vkey) = log_with_events(3);
+    const MAX: usize = 64 << 20;
+    let path = tmp.path().join("long.bundle");
+    let mut at = vec![b'x'; MAX - 1];
+    at.push(b'\n');
+    std::fs::write(&path, &at).unwrap();
+    let r = verify(&path, &vkey);
+    r.expect_code(1, "a 64 MiB line");
+    assert!(r.stderr.contains("line 1: not a bundle header"), "{r}");
+    let mut over = vec![b'x'; MAX];
+    over.push(b'\n');
+    std::fs::write(&path, &over).unwrap();
+    let r = verify(&path, &vkey);
+    r.expect_code(1, "a line one byte over 64 MiB");
+    assert!(r.stderr.contains(&format!("line 1: longer than {MAX} bytes")), "{r}");
+}
