@@ -401,3 +401,40 @@ fn refused_connections_past_the_refusal_slots_are_closed_unanswered() {
     assert!(took < Duration::from_secs(3), "closed after {took:?}, not at once");
     drop(silent);
 }
+
+#[test]
+fn syslog_connections_over_the_total_are_closed_and_counted() {
+    let server = TestServer::fresh("limits.test/log", |c| {
+        c.syslog.tcp = Some("127.0.0.1:0".parse().unwrap());
+        c.syslog.max_connections = 1;
+    });
+    let tcp = server.running().syslog_tcp_addr().unwrap();
+    let accepted = "stele_ingest_events_total{protocol=\"syslog-tcp\",result=\"accepted\"}";
+    let mut first = TcpStream::connect(tcp).unwrap();
+    first.write_all(b"<13>1 2026-11-29T20:00:00Z host app - - - one\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(server.addr, accepted) < 1 {
+        assert!(Instant::now() < deadline, "the first message was not stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Over the total (one), whatever the client: closed at once, nothing stored.
+    let mut second = TcpStream::connect(tcp).unwrap();
+    let _ = second.write_all(b"<13>1 2026-11-29T20:00:01Z host app - - - two\n");
+    let (raw, _) = read_until_closed(&mut second);
+    assert!(raw.is_empty());
+    let closed = "stele_syslog_connections_closed_total{protocol=\"syslog-tcp\",reason=\"too_many_connections\"}";
+    assert_eq!(metric(server.addr, closed), 1);
+    assert_eq!(metric(server.addr, accepted), 1);
+    // Once the first one leaves, a new connection is served.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut third = TcpStream::connect(tcp).unwrap();
+        let _ = third.write_all(b"<13>1 2026-11-29T20:00:02Z host app - - - three\n");
+        std::thread::sleep(Duration::from_millis(200));
+        if metric(server.addr, accepted) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connection was served after the first one left");
+    }
+}
