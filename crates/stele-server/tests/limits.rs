@@ -438,3 +438,23 @@ fn syslog_connections_over_the_total_are_closed_and_counted() {
         assert!(Instant::now() < deadline, "no connection was served after the first one left");
     }
 }
+
+#[test]
+fn a_request_target_over_the_hyper_bound_gets_414() {
+    // A head limit above the target bound, so the target's own bound answers.
+    let server = TestServer::fresh("limits.test/log", |c| c.max_header_bytes = 256 << 10);
+    let send = |target_len: usize| {
+        let mut target = String::from("/v1/query?actor=");
+        target.push_str(&"a".repeat(target_len - target.len()));
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        String::from_utf8_lossy(&read_until_closed(&mut s).0).into_owned()
+    };
+    // Far below the bound the route answers (whatever it says); past it, hyper's 414.
+    let short = send(1000);
+    assert!(short.starts_with("HTTP/1.1 "), "{short:?}");
+    assert!(!short.starts_with("HTTP/1.1 414"), "{short:?}");
+    let long = send(70_000);
+    assert!(long.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{long:?}");
+    assert_eq!(request(server.addr, "GET", "/healthz", &[], b"").status, 200);
+}
