@@ -458,3 +458,25 @@ fn a_request_target_over_the_hyper_bound_gets_414() {
     assert!(long.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{long:?}");
     assert_eq!(request(server.addr, "GET", "/healthz", &[], b"").status, 200);
 }
+
+#[test]
+fn an_idle_otlp_grpc_connection_is_closed_after_the_idle_timeout() {
+    use std::io::Read as _;
+    let server = TestServer::fresh("limits.test/log", |c| {
+        c.otlp_grpc = Some("127.0.0.1:0".parse().unwrap());
+        c.request_timeout = Duration::from_secs(1);
+        c.receipt_timeout = Duration::from_secs(1);
+        c.idle_timeout = Duration::from_secs(2);
+    });
+    let grpc = server.otlp_grpc_addr.unwrap();
+    // A connection that never sends its HTTP/2 preface gets nothing and is closed
+    // once the idle timeout has passed.
+    let mut s = TcpStream::connect(grpc).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(1900), "closed after {waited:?}, before the idle timeout");
+    assert!(waited < Duration::from_secs(10), "still open after {waited:?}");
+}
