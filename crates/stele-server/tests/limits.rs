@@ -480,3 +480,32 @@ fn an_idle_otlp_grpc_connection_is_closed_after_the_idle_timeout() {
     assert!(waited >= Duration::from_millis(1900), "closed after {waited:?}, before the idle timeout");
     assert!(waited < Duration::from_secs(10), "still open after {waited:?}");
 }
+
+#[test]
+fn the_token_file_is_bounded_in_tokens_and_bytes() {
+    use stele_server::tokens::{MAX_FILE_BYTES, MAX_TOKENS};
+    let dir = tempfile::tempdir().unwrap();
+    let grant = ["read:*".parse::<Grant>().unwrap()];
+    let mut file = TokenFile::default();
+    file.version = 1;
+    for i in 0..MAX_TOKENS {
+        file.create(&format!("t{i}"), &grant, 1).unwrap();
+    }
+    file.save(dir.path()).unwrap();
+    assert_eq!(TokenFile::load(dir.path()).unwrap().unwrap().tokens.len(), MAX_TOKENS);
+    let err = file.create("one-more", &grant, 1).unwrap_err();
+    assert!(err.to_string().contains(&format!("already holds {MAX_TOKENS} tokens")), "{err}");
+    // A file edited past the bound is refused as a whole.
+    let mut over = file.clone();
+    let mut extra = over.tokens[0].clone();
+    extra.name = "extra".into();
+    over.tokens.push(extra);
+    let err = TokenFile::parse(&serde_json::to_vec(&over).unwrap()).unwrap_err();
+    assert!(err.contains(&format!("{} tokens, more than the limit of {MAX_TOKENS}", MAX_TOKENS + 1)), "{err}");
+    // Bytes: a file over 8 MiB is refused before it is read.
+    let path = dir.path().join("tokens.json");
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(MAX_FILE_BYTES + 1).unwrap();
+    let err = TokenFile::load(dir.path()).unwrap_err();
+    assert!(err.to_string().contains(&format!("more than the limit of {MAX_FILE_BYTES}")), "{err}");
+}
