@@ -486,8 +486,7 @@ fn the_token_file_is_bounded_in_tokens_and_bytes() {
     use stele_server::tokens::{MAX_FILE_BYTES, MAX_TOKENS};
     let dir = tempfile::tempdir().unwrap();
     let grant = ["read:*".parse::<Grant>().unwrap()];
-    let mut file = TokenFile::default();
-    file.version = 1;
+    let mut file = TokenFile { version: 1, ..TokenFile::default() };
     for i in 0..MAX_TOKENS {
         file.create(&format!("t{i}"), &grant, 1).unwrap();
     }
