@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stele_index::{Query, Snapshot};
+use stele_index::Snapshot;
 use stele_retention::{Mode, Policy, policy_for};
 use stele_store::log::FORMAT_STELE_RECORD;
 use stele_store::{Log, LogReader, NewEntry};
@@ -98,12 +98,7 @@ impl ErasureLog {
         reader: &LogReader,
         from: u64,
     ) -> Result<Vec<[u8; 16]>, ErasureError> {
-        let query = Query { stream: Some(ERASURE_STREAM.to_string()), ..Query::default() };
-        let mut hits = Vec::new();
-        snapshot.query_from(&query, from, |h| {
-            hits.push(h.index);
-            true
-        })?;
+        let hits = snapshot.stream_indexes(ERASURE_STREAM, from)?;
         let mut erased = Vec::new();
         for i in hits {
             let e = reader.entry(i)?;

@@ -343,9 +343,7 @@ impl Sealer {
                 }
             },
         };
-        if !fresh.uses.contains(&(id_key.0, stream.to_string(), day)) {
-            fresh.uses.insert((id_key.0, stream.to_string(), day));
-        }
+        fresh.uses.insert((id_key.0, stream.to_string(), day));
         Ok(id_key)
     }
 }

@@ -307,6 +307,22 @@ impl Snapshot {
         self.query_from(query, 0, out)
     }
 
+    /// The indexes of every entry of `stream` (an exact name) from index `from` on,
+    /// oldest first: how stele reads its own record streams (`_stele/...`). Callers
+    /// re-read each entry from the log; the index is not trusted.
+    ///
+    /// # Errors
+    /// As [`Snapshot::query`].
+    pub fn stream_indexes(&self, stream: &str, from: u64) -> Result<Vec<u64>, IndexError> {
+        let query = Query { stream: Some(stream.to_string()), ..Query::default() };
+        let mut out = Vec::new();
+        self.query_from(&query, from, |h| {
+            out.push(h.index);
+            true
+        })?;
+        Ok(out)
+    }
+
     /// As [`Snapshot::query`], for entries with index `from` and later only: blocks
     /// wholly before `from` are not read, so a caller that remembers how far it has
     /// read (e.g. through stele's own record streams) only pays for what is new.

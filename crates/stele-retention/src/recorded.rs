@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stele_index::{Query, Snapshot};
+use stele_index::Snapshot;
 use stele_store::LogReader;
 
 use crate::RetentionError;
@@ -89,12 +89,7 @@ pub(crate) fn retention_records_from(
     reader: &LogReader,
     from: u64,
 ) -> Result<Vec<(u64, Vec<u8>)>, RetentionError> {
-    let query = Query { stream: Some(stele_store::streams::RETENTION_STREAM.to_string()), ..Query::default() };
-    let mut hits = Vec::new();
-    snapshot.query_from(&query, from, |h| {
-        hits.push(h.index);
-        true
-    })?;
+    let hits = snapshot.stream_indexes(stele_store::streams::RETENTION_STREAM, from)?;
     let mut out = Vec::with_capacity(hits.len());
     for i in hits {
         let e = reader.entry(i)?;

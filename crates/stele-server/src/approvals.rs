@@ -367,14 +367,7 @@ pub fn recorded(
     snapshot: &stele_index::Snapshot,
     reader: &stele_store::LogReader,
 ) -> Result<Vec<(u64, ApprovalRecord)>, String> {
-    let q = stele_index::Query { stream: Some(APPROVALS_STREAM.into()), ..Default::default() };
-    let mut indexes = Vec::new();
-    snapshot
-        .query(&q, |h| {
-            indexes.push(h.index);
-            true
-        })
-        .map_err(|e| e.to_string())?;
+    let indexes = snapshot.stream_indexes(APPROVALS_STREAM, 0).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for i in indexes {
         match reader.entry(i) {

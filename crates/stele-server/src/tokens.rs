@@ -490,14 +490,7 @@ pub fn missing_records(file: &TokenFile, recorded: &[TokenRecord], now_ns: u64) 
 /// # Errors
 /// Index or log read errors, as text.
 pub fn recorded(snapshot: &stele_index::Snapshot, reader: &stele_store::LogReader) -> Result<Vec<TokenRecord>, String> {
-    let q = stele_index::Query { stream: Some(AUTH_STREAM.into()), ..Default::default() };
-    let mut indexes = Vec::new();
-    snapshot
-        .query(&q, |h| {
-            indexes.push(h.index);
-            true
-        })
-        .map_err(|e| e.to_string())?;
+    let indexes = snapshot.stream_indexes(AUTH_STREAM, 0).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for i in indexes {
         match reader.entry(i) {

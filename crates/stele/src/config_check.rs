@@ -6,7 +6,7 @@ use crate::config::Config;
 
 /// Checks every section the way `serve`, `import` and the other commands will use it
 /// (retention policies, witnesses, ingest windows, access control, syslog, erasure
-/// rules, field pointers); returns one line per section that is set.
+/// rules, timestamp authorities); returns one line per section that is set.
 ///
 /// # Errors
 /// The first problem found, as `serve` would report it (exit code 2).
@@ -56,8 +56,6 @@ pub(crate) fn check(config: &Config) -> anyhow::Result<Vec<String>> {
             return Err(crate::Failure::usage(format!("[[timestamp_authority]] url {:?} is not http(s)", tsa.url)));
         }
     }
-    let pointers = config.field_pointers();
-    stele_formats::Normalizer::new(&pointers);
     Ok(out)
 }
 
