@@ -23,6 +23,8 @@ pub(crate) const NONCE_LEN: usize = 24;
 pub(crate) const TAG_LEN: usize = 16;
 /// Bytes of the HMAC kept as a blind token.
 pub(crate) const TOKEN_LEN: usize = 16;
+/// Characters of a blind token in base64url without padding.
+pub(crate) const B64_TOKEN_LEN: usize = 22;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -56,6 +58,36 @@ pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// Fills `buf` from the operating system's random source.
 pub(crate) fn random(buf: &mut [u8]) -> Result<(), ErasureError> {
     getrandom::fill(buf).map_err(|e| ErasureError::Random(e.to_string()))
+}
+
+/// A fresh nonce for sealing one value: a random 16-byte prefix, drawn from the
+/// operating system once per thread, then a 64-bit big-endian counter.
+///
+/// XChaCha20-Poly1305 needs a nonce that never repeats under one key. A random
+/// 128-bit prefix with a counter keeps that: two threads or processes draw the same
+/// prefix with probability about n²/2¹²⁹ for n prefixes, the same bound 192-bit
+/// random nonces give per 2⁶⁴ values, and within a thread the counter never repeats.
+/// It reads the random source once per thread rather than once per value, which was
+/// most of the cost of sealing a small value.
+pub(crate) fn next_nonce() -> Result<[u8; NONCE_LEN], ErasureError> {
+    thread_local! {
+        static STATE: std::cell::Cell<Option<([u8; 16], u64)>> = const { std::cell::Cell::new(None) };
+    }
+    STATE.with(|state| {
+        let (prefix, counter) = match state.get() {
+            Some((prefix, counter)) if counter != u64::MAX => (prefix, counter),
+            _ => {
+                let mut prefix = [0u8; 16];
+                random(&mut prefix)?;
+                (prefix, 0)
+            }
+        };
+        state.set(Some((prefix, counter + 1)));
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..16].copy_from_slice(&prefix);
+        nonce[16..].copy_from_slice(&counter.to_be_bytes());
+        Ok(nonce)
+    })
 }
 
 /// The 32-byte master key that wraps every subject's data key. Stored as 64 hex
@@ -190,6 +222,40 @@ impl DataKey {
         B64URL.encode(&self.1.mac(text)[..TOKEN_LEN])
     }
 
+    /// Appends [`DataKey::token`] of `text` to `out`.
+    pub(crate) fn token_into(&self, text: &[u8], out: &mut Vec<u8>) {
+        let at = out.len();
+        out.resize(at + B64_TOKEN_LEN, 0);
+        let n = B64URL.encode_slice(&self.1.mac(text)[..TOKEN_LEN], &mut out[at..]).expect("22 characters");
+        debug_assert_eq!(n, B64_TOKEN_LEN);
+    }
+
+    /// Appends [`DataKey::seal`] of `value` to `out`, without allocating beyond `out`
+    /// and the reused `scratch`.
+    pub(crate) fn seal_into(
+        &self,
+        key_id: &[u8; 16],
+        position: u16,
+        value: &[u8],
+        nonce: &[u8; NONCE_LEN],
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ErasureError> {
+        use chacha20poly1305::aead::AeadInPlace as _;
+        scratch.clear();
+        scratch.extend_from_slice(nonce);
+        scratch.extend_from_slice(value);
+        let tag = XChaCha20Poly1305::new(self.0.as_slice().into())
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), &aad(key_id, position), &mut scratch[NONCE_LEN..])
+            .map_err(|_| ErasureError::Crypto("sealing a value"))?;
+        scratch.extend_from_slice(&tag);
+        let at = out.len();
+        out.resize(at + base64::encoded_len(scratch.len(), false).expect("small value"), 0);
+        let n = B64URL.encode_slice(&scratch[..], &mut out[at..]).expect("sized above");
+        out.truncate(at + n);
+        Ok(())
+    }
+
     /// Seals `value` (the original bytes of one JSON value) as span `position` of the
     /// entry sealed under `key_id` with a fresh random `nonce`: base64url of
     /// `nonce ‖ ciphertext ‖ tag`.
@@ -202,7 +268,7 @@ impl DataKey {
     ) -> Result<String, ErasureError> {
         let aad = aad(key_id, position);
         let ct = XChaCha20Poly1305::new(self.0.as_slice().into())
-            .encrypt(XNonce::from_slice(nonce), Payload { msg: value, aad: &aad })
+            .encrypt(XNonce::from_slice(nonce), Payload { msg: value, aad: &aad[..] })
             .map_err(|_| ErasureError::Crypto("sealing a value"))?;
         let mut boxed = Vec::with_capacity(NONCE_LEN + ct.len());
         boxed.extend_from_slice(nonce);
@@ -221,11 +287,37 @@ impl DataKey {
         }
         let aad = aad(key_id, position);
         XChaCha20Poly1305::new(self.0.as_slice().into())
-            .decrypt(XNonce::from_slice(&raw[..NONCE_LEN]), Payload { msg: &raw[NONCE_LEN..], aad: &aad })
+            .decrypt(XNonce::from_slice(&raw[..NONCE_LEN]), Payload { msg: &raw[NONCE_LEN..], aad: &aad[..] })
             .map_err(|_| ErasureError::Crypto("a sealed value does not open under its subject's key"))
     }
 }
 
-fn aad(key_id: &[u8; 16], position: u16) -> Vec<u8> {
-    [b"stele sealed v1".as_slice(), key_id.as_slice(), &position.to_be_bytes()].concat()
+/// `"stele sealed v1" ‖ key id ‖ u16 position`.
+fn aad(key_id: &[u8; 16], position: u16) -> [u8; 33] {
+    let mut a = [0u8; 33];
+    a[..15].copy_from_slice(b"stele sealed v1");
+    a[15..31].copy_from_slice(key_id);
+    a[31..].copy_from_slice(&position.to_be_bytes());
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_never_repeat_within_or_across_threads() {
+        let draw = || (0..10_000).map(|_| next_nonce().expect("nonce")).collect::<Vec<_>>();
+        let mine = draw();
+        let other = std::thread::spawn(draw).join().expect("thread");
+        let mut all: Vec<_> = mine.iter().chain(&other).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 20_000);
+        // One prefix per thread, a counter after it.
+        assert!(mine.iter().all(|n| n[..16] == mine[0][..16]));
+        assert_ne!(mine[0][..16], other[0][..16]);
+        let counter = |n: &[u8; NONCE_LEN]| u64::from_be_bytes(n[16..].try_into().expect("8 bytes"));
+        assert!(mine.windows(2).all(|w| counter(&w[1]) == counter(&w[0]) + 1));
+    }
 }

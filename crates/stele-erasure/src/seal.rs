@@ -6,16 +6,25 @@ use std::sync::{Arc, Mutex};
 
 use stele_formats::EventFormat;
 use stele_formats::sealed::{
-    Envelope, KEY_ID_LEN, MAX_SPANS, Pointer, SEALED_FLAG, VALUE_PREFIX, find_pointer, find_pointers, sealed_parts,
+    ENVELOPE_VERSION, Envelope, FIXED_LEN, KEY_ID_LEN, MAGIC, MAX_SPANS, Pointer, SEALED_FLAG, VALUE_PREFIX,
+    find_pointer, find_pointers, sealed_parts,
 };
 
 use crate::ErasureError;
-use crate::crypto::{DataKey, MasterKey, NONCE_LEN, WrappedKey, random};
+use crate::crypto::{DataKey, MasterKey, WrappedKey, next_nonce, random};
 use crate::keystore::KeyStore;
 use crate::rules::SealingRule;
 
 /// What a sealed value's bytes read after its key was destroyed.
 pub const ERASED_VALUE: &[u8] = b"\"stele:erased\"";
+
+/// Room reserved per sealed value beyond its own bytes: prefix, token, nonce, tag and
+/// base64 growth of a short value.
+const SEALED_VALUE_BYTES: usize = 128;
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("an event below 4 GiB")
+}
 
 /// Nanoseconds in a day.
 pub(crate) const DAY_NS: u64 = 86_400 * 1_000_000_000;
@@ -155,18 +164,18 @@ pub struct Sealed {
 
 /// The text a blind token is computed over: a JSON string's decoded value, else the
 /// value's raw JSON text.
-pub fn token_text(value: &[u8]) -> Vec<u8> {
+pub fn token_text(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if let [b'"', inner @ .., b'"'] = value
         && !inner.contains(&b'\\')
     {
-        return inner.to_vec();
+        return std::borrow::Cow::Borrowed(inner);
     }
     if value.first() == Some(&b'"')
         && let Ok(s) = serde_json::from_slice::<String>(value)
     {
-        return s.into_bytes();
+        return std::borrow::Cow::Owned(s.into_bytes());
     }
-    value.to_vec()
+    std::borrow::Cow::Borrowed(value)
 }
 
 /// Seals an event's configured fields; `None` when no rule applies or the event has no
@@ -242,7 +251,8 @@ impl Sealer {
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let found = find_pointers(payload, &self.pointers[ri]);
         let Some((ss, se)) = found[0] else { return Ok(None) };
-        let subject = String::from_utf8_lossy(&token_text(&payload[ss..se])).into_owned();
+        let subject_text = token_text(&payload[ss..se]);
+        let subject = String::from_utf8_lossy(&subject_text);
         let mut spans: Vec<(usize, usize)> = found.into_iter().flatten().collect();
         // JSON values are nested or disjoint: keep the outermost of nested ones.
         spans.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
@@ -254,42 +264,48 @@ impl Sealer {
         }
         outer.truncate(MAX_SPANS);
         let (key_id, dk) = self.key_for(&subject, stream, now_ns)?;
-        let mut body = Vec::with_capacity(payload.len() + 96 * outer.len());
-        let mut table = Vec::with_capacity(outer.len());
-        // One read of the random source for every nonce of the event.
-        let mut nonces = vec![0u8; NONCE_LEN * outer.len()];
-        random(&mut nonces)?;
+        // The envelope is written in place (docs/format.md, "Sealed entries"): header,
+        // a span table filled in at the end, then the body.
+        let table_at = FIXED_LEN;
+        let body_at = FIXED_LEN + 8 * outer.len();
+        let mut out = Vec::with_capacity(body_at + payload.len() + SEALED_VALUE_BYTES * outer.len());
+        out.extend_from_slice(MAGIC);
+        out.push(ENVELOPE_VERSION);
+        out.push(0);
+        out.extend_from_slice(&(outer.len() as u16).to_be_bytes());
+        out.extend_from_slice(&key_id);
+        out.resize(body_at, 0);
+        let mut scratch = Vec::new();
         let mut at = 0;
         for (i, (s, e)) in outer.iter().enumerate() {
-            body.extend_from_slice(&payload[at..*s]);
+            out.extend_from_slice(&payload[at..*s]);
             let value = &payload[*s..*e];
             // A non-empty array is stored as a one-element array whose token is that
             // of the first element, so a pointer to `/0` (e.g. a source address) stays
             // queryable through the blind index.
             let first = if value.first() == Some(&b'[') { find_pointer(value, "/0") } else { None };
-            let token = match first {
-                Some((fs, fe)) => dk.token(&token_text(&value[fs..fe])),
-                None => dk.token(&token_text(value)),
-            };
-            let nonce: [u8; NONCE_LEN] = nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN].try_into().expect("24 bytes");
-            let boxed = dk.seal(&key_id, i as u16, value, &nonce)?;
-            let start = body.len();
+            let start = out.len();
             if first.is_some() {
-                body.push(b'[');
+                out.push(b'[');
             }
-            body.extend_from_slice(VALUE_PREFIX.as_bytes());
-            body.extend_from_slice(token.as_bytes());
-            body.push(b':');
-            body.extend_from_slice(boxed.as_bytes());
-            body.push(b'"');
+            out.extend_from_slice(VALUE_PREFIX.as_bytes());
+            match first {
+                Some((fs, fe)) => dk.token_into(&token_text(&value[fs..fe]), &mut out),
+                None => dk.token_into(&token_text(value), &mut out),
+            }
+            out.push(b':');
+            dk.seal_into(&key_id, i as u16, value, &next_nonce()?, &mut scratch, &mut out)?;
+            out.push(b'"');
             if first.is_some() {
-                body.push(b']');
+                out.push(b']');
             }
-            table.push((start, body.len() - start));
+            let (entry, len) = (table_at + 8 * i, to_u32(out.len() - start));
+            out[entry..entry + 4].copy_from_slice(&to_u32(start - body_at).to_be_bytes());
+            out[entry + 4..entry + 8].copy_from_slice(&len.to_be_bytes());
             at = *e;
         }
-        body.extend_from_slice(&payload[at..]);
-        Ok(Some(Sealed { format: code | SEALED_FLAG, payload: Envelope::encode(&key_id, &table, &body) }))
+        out.extend_from_slice(&payload[at..]);
+        Ok(Some(Sealed { format: code | SEALED_FLAG, payload: out }))
     }
 
     /// Makes the keys and use records of every sealed payload durable; must return

@@ -85,6 +85,10 @@ fn every_real_event_round_trips_byte_exact() {
                 let Some(sealed) = s.seal("s", format.code(), line, 0).unwrap() else { continue };
                 total.1 += 1;
                 assert_eq!(sealed.format, format.code() | SEALED_FLAG);
+                // The sealer writes its envelope in place: the same bytes as the
+                // reference encoder gives for the parsed parts.
+                let env = Envelope::parse(&sealed.payload).unwrap();
+                assert_eq!(Envelope::encode(&env.key_id, &env.spans, env.body), sealed.payload);
                 let v = restore(Some(s.keys()), sealed.format, &sealed.payload).unwrap();
                 assert_eq!(v.state, SealState::Restored);
                 assert_eq!(v.bytes, line, "{}: not restored byte for byte", f.display());

@@ -94,7 +94,9 @@ pub use webhook::{k8s_dedup_key, split_event_list};
 /// 3: CloudTrail, GCP audit, OCSF, Linux audit and AKS-wrapped Kubernetes events
 /// recognised in `None`-hint parsing; generic JSON fills source address, request id
 /// and producer from pointers.
-pub const NORMALIZATION_VERSION: u32 = 3;
+/// 4: a field read from a sealed value keeps only its blind token
+/// (`stele:sealed:v1:TOKEN`, [`sealed::index_form`]).
+pub const NORMALIZATION_VERSION: u32 = 4;
 
 /// The format of a stored event, recorded in its on-disk leaf as one byte
 /// ([`EventFormat::code`]).

@@ -219,6 +219,29 @@ impl Normalizer {
         &self.trie
     }
 
+    /// The index fields of a stored payload whose leaf records format `code`: the
+    /// payload normalized with `code`'s format as the hint. For a sealed entry
+    /// (docs/format.md, "Sealed entries") the envelope's body is normalized, so a field
+    /// read from a sealed value never holds the value; it keeps only the value's blind
+    /// token ([`crate::sealed::keep_tokens`]). Unknown codes, damaged envelopes and
+    /// payloads that do not parse give empty fields.
+    pub fn stored_fields(&self, code: u8, payload: &[u8]) -> Normalized {
+        let Some((format, sealed)) = crate::sealed::split_format(code) else { return Normalized::default() };
+        let body = if sealed {
+            match crate::sealed::Envelope::parse(payload) {
+                Ok(e) => e.body,
+                Err(_) => return Normalized::default(),
+            }
+        } else {
+            payload
+        };
+        let mut fields = self.parse(body, Some(format)).map(|(_, n)| n).unwrap_or_default();
+        if sealed {
+            crate::sealed::keep_tokens(&mut fields);
+        }
+        fields
+    }
+
     /// The pointers this normalizer was compiled from.
     pub fn pointers(&self) -> &FieldPointers {
         &self.pointers

@@ -93,11 +93,48 @@ pub fn sealed_parts(s: &[u8]) -> Option<(&str, &str)> {
     (!token.is_empty() && !boxed.is_empty() && !boxed.contains(':')).then_some((token, boxed))
 }
 
-/// The token of a normalized field value that is a sealed value (the string without
-/// its quotes, as the query index holds it).
+/// The token of a normalized field value that is a sealed value: the string without
+/// its quotes (`stele:sealed:v1:TOKEN:BOX`), or its index form (`stele:sealed:v1:TOKEN`,
+/// [`index_form`]).
 pub fn token_of_field(value: &str) -> Option<&str> {
     let rest = value.strip_prefix(&VALUE_PREFIX[1..])?;
-    rest.split_once(':').map(|(t, _)| t)
+    let token = rest.split_once(':').map_or(rest, |(t, _)| t);
+    (!token.is_empty() && token.bytes().all(is_base64url)).then_some(token)
+}
+
+/// The form the query index keeps of a normalized field that holds a sealed value
+/// (`stele:sealed:v1:TOKEN:BOX`, the string without its quotes): `stele:sealed:v1:TOKEN`,
+/// the blind token without the ciphertext, which the index has no use for. `None` for
+/// any other value.
+pub fn index_form(value: &str) -> Option<&str> {
+    let rest = value.strip_prefix(&VALUE_PREFIX[1..])?;
+    let (token, boxed) = rest.split_once(':')?;
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(is_base64url);
+    (ok(token) && ok(boxed)).then(|| &value[..VALUE_PREFIX.len() - 1 + token.len()])
+}
+
+/// Replaces every field of `fields` that holds a sealed value by its [`index_form`].
+pub fn keep_tokens(fields: &mut crate::Normalized) {
+    for f in [
+        &mut fields.actor,
+        &mut fields.action,
+        &mut fields.resource,
+        &mut fields.outcome,
+        &mut fields.source_ip,
+        &mut fields.request_id,
+        &mut fields.producer,
+    ] {
+        if let Some(v) = f
+            && let Some(short) = index_form(v)
+        {
+            let keep = short.len();
+            v.truncate(keep);
+        }
+    }
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 impl<'a> Envelope<'a> {
@@ -207,49 +244,56 @@ fn descend(doc: &[u8], mut range: (usize, usize), tokens: &[String]) -> Option<(
 
 /// The byte ranges of the values `pointers` name in the JSON object `doc`, walking
 /// the top-level members once (then only the subtrees a pointer enters); `None` for a
-/// pointer that names nothing. Same results as [`find_pointer`] for each pointer.
+/// pointer that names nothing. Same results as [`find_pointer`] for each pointer of a
+/// well-formed document; in a damaged one a pointer finds either what
+/// [`find_pointer`] finds or nothing.
 pub fn find_pointers(doc: &[u8], pointers: &[Pointer]) -> Vec<Option<(usize, usize)>> {
-    let mut out = vec![None; pointers.len()];
     let start = skip_ws(doc, 0);
-    let Some(end) = value_end(doc, start) else { return out };
-    let obj = &doc[start..end];
-    for (i, p) in pointers.iter().enumerate() {
-        if p.0.is_empty() {
-            out[i] = Some((start, end));
-        }
-    }
-    if obj.first() != Some(&b'{') {
+    // The root pointer names the whole document, as in `find_pointer`.
+    let root = match pointers.iter().any(|p| p.0.is_empty()) {
+        true => value_end(doc, start).map(|end| (start, end)),
+        false => None,
+    };
+    let none: Vec<Option<(usize, usize)>> = pointers.iter().map(|p| if p.0.is_empty() { root } else { None }).collect();
+    let mut out = none.clone();
+    if doc.get(start) != Some(&b'{') {
         return out;
     }
+    // The members are walked once; the object's end is where the walk stops, so the
+    // document is scanned once, not once for its end and again for its members.
+    let obj = &doc[start..];
     let mut at = skip_ws(obj, 1);
-    if obj.get(at) == Some(&b'}') {
-        return out;
-    }
-    // With duplicate member names the first wins, as in `find_member`.
-    while obj.get(at) == Some(&b'"') {
-        let Some(key_end) = value_end(obj, at) else { return out };
-        let key = &obj[at..key_end];
-        let decoded: Option<String> =
-            if key.contains(&b'\\') { serde_json::from_slice::<String>(key).ok() } else { None };
-        let name: &[u8] = match &decoded {
-            Some(d) => d.as_bytes(),
-            None => &key[1..key.len() - 1],
-        };
-        at = skip_ws(obj, key_end);
-        if obj.get(at) != Some(&b':') {
-            return out;
-        }
-        at = skip_ws(obj, at + 1);
-        let Some(vend) = value_end(obj, at) else { return out };
-        for (i, p) in pointers.iter().enumerate() {
-            if out[i].is_none() && !p.0.is_empty() && p.0[0].as_bytes() == name {
-                out[i] = descend(doc, (start + at, start + vend), &p.0[1..]);
+    if obj.get(at) != Some(&b'}') {
+        // With duplicate member names the first wins, as in `find_member`.
+        loop {
+            if obj.get(at) != Some(&b'"') {
+                return none;
             }
-        }
-        at = skip_ws(obj, vend);
-        match obj.get(at) {
-            Some(b',') => at = skip_ws(obj, at + 1),
-            _ => break,
+            let Some(key_end) = value_end(obj, at) else { return none };
+            let key = &obj[at..key_end];
+            let decoded: Option<String> =
+                if key.contains(&b'\\') { serde_json::from_slice::<String>(key).ok() } else { None };
+            let name: &[u8] = match &decoded {
+                Some(d) => d.as_bytes(),
+                None => &key[1..key.len() - 1],
+            };
+            at = skip_ws(obj, key_end);
+            if obj.get(at) != Some(&b':') {
+                return none;
+            }
+            at = skip_ws(obj, at + 1);
+            let Some(vend) = value_end(obj, at).filter(|&e| e > at) else { return none };
+            for (i, p) in pointers.iter().enumerate() {
+                if out[i].is_none() && !p.0.is_empty() && p.0[0].as_bytes() == name {
+                    out[i] = descend(doc, (start + at, start + vend), &p.0[1..]);
+                }
+            }
+            at = skip_ws(obj, vend);
+            match obj.get(at) {
+                Some(b',') => at = skip_ws(obj, at + 1),
+                Some(b'}') => break,
+                _ => return none,
+            }
         }
     }
     out
@@ -285,6 +329,50 @@ mod tests {
         for (p, got) in all.iter().zip(one_pass) {
             assert_eq!(got, find_pointer(doc, p), "{p}");
         }
+        // Damaged documents: every truncation, and every byte replaced by one that
+        // breaks or changes the structure: a pointer finds what it finds alone, or
+        // nothing; never another range.
+        let mut damaged: Vec<Vec<u8>> = (0..doc.len()).map(|n| doc[..n].to_vec()).collect();
+        for i in 0..doc.len() {
+            for b in [b'}', b'"', b',', b':', b' ', b']', b'x'] {
+                let mut d = doc.to_vec();
+                d[i] = b;
+                damaged.push(d);
+            }
+        }
+        damaged.push(b"[1]".to_vec());
+        damaged.push(b" \"s\" ".to_vec());
+        damaged.push(b"{}".to_vec());
+        for d in &damaged {
+            let valid = serde_json::from_slice::<serde_json::Value>(d).is_ok();
+            for (p, got) in all.iter().zip(find_pointers(d, &parsed)) {
+                let alone = find_pointer(d, p);
+                assert!(got == alone || (!valid && got.is_none()), "{p} in {:?}", String::from_utf8_lossy(d));
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_keeps_only_the_token_of_a_sealed_field() {
+        assert_eq!(index_form("stele:sealed:v1:dG9r:Ym94LWJveA"), Some("stele:sealed:v1:dG9r"));
+        for not_sealed in ["stele:sealed:v1:dG9r", "stele:sealed:v1::Ym94", "stele:sealed:v1:dG9r:", "alice", "x:y:z"] {
+            assert_eq!(index_form(not_sealed), None, "{not_sealed}");
+        }
+        assert_eq!(index_form("stele:sealed:v1:a b:Ym94"), None);
+        assert_eq!(token_of_field("stele:sealed:v1:dG9r:Ym94"), Some("dG9r"));
+        assert_eq!(token_of_field("stele:sealed:v1:dG9r"), Some("dG9r"));
+        assert_eq!(token_of_field("stele:sealed:v1:"), None);
+        assert_eq!(token_of_field("stele:sealed:v1:a+b"), None);
+        let mut f = crate::Normalized {
+            actor: Some("stele:sealed:v1:dG9r:Ym94".into()),
+            resource: Some("pods/stele:sealed:v1:dG9r:Ym94".into()),
+            source_ip: Some("10.0.0.1".into()),
+            ..crate::Normalized::default()
+        };
+        keep_tokens(&mut f);
+        assert_eq!(f.actor.as_deref(), Some("stele:sealed:v1:dG9r"));
+        assert_eq!(f.resource.as_deref(), Some("pods/stele:sealed:v1:dG9r:Ym94"));
+        assert_eq!(f.source_ip.as_deref(), Some("10.0.0.1"));
     }
 
     #[test]

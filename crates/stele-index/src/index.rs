@@ -288,13 +288,8 @@ fn row_from_log(reader: &LogReader, normalizer: &Normalizer, i: u64) -> Result<R
         Err(e) => return Err(e.into()),
     };
     // A sealed entry is normalized from its envelope's body: fields read from sealed
-    // values hold the sealed strings (blind token and ciphertext), never the values.
-    let code = e.leaf.payload_format;
-    let body = stele_formats::sealed::stored_body(code, &e.payload);
-    let fields = match (stele_formats::sealed::split_format(code), body) {
-        (Some((h, _)), Some(body)) => normalizer.parse(body, Some(h)).map(|(_, f)| f).unwrap_or_default(),
-        _ => Normalized::default(),
-    };
+    // values hold their blind tokens, never the values.
+    let fields = normalizer.stored_fields(e.leaf.payload_format, &e.payload);
     Ok(Row { received_ns: e.leaf.received_ns, stream: e.leaf.stream_id, fields })
 }
 

@@ -82,12 +82,8 @@ impl Sealing {
     }
 
     /// The index fields of a sealed event: those of its stored body, where a field
-    /// read from a sealed value holds the sealed string.
+    /// read from a sealed value holds its blind token.
     pub(crate) fn fields(&self, s: &Sealed) -> Normalized {
-        let body = stele_formats::sealed::stored_body(s.format, &s.payload);
-        match (stele_formats::sealed::split_format(s.format), body) {
-            (Some((f, _)), Some(body)) => self.normalizer.parse(body, Some(f)).map(|(_, n)| n).unwrap_or_default(),
-            _ => Normalized::default(),
-        }
+        self.normalizer.stored_fields(s.format, &s.payload)
     }
 }

@@ -75,7 +75,7 @@ pub(crate) fn seal_batch<'a>(
 }
 
 /// The index fields of a sealed payload: normalized from the envelope's body, so a
-/// field read from a sealed value holds the sealed string, never the value.
+/// field read from a sealed value holds its blind token, never the value.
 pub(crate) fn sealed_fields(
     normalizer: &stele_formats::Normalizer,
     s: &stele_erasure::Sealed,

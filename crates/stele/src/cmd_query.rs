@@ -31,11 +31,7 @@ pub(crate) fn build_query(q: &QueryArgs) -> anyhow::Result<Query> {
 
 /// Normalized fields of a stored payload, recomputed from the payload itself.
 pub(crate) fn fields_of(normalizer: &Normalizer, format: u8, payload: &[u8]) -> Normalized {
-    let body = stele_formats::sealed::stored_body(format, payload);
-    match (stele_formats::sealed::split_format(format), body) {
-        (Some((f, _)), Some(payload)) => normalizer.parse(payload, Some(f)).map(|(_, n)| n).unwrap_or_default(),
-        _ => Normalized::default(),
-    }
+    normalizer.stored_fields(format, payload)
 }
 
 pub(crate) fn fields_json(f: &Normalized) -> serde_json::Value {
