@@ -1,5 +1,6 @@
 //! Sealing at ingest and restoring at read (docs/format.md, "Sealed entries").
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use stele_formats::EventFormat;
 use stele_formats::sealed::{
     ENVELOPE_VERSION, Envelope, FIXED_LEN, KEY_ID_LEN, MAGIC, MAX_SPANS, Pointer, SEALED_FLAG, VALUE_PREFIX,
-    find_pointer, find_pointers, sealed_parts,
+    find_pointer, find_pointers_checked, sealed_parts,
 };
 
 use crate::ErasureError;
@@ -164,18 +165,18 @@ pub struct Sealed {
 
 /// The text a blind token is computed over: a JSON string's decoded value, else the
 /// value's raw JSON text.
-pub fn token_text(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub fn token_text(value: &[u8]) -> Cow<'_, [u8]> {
     if let [b'"', inner @ .., b'"'] = value
         && !inner.contains(&b'\\')
     {
-        return std::borrow::Cow::Borrowed(inner);
+        return Cow::Borrowed(inner);
     }
     if value.first() == Some(&b'"')
         && let Ok(s) = serde_json::from_slice::<String>(value)
     {
-        return std::borrow::Cow::Owned(s.into_bytes());
+        return Cow::Owned(s.into_bytes());
     }
-    std::borrow::Cow::Borrowed(value)
+    Cow::Borrowed(value)
 }
 
 /// Seals an event's configured fields; `None` when no rule applies or the event has no
@@ -249,11 +250,31 @@ impl Sealer {
     pub fn seal(&self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
-        let found = find_pointers(payload, &self.pointers[ri]);
-        let Some((ss, se)) = found[0] else { return Ok(None) };
-        let subject_text = token_text(&payload[ss..se]);
-        let subject = String::from_utf8_lossy(&subject_text);
-        let mut spans: Vec<(usize, usize)> = found.into_iter().flatten().collect();
+        let (found, duplicate) = find_pointers_checked(payload, &self.pointers[ri]);
+        let first_subject = found[0].map(|(ss, se)| token_text(&payload[ss..se]));
+        let (subject, mut spans): (Cow<'_, [u8]>, Vec<(usize, usize)>) = match duplicate {
+            // A member named twice on a sealed field's way: readers of the JSON take
+            // the last, the pointer walk the first. The whole event is sealed, under
+            // the subject a reader sees (else the first one found).
+            true => {
+                let Some(whole) = find_pointer(payload, "") else { return Ok(None) };
+                let read = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
+                    v.pointer(&self.rules[ri].subject).map(|x| match x {
+                        serde_json::Value::String(s) => s.clone().into_bytes(),
+                        other => other.to_string().into_bytes(),
+                    })
+                });
+                match read.map(Cow::Owned).or(first_subject) {
+                    Some(subject) => (subject, vec![whole]),
+                    None => return Ok(None),
+                }
+            }
+            false => match first_subject {
+                Some(subject) => (subject, found.into_iter().flatten().collect()),
+                None => return Ok(None),
+            },
+        };
+        let subject = String::from_utf8_lossy(&subject);
         // JSON values are nested or disjoint: keep the outermost of nested ones.
         spans.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
         let mut outer: Vec<(usize, usize)> = Vec::with_capacity(spans.len());

@@ -232,3 +232,31 @@ fn a_torn_key_record_is_cut_and_a_removed_key_stays_removed() {
 fn assert_state(has_key: bool, state: SealState) {
     assert_eq!(state, if has_key { SealState::Restored } else { SealState::Erased });
 }
+
+#[test]
+fn a_member_named_twice_on_a_sealed_fields_way_seals_the_whole_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sealer(dir.path(), vec![rule("s", "/user/username", &["/sourceIPs"])]);
+    let k8s = EventFormat::KubernetesAudit.code();
+    let cases: [&[u8]; 3] = [
+        br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","user":{"username":"alice"},"user":{"username":"bob"},"sourceIPs":["10.1.2.3"]}"#,
+        br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","user":{"username":"alice","username":"bob"},"sourceIPs":["10.1.2.3"]}"#,
+        br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","user":{"username":"bob"},"sourceIPs":["10.9.9.9"],"sourceIPs":["10.1.2.3"]}"#,
+    ];
+    let normalizer = stele_formats::Normalizer::new(&stele_formats::FieldPointers::default());
+    for event in cases {
+        let sealed = s.seal("s", k8s, event, 0).unwrap().expect("sealed");
+        s.sync().unwrap();
+        for clear in [&b"alice"[..], b"bob", b"10.1.2.3"] {
+            assert!(!contains(&sealed.payload, clear), "{:?} left in clear", String::from_utf8_lossy(clear));
+        }
+        let env = Envelope::parse(&sealed.payload).unwrap();
+        assert_eq!(env.spans, vec![(0, env.body.len())], "one span, the whole event");
+        // Sealed under the subject a JSON reader sees: the last `user`.
+        assert_eq!(Some(env.key_id), s.keys().subject_key_id("bob"));
+        let v = restore(Some(s.keys()), sealed.format, &sealed.payload).unwrap();
+        assert_eq!(v.bytes, event);
+        let fields = normalizer.stored_fields(sealed.format, &sealed.payload);
+        assert_eq!(fields, stele_formats::Normalized::default(), "no field of a wholly sealed event is indexed");
+    }
+}

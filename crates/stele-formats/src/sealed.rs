@@ -222,11 +222,31 @@ impl Pointer {
 }
 
 /// Descends from the value at `range` of `doc` through `tokens`.
-fn descend(doc: &[u8], mut range: (usize, usize), tokens: &[String]) -> Option<(usize, usize)> {
+fn descend(doc: &[u8], range: (usize, usize), tokens: &[String]) -> Option<(usize, usize)> {
+    descend_checked(doc, range, tokens, &mut false)
+}
+
+/// [`descend`], setting `duplicate` when an object on the way has the member it
+/// descends into more than once (the first is taken).
+fn descend_checked(
+    doc: &[u8],
+    mut range: (usize, usize),
+    tokens: &[String],
+    duplicate: &mut bool,
+) -> Option<(usize, usize)> {
     for token in tokens {
         let value = &doc[range.0..range.1];
         let (s, e) = match value.first()? {
-            b'{' => find_member(value, token).ok()??,
+            b'{' => {
+                let found = find_member(value, token).ok()??;
+                // The members after it, from their `,` (which `find_member` skips as
+                // it skips an object's `{`).
+                let comma = skip_ws(value, found.1);
+                if value.get(comma) == Some(&b',') {
+                    *duplicate |= find_member(&value[comma..], token).is_ok_and(|again| again.is_some());
+                }
+                found
+            }
             b'[' => {
                 if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
                     return None;
@@ -248,6 +268,21 @@ fn descend(doc: &[u8], mut range: (usize, usize), tokens: &[String]) -> Option<(
 /// well-formed document; in a damaged one a pointer finds either what
 /// [`find_pointer`] finds or nothing.
 pub fn find_pointers(doc: &[u8], pointers: &[Pointer]) -> Vec<Option<(usize, usize)>> {
+    find_pointers_checked(doc, pointers).0
+}
+
+/// [`find_pointers`], and whether a pointer's way is ambiguous: an object on it has
+/// the member the pointer descends into more than once. A JSON reader then takes the
+/// last (serde_json, RFC 8259 §4 leaves it open) where [`find_pointers`] takes the
+/// first, so a caller that must cover every value a reader could see (sealing) has
+/// to treat such a document as a whole.
+pub fn find_pointers_checked(doc: &[u8], pointers: &[Pointer]) -> (Vec<Option<(usize, usize)>>, bool) {
+    let mut duplicate = false;
+    let out = walk_pointers(doc, pointers, &mut duplicate);
+    (out, duplicate)
+}
+
+fn walk_pointers(doc: &[u8], pointers: &[Pointer], duplicate: &mut bool) -> Vec<Option<(usize, usize)>> {
     let start = skip_ws(doc, 0);
     // The root pointer names the whole document, as in `find_pointer`.
     let root = match pointers.iter().any(|p| p.0.is_empty()) {
@@ -262,6 +297,7 @@ pub fn find_pointers(doc: &[u8], pointers: &[Pointer]) -> Vec<Option<(usize, usi
     // The members are walked once; the object's end is where the walk stops, so the
     // document is scanned once, not once for its end and again for its members.
     let obj = &doc[start..];
+    let mut seen = vec![false; pointers.len()];
     let mut at = skip_ws(obj, 1);
     if obj.get(at) != Some(&b'}') {
         // With duplicate member names the first wins, as in `find_member`.
@@ -284,8 +320,14 @@ pub fn find_pointers(doc: &[u8], pointers: &[Pointer]) -> Vec<Option<(usize, usi
             at = skip_ws(obj, at + 1);
             let Some(vend) = value_end(obj, at).filter(|&e| e > at) else { return none };
             for (i, p) in pointers.iter().enumerate() {
-                if out[i].is_none() && !p.0.is_empty() && p.0[0].as_bytes() == name {
-                    out[i] = descend(doc, (start + at, start + vend), &p.0[1..]);
+                if !p.0.is_empty() && p.0[0].as_bytes() == name {
+                    match seen[i] {
+                        true => *duplicate = true,
+                        false => {
+                            seen[i] = true;
+                            out[i] = descend_checked(doc, (start + at, start + vend), &p.0[1..], duplicate);
+                        }
+                    }
                 }
             }
             at = skip_ws(obj, vend);
@@ -350,6 +392,25 @@ mod tests {
                 assert!(got == alone || (!valid && got.is_none()), "{p} in {:?}", String::from_utf8_lossy(d));
             }
         }
+    }
+
+    #[test]
+    fn a_duplicate_member_on_a_pointers_way_is_reported() {
+        let parsed: Vec<Pointer> =
+            ["/user/username", "/sourceIPs"].iter().map(|p| Pointer::parse(p).unwrap()).collect();
+        let check = |doc: &str| find_pointers_checked(doc.as_bytes(), &parsed).1;
+        assert!(!check(r#"{"user":{"username":"a","uid":"1"},"sourceIPs":["x"],"verb":"get","verb":"list"}"#));
+        assert!(check(r#"{"user":{"username":"a"},"user":{"username":"b"}}"#));
+        assert!(check(r#"{"user":{"username":"a"},"user":7}"#));
+        assert!(check(r#"{"user":{"username":"a" , "username":"b"}}"#));
+        assert!(check(r#"{"user":{"username":"a","x":1,"username":"b"}}"#));
+        assert!(check(r#"{"sourceIPs":[],"user":{},"sourceIPs":["x"]}"#));
+        assert!(!check(r#"{"user":{"uid":"a","uid":"b","username":"c"}}"#));
+        // The first occurrence is the one found.
+        let doc = br#"{"user":{"username":"a"},"user":{"username":"b"}}"#;
+        let (found, _) = find_pointers_checked(doc, &parsed);
+        let (s, e) = found[0].unwrap();
+        assert_eq!(&doc[s..e], br#""a""#);
     }
 
     #[test]
