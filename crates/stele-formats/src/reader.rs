@@ -793,55 +793,63 @@ impl<R: BufRead> EventReader<R> {
         }
     }
 
+    /// Takes the line that starts at `self.pos` (reading more input as needed) and
+    /// moves past it: its location and its bytes' range in the buffer without the
+    /// `\n` or `\r\n` that ends it. A line longer than the limit is skipped and
+    /// reported as too large.
+    fn take_line(&mut self) -> Result<(Location, usize, usize), FormatError> {
+        let line_loc = self.location_at(self.pos);
+        let start = self.abs(self.pos);
+        self.anchor = Some(start);
+        let mut search = self.pos;
+        let mut newline = None;
+        let mut oversize = false;
+        loop {
+            if let Some(p) = memchr(b'\n', &self.buf[search..self.end]) {
+                newline = Some(search + p);
+                break;
+            }
+            // +1: the line may still end in "\r\n".
+            if self.abs(self.end) - start > self.limit as u64 + 1 {
+                oversize = true;
+                break;
+            }
+            let rel = self.end - self.idx(start);
+            if !self.fill()? {
+                break;
+            }
+            search = self.idx(start) + rel;
+        }
+        self.anchor = None;
+        if oversize {
+            return Err(self.skip_long_line(start, line_loc));
+        }
+        let s = self.idx(start);
+        let (mut e, next) = match newline {
+            Some(i) => (i, i + 1),
+            None => (self.end, self.end),
+        };
+        self.pos = next;
+        if newline.is_some() && self.counted == s {
+            // The line's only newline: count it without rescanning.
+            self.counted = next;
+            self.line += 1;
+        }
+        if e > s && self.buf[e - 1] == b'\r' {
+            e -= 1;
+        }
+        if e - s > self.limit {
+            return Err(FormatError::TooLarge { location: line_loc, size: (e - s) as u64, limit: self.limit });
+        }
+        Ok((line_loc, s, e))
+    }
+
     fn next_line(&mut self) -> Result<Step, FormatError> {
         loop {
             if self.pos == self.end && !self.fill()? {
                 return Ok(Step::Eof);
             }
-            let line_loc = self.location_at(self.pos);
-            let start = self.abs(self.pos);
-            self.anchor = Some(start);
-            let mut search = self.pos;
-            let mut newline = None;
-            let mut oversize = false;
-            loop {
-                if let Some(p) = memchr(b'\n', &self.buf[search..self.end]) {
-                    newline = Some(search + p);
-                    break;
-                }
-                // +1: the line may still end in "\r\n".
-                if self.abs(self.end) - start > self.limit as u64 + 1 {
-                    oversize = true;
-                    break;
-                }
-                let rel = self.end - self.idx(start);
-                if !self.fill()? {
-                    break;
-                }
-                search = self.idx(start) + rel;
-            }
-            self.anchor = None;
-            if oversize {
-                return Err(self.skip_long_line(start, line_loc));
-            }
-            let s = self.idx(start);
-            let (line_end, next) = match newline {
-                Some(i) => (i, i + 1),
-                None => (self.end, self.end),
-            };
-            self.pos = next;
-            if newline.is_some() && self.counted == s {
-                // The line's only newline: count it without rescanning.
-                self.counted = next;
-                self.line += 1;
-            }
-            let mut e = line_end;
-            if e > s && self.buf[e - 1] == b'\r' {
-                e -= 1;
-            }
-            if e - s > self.limit {
-                return Err(FormatError::TooLarge { location: line_loc, size: (e - s) as u64, limit: self.limit });
-            }
+            let (line_loc, s, mut e) = self.take_line()?;
             let mut a = s;
             while a < e && is_ws(self.buf[a]) {
                 a += 1;
@@ -930,47 +938,7 @@ impl<R: BufRead> EventReader<R> {
             if eof {
                 return Ok(Step::Eof);
             }
-            let line_loc = self.location_at(self.pos);
-            let start = self.abs(self.pos);
-            self.anchor = Some(start);
-            let mut search = self.pos;
-            let mut newline = None;
-            let mut oversize = false;
-            loop {
-                if let Some(p) = memchr(b'\n', &self.buf[search..self.end]) {
-                    newline = Some(search + p);
-                    break;
-                }
-                if self.abs(self.end) - start > self.limit as u64 + 1 {
-                    oversize = true;
-                    break;
-                }
-                let rel = self.end - self.idx(start);
-                if !self.fill()? {
-                    break;
-                }
-                search = self.idx(start) + rel;
-            }
-            self.anchor = None;
-            if oversize {
-                return Err(self.skip_long_line(start, line_loc));
-            }
-            let s = self.idx(start);
-            let (mut e, next) = match newline {
-                Some(i) => (i, i + 1),
-                None => (self.end, self.end),
-            };
-            self.pos = next;
-            if newline.is_some() && self.counted == s {
-                self.counted = next;
-                self.line += 1;
-            }
-            if e > s && self.buf[e - 1] == b'\r' {
-                e -= 1;
-            }
-            if e - s > self.limit {
-                return Err(FormatError::TooLarge { location: line_loc, size: (e - s) as u64, limit: self.limit });
-            }
+            let (line_loc, s, e) = self.take_line()?;
             if self.buf[s..e].iter().all(|b| is_ws(*b)) {
                 continue;
             }
