@@ -4,23 +4,7 @@
 //! format `cloudtrail` when it came from the Records array, and re-normalizes under
 //! that format.
 
-use std::io::{BufReader, Read};
-
-use stele_formats::{EventFormat, EventReader, FieldPointers, InputFormat, Normalizer};
-
-struct Trickle<'a> {
-    data: &'a [u8],
-    n: usize,
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.n.min(out.len()).min(self.data.len());
-        out[..k].copy_from_slice(&self.data[..k]);
-        self.data = &self.data[k..];
-        Ok(k)
-    }
-}
+use stele_formats::{EventFormat, FieldPointers, InputFormat, Normalizer};
 
 /// Runs this check on one input: returns normally or panics on a violated property.
 pub fn check(data: &[u8]) {
@@ -28,22 +12,13 @@ pub fn check(data: &[u8]) {
     let wrapped = [b"{\"Records\":[".as_slice(), body, b"]}"].concat();
     let input: &[u8] = if ctl & 1 == 0 { &wrapped } else { body };
     let limit = 16 + usize::from(ctl >> 1) * 8;
-    let src = BufReader::with_capacity(1, Trickle { data: input, n: 1 + usize::from(ctl % 5) });
-    let mut reader = EventReader::new(src, InputFormat::CloudTrail, limit);
     let normalizer = Normalizer::new(&FieldPointers::default());
-    for _ in 0..=input.len() + 2 {
-        match reader.next_event() {
-            Ok(None) => return,
-            Ok(Some(ev)) => {
-                assert!(ev.bytes.len() <= limit);
-                let v: serde_json::Value = serde_json::from_slice(ev.bytes).expect("a record is valid JSON");
-                assert!(v.is_object());
-                assert_eq!(ev.format, EventFormat::CloudTrail);
-                let (f, _) = normalizer.parse(ev.bytes, Some(ev.format)).expect("re-normalizes");
-                assert_eq!(f, EventFormat::CloudTrail);
-            }
-            Err(_) => {}
-        }
-    }
-    panic!("reader did not reach the end");
+    crate::trickle::read_all(input, InputFormat::CloudTrail, limit, 1 + usize::from(ctl % 5), |ev| {
+        assert!(ev.bytes.len() <= limit);
+        let v: serde_json::Value = serde_json::from_slice(ev.bytes).expect("a record is valid JSON");
+        assert!(v.is_object());
+        assert_eq!(ev.format, EventFormat::CloudTrail);
+        let (f, _) = normalizer.parse(ev.bytes, Some(ev.format)).expect("re-normalizes");
+        assert_eq!(f, EventFormat::CloudTrail);
+    });
 }

@@ -24,6 +24,7 @@ pub mod store_open;
 pub mod syslog_frames;
 pub mod tile_path;
 pub mod timestamp_token;
+mod trickle;
 
 /// A check: takes one input, panics if a property fails.
 pub type Check = fn(&[u8]);
