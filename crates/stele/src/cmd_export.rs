@@ -20,7 +20,7 @@ use stele_tlog::note::NoteVerifier;
 
 use crate::Failure;
 use crate::cli::{DataArg, QueryArgs, QuorumArgs, TsaCertArgs};
-use crate::cmd_query::{build_query, fields_of};
+use crate::cmd_query::build_query;
 use crate::config::Config;
 
 /// Removes the listed files when dropped (the scratch files of an export).
@@ -149,42 +149,22 @@ pub(crate) fn export(
     let mut scratch =
         BufWriter::new(File::create(&scratch_path).with_context(|| format!("creating {}", scratch_path.display()))?);
     let (mut count, mut beyond) = (0u64, 0u64);
-    let mut failure: Option<anyhow::Error> = None;
     if query.limit != Some(0) {
         // Candidates: the index's hits, plus sealed entries found through the keyed
         // blind index; each is re-read and re-matched on the event as restored, and
         // the bundle carries the stored (sealed) bytes the leaf commits to.
         let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
-        let candidates = crate::cmd_erase::query_candidates(keys.as_ref(), &index, &query)?;
-        for i in candidates {
-            let e = match reader.entry(i) {
-                Ok(e) => e,
-                // Removed by retention: nothing to put in a bundle.
-                Err(StoreError::Deleted { .. }) => continue,
-                Err(e) => {
-                    failure = Some(e.into());
-                    break;
-                }
-            };
-            let shown = crate::cmd_erase::viewed(&e, &crate::cmd_erase::view(keys.as_ref(), &e)?);
-            let fields = fields_of(&normalizer, shown.leaf.payload_format, &shown.payload);
-            if !query.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
-                continue;
-            }
+        crate::cmd_query::each_match(keys.as_ref(), &index, &reader, &normalizer, &query, |m| {
+            let e = m.stored;
             if e.index >= size {
                 beyond += 1;
-                continue;
+                return Ok(true);
             }
             let proof = reader.inclusion_proof(e.index, size)?;
             write_entry_line(&mut scratch, e.index, &e.leaf.encode(), &e.payload, &proof)?;
             count += 1;
-            if query.limit.is_some_and(|l| count >= l) {
-                break;
-            }
-        }
-    }
-    if let Some(f) = failure {
-        return Err(f);
+            Ok(query.limit.is_none_or(|l| count < l))
+        })?;
     }
     scratch.flush()?;
     drop(scratch);

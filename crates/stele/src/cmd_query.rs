@@ -34,6 +34,53 @@ pub(crate) fn fields_of(normalizer: &Normalizer, format: u8, payload: &[u8]) -> 
     normalizer.stored_fields(format, payload)
 }
 
+/// An entry that matched a query, as readers see it.
+pub(crate) struct Match {
+    /// The entry as stored (the bytes its leaf commits to).
+    pub(crate) stored: stele_store::Entry,
+    /// Its sealed fields restored or marked erased.
+    pub(crate) view: stele_erasure::View,
+    /// The entry with the viewed payload and format.
+    pub(crate) shown: stele_store::Entry,
+    /// The normalized fields of the viewed event.
+    pub(crate) fields: Normalized,
+}
+
+/// Calls `each` with every entry that matches `query`, in index order, until it
+/// returns `false`. The index is derived data: each of its hits (and, with `keys`,
+/// each hit of the keyed blind index, `cmd_erase::query_candidates`) is re-read from
+/// the log (checked against its leaf) and re-matched on the event as restored.
+/// Entries whose payload retention removed are passed over.
+///
+/// # Errors
+/// The index's, reading an entry, restoring it, and `each`'s.
+pub(crate) fn each_match(
+    keys: Option<&stele_erasure::Keys>,
+    index: &Index,
+    reader: &LogReader,
+    normalizer: &Normalizer,
+    query: &Query,
+    mut each: impl FnMut(Match) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    for i in crate::cmd_erase::query_candidates(keys, index, query)? {
+        let stored = match reader.entry(i) {
+            Ok(e) => e,
+            Err(StoreError::Deleted { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        let view = crate::cmd_erase::view(keys, &stored)?;
+        let shown = crate::cmd_erase::viewed(&stored, &view);
+        let fields = fields_of(normalizer, shown.leaf.payload_format, &shown.payload);
+        if !query.matches_entry(stored.leaf.received_ns, &stored.stream, &fields) {
+            continue;
+        }
+        if !each(Match { stored, view, shown, fields })? {
+            break;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn fields_json(f: &Normalized) -> serde_json::Value {
     json!({
         "time": f.event_time_ns.map(output::rfc3339_ns),
@@ -55,51 +102,20 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
     let index = Index::open(&dir, reader.clone(), &pointers, false)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failure: Option<anyhow::Error> = None;
     let mut given = 0u64;
     if query.limit == Some(0) {
         return Ok(());
     }
     let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
-    // Candidates: the index's hits for the query as given, plus, for sealed entries,
-    // the hits of the keyed blind index (see cmd_erase::query_candidates).
-    let candidates = crate::cmd_erase::query_candidates(keys.as_ref(), &index, &query)?;
-    for i in candidates {
-        // The index is derived data: every hit is re-read (checked against its leaf) and
-        // re-matched against the query, on the restored event.
-        let e = match reader.entry(i) {
-            Ok(e) => e,
-            // Removed by retention after it was indexed.
-            Err(StoreError::Deleted { .. }) => continue,
-            Err(err) => {
-                failure = Some(err.into());
-                break;
-            }
-        };
-        let v = crate::cmd_erase::view(keys.as_ref(), &e)?;
-        let shown = crate::cmd_erase::viewed(&e, &v);
-        let fields = fields_of(&normalizer, shown.leaf.payload_format, &shown.payload);
-        if !query.matches_entry(e.leaf.received_ns, &e.stream, &fields) {
-            continue;
-        }
-        let mut m = output::entry_json(&shown);
-        m.insert("fields".into(), fields_json(&fields));
-        output::insert_event(&mut m, &shown);
-        crate::cmd_erase::annotate(&mut m, &v);
-        if let Err(e) =
-            serde_json::to_writer(&mut out, &m).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n"))
-        {
-            failure = Some(e.into());
-            break;
-        }
+    each_match(keys.as_ref(), &index, &reader, &normalizer, &query, |m| {
+        let mut j = output::entry_json(&m.shown);
+        j.insert("fields".into(), fields_json(&m.fields));
+        output::insert_event(&mut j, &m.shown);
+        crate::cmd_erase::annotate(&mut j, &m.view);
+        serde_json::to_writer(&mut out, &j).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n"))?;
         given += 1;
-        if query.limit.is_some_and(|l| given >= l) {
-            break;
-        }
-    }
-    if let Some(f) = failure {
-        return Err(f);
-    }
+        Ok(query.limit.is_none_or(|l| given < l))
+    })?;
     out.flush()?;
     Ok(())
 }
