@@ -616,7 +616,8 @@ pub async fn start(
         tracing::info!(%addr, "OTLP/gRPC listening");
         let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "otlp-grpc")]).clone();
         let per_client = per_client::PerClient::new("otlp-grpc", config.max_connections_per_client, refused);
-        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client);
+        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client)
+            .refusing_past_total();
         tokio::spawn(otlp_grpc::serve(
             l,
             grpc_tls.clone(),
