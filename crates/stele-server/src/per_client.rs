@@ -16,6 +16,10 @@
 //!   closed at the end of its lifetime; the same refusal slots and lifetime apply.
 //! - Syslog TCP/TLS: closed (syslog has no way to answer).
 //!
+//! The OTLP/gRPC listener also refuses, in the same way and with a message naming
+//! `max_connections`, a connection past its total; the HTTP listener leaves such a
+//! connection in the kernel's accept backlog until one closes.
+//!
 //! On HTTP and OTLP/gRPC, at most [`REFUSAL_SLOTS`] refused connections per listener
 //! are being answered at once, each for at most [`REFUSAL_LIFETIME`] (writes do not
 //! extend it); past that they are closed unanswered.

@@ -650,7 +650,8 @@ fn syslog_batches(messages: &[Vec<u8>]) -> Vec<(u64, Vec<u8>)> {
     r.lines()
         .iter()
         .map(|l| {
-            let payload = base64::engine::general_purpose::STANDARD.decode(l["event_base64"].as_str().unwrap()).unwrap();
+            let payload =
+                base64::engine::general_purpose::STANDARD.decode(l["event_base64"].as_str().unwrap()).unwrap();
             (l["received_ns"].as_u64().unwrap(), payload)
         })
         .collect()
