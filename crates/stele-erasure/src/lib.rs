@@ -25,6 +25,7 @@
 //!     subject: "/user/username".into(),
 //!     fields: vec!["/sourceIPs".into()],
 //!     erasure_wins: false,
+//!     subject_default: None,
 //! };
 //! let mut sealer = Sealer::new(vec![rule], keys).unwrap();
 //! let event = br#"{"user":{"username":"alice"},"sourceIPs":["10.0.0.7"],"verb":"get"}"#;
@@ -49,7 +50,7 @@ pub use erase::{
     erase_target, erasure_log, reconcile_keys, target,
 };
 pub use keystore::{KeyStore, STORE_FILE, StoredKey};
-pub use rules::{SealingRule, rule_for};
+pub use rules::{MAX_SUBJECT_DEFAULT_BYTES, SealingRule, rule_for};
 pub use seal::{ERASED_VALUE, IdKey, Keys, SealState, Sealed, Sealer, View, restore, token_text};
 
 use std::path::{Path, PathBuf};

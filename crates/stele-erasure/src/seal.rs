@@ -233,7 +233,10 @@ impl Sealer {
     }
 
     /// Seals `payload` (an event of format `code` for `stream`) received around
-    /// `now_ns`.
+    /// `now_ns`: `None` when no rule applies, or when the event has no subject value
+    /// (and the rule no `subject_default`, or the event none of the rule's fields).
+    /// With the root pointer `""` among the fields, the whole event (from its first
+    /// to its last non-white-space byte) is one sealed value.
     ///
     /// # Errors
     /// Key or randomness errors.
@@ -241,8 +244,13 @@ impl Sealer {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let found = find_pointers(payload, &self.pointers[ri]);
-        let Some((ss, se)) = found[0] else { return Ok(None) };
-        let subject = String::from_utf8_lossy(&token_text(&payload[ss..se])).into_owned();
+        let subject = match (found[0], &self.rules[ri].subject_default) {
+            (Some((ss, se)), _) => String::from_utf8_lossy(&token_text(&payload[ss..se])).into_owned(),
+            // No subject value: the fields are sealed under the rule's fixed subject,
+            // if it has one and the event has any of them.
+            (None, Some(default)) if found[1..].iter().any(Option::is_some) => default.clone(),
+            (None, _) => return Ok(None),
+        };
         let mut spans: Vec<(usize, usize)> = found.into_iter().flatten().collect();
         // JSON values are nested or disjoint: keep the outermost of nested ones.
         spans.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
