@@ -97,11 +97,7 @@ impl SealingRule {
 
     /// Whether the rule applies to entries of `stream` in `format`.
     pub fn applies(&self, stream: &str, format: EventFormat) -> bool {
-        let stream_ok = match self.stream.strip_suffix('*') {
-            Some(prefix) => stream.starts_with(prefix),
-            None => self.stream == stream,
-        };
-        stream_ok
+        self.covers_stream(stream)
             && format.is_json()
             && !stream.starts_with(stele_store::streams::RESERVED_PREFIX)
             && self.format.as_deref().is_none_or(|f| format_by_name(f) == Some(format))
@@ -109,13 +105,16 @@ impl SealingRule {
 
     /// Whether this rule lets erasure win for `stream`.
     pub fn lets_erasure_win(rules: &[SealingRule], stream: &str) -> bool {
-        rules.iter().any(|r| {
-            r.erasure_wins
-                && match r.stream.strip_suffix('*') {
-                    Some(prefix) => stream.starts_with(prefix),
-                    None => r.stream == stream,
-                }
-        })
+        rules.iter().any(|r| r.erasure_wins && r.covers_stream(stream))
+    }
+
+    /// Whether the rule's `stream` (a name or `prefix*`) names `stream`, whatever the
+    /// format.
+    pub fn covers_stream(&self, stream: &str) -> bool {
+        match self.stream.strip_suffix('*') {
+            Some(prefix) => stream.starts_with(prefix),
+            None => self.stream == stream,
+        }
     }
 }
 

@@ -181,10 +181,9 @@ fn rules_accept_the_root_pointer_as_a_field_and_check_subject_default() {
         assert!(e.contains(says), "{e}");
     }
     // Deserialized with the keys `[[erasure.rule]]` is written with.
-    let r: SealingRule = serde_json::from_str(
-        r#"{"stream":"s","subject":"/who","fields":[""],"subject_default":"stele:unattributed"}"#,
-    )
-    .unwrap();
+    let r: SealingRule =
+        serde_json::from_str(r#"{"stream":"s","subject":"/who","fields":[""],"subject_default":"stele:unattributed"}"#)
+            .unwrap();
     assert_eq!(r, whole("/who", Some(DEFAULT_SUBJECT)));
 }
 

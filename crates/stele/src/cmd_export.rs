@@ -155,7 +155,8 @@ pub(crate) fn export(
         // blind index; each is re-read and re-matched on the event as restored, and
         // the bundle carries the stored (sealed) bytes the leaf commits to.
         let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
-        let candidates = crate::cmd_erase::query_candidates(keys.as_ref(), &index, &query)?;
+        let candidates =
+            crate::cmd_erase::query_candidates(keys.as_ref(), crate::cmd_erase::rules(config), &index, &query)?;
         for i in candidates {
             let e = match reader.entry(i) {
                 Ok(e) => e,

@@ -67,7 +67,8 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
     let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
     // Candidates: the index's hits for the query as given, plus, for sealed entries,
     // the hits of the keyed blind index (see cmd_erase::query_candidates).
-    let candidates = crate::cmd_erase::query_candidates(keys.as_ref(), &index, &query)?;
+    let candidates =
+        crate::cmd_erase::query_candidates(keys.as_ref(), crate::cmd_erase::rules(config), &index, &query)?;
     for i in candidates {
         // The index is derived data: every hit is re-read (checked against its leaf) and
         // re-matched against the query, on the restored event.
