@@ -1,8 +1,10 @@
 //! # stele-erasure
 //!
 //! Erasure of personal data by crypto-shredding. Configured fields of an event (JSON
-//! pointers per stream and format, [`SealingRule`]) are sealed at ingest under a data
-//! key of the event's subject (XChaCha20-Poly1305); data keys are wrapped by a master
+//! pointers per stream and format, [`SealingRule`]; the root pointer `""` is the whole
+//! event) are sealed at ingest under a data key of the event's subject, or of the
+//! rule's `subject_default` when the event names none (XChaCha20-Poly1305); data
+//! keys are wrapped by a master
 //! key kept in a file that may live outside the data directory. The leaf commits to
 //! the sealed form (docs/format.md, "Sealed entries"), so verification, proofs and
 //! bundles never need a key; while the key exists [`restore`] gives the event back
