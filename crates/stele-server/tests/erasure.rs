@@ -28,6 +28,7 @@ fn webhook_and_events_are_sealed_and_restored_exactly() {
         subject: subject.into(),
         fields: fields.iter().map(|s| s.to_string()).collect(),
         erasure_wins: false,
+        subject_default: None,
     };
     let erasure = ErasureConfig {
         master_key: master.clone(),
