@@ -523,7 +523,7 @@ fn append_small_events(addr: SocketAddr, n: usize) {
 #[test]
 fn a_query_past_request_timeout_gets_503_or_ends_with_an_error_line() {
     let server = TestServer::fresh("limits.test/log", |_| {});
-    let n = 60_000;
+    let n = 150_000;
     append_small_events(server.addr, n);
     // A wildcard filter, which no Bloom filter excludes: the query looks at every entry
     // and matches none. Timed here under the default timeout, to size the small one.
@@ -538,10 +538,11 @@ fn a_query_past_request_timeout_gets_503_or_ends_with_an_error_line() {
     let full = started.elapsed();
     assert_eq!(r.status, 200);
     let lines = r.lines();
-    assert_eq!(lines.len(), n, "every entry, no error line");
+    assert_eq!(lines.len(), 100_000, "the first 100,000 (the most a query gives), no error line");
     assert!(lines.iter().all(|l| l.get("error").is_none()));
     // A timeout a tenth of the shorter of the two: both stop well before their end.
     let timeout = (scan.min(full) / 10).max(Duration::from_millis(1));
+    eprintln!("a scan of {n} entries took {scan:?}, reading all of them {full:?}: timeout {timeout:?}");
     assert!(scan.min(full) >= timeout * 5, "the queries take {scan:?} and {full:?}: too fast to bound");
     let server = TestServer::start(server.stop(), |c| c.request_timeout = timeout);
 
@@ -559,7 +560,7 @@ fn a_query_past_request_timeout_gets_503_or_ends_with_an_error_line() {
     let (last, hits) = lines.split_last().unwrap();
     let e = last["error"].as_str().unwrap_or_else(|| panic!("no final error line: {last}"));
     assert!(e.contains("request_timeout") && e.contains(&format!("{} hits", hits.len())), "{e}");
-    assert!(!hits.is_empty() && hits.len() < n, "{} hits", hits.len());
+    assert!(!hits.is_empty() && hits.len() < 100_000, "{} hits", hits.len());
     assert!(hits.iter().all(|h| h["stream"] == "default" && h.get("error").is_none()));
 }
 
