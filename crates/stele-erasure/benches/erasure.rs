@@ -45,6 +45,7 @@ fn rules() -> Vec<SealingRule> {
         subject: subject.into(),
         fields: fields.iter().map(|s| s.to_string()).collect(),
         erasure_wins: false,
+        subject_default: None,
     };
     vec![
         r("k8s-audit", "/user/username", &["/sourceIPs", "/impersonatedUser", "/p_any_usernames"]),
@@ -167,6 +168,7 @@ fn erase(c: &mut Criterion) {
         subject: "/actor".into(),
         fields: vec!["/src".into()],
         erasure_wins: false,
+        subject_default: None,
     };
     let mut sealer = Sealer::new(vec![rule.clone()], keys(dir.path())).expect("sealer");
     let now = stele_store::log::now_ns();

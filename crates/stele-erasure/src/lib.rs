@@ -1,8 +1,10 @@
 //! # stele-erasure
 //!
 //! Erasure of personal data by crypto-shredding. Configured fields of an event (JSON
-//! pointers per stream and format, [`SealingRule`]) are sealed at ingest under a data
-//! key of the event's subject (XChaCha20-Poly1305); data keys are wrapped by a master
+//! pointers per stream and format, [`SealingRule`]; the root pointer `""` is the whole
+//! event) are sealed at ingest under a data key of the event's subject, or of the
+//! rule's `subject_default` when the event names none (XChaCha20-Poly1305); data
+//! keys are wrapped by a master
 //! key kept in a file that may live outside the data directory. The leaf commits to
 //! the sealed form (docs/format.md, "Sealed entries"), so verification, proofs and
 //! bundles never need a key; while the key exists [`restore`] gives the event back
@@ -25,6 +27,7 @@
 //!     subject: "/user/username".into(),
 //!     fields: vec!["/sourceIPs".into()],
 //!     erasure_wins: false,
+//!     subject_default: None,
 //! };
 //! let mut sealer = Sealer::new(vec![rule], keys).unwrap();
 //! let event = br#"{"user":{"username":"alice"},"sourceIPs":["10.0.0.7"],"verb":"get"}"#;
@@ -49,7 +52,7 @@ pub use erase::{
     erase_target, erasure_log, reconcile_keys, target,
 };
 pub use keystore::{KeyStore, STORE_FILE, StoredKey};
-pub use rules::{SealingRule, rule_for};
+pub use rules::{MAX_SUBJECT_DEFAULT_BYTES, SealingRule, rule_for};
 pub use seal::{ERASED_VALUE, IdKey, Keys, SealState, Sealed, Sealer, View, restore, token_text};
 
 use std::path::{Path, PathBuf};

@@ -6,8 +6,11 @@ use stele_formats::EventFormat;
 
 use crate::ErasureError;
 
+/// Longest `subject_default`, bytes.
+pub const MAX_SUBJECT_DEFAULT_BYTES: usize = 128;
+
 /// One sealing rule, as written in the config file's `[[erasure.rule]]` tables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealingRule {
     /// Stream name, or `prefix*`.
@@ -17,11 +20,19 @@ pub struct SealingRule {
     #[serde(default)]
     pub format: Option<String>,
     /// RFC 6901 pointer of the value naming the data subject (e.g. `/user/username`).
-    /// An event without it is stored unsealed.
+    /// An event without it is stored unsealed, unless `subject_default` is set.
     pub subject: String,
     /// Pointers of the values to seal (the subject's pointer is always sealed too).
+    /// The root pointer `""` seals the whole event as one value.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// The subject whose key seals an event that has no value at `subject` (its
+    /// `fields` are sealed under this fixed subject's key instead of being stored in
+    /// clear). `stele erase --subject NAME` erases every such event at once. At most
+    /// [`MAX_SUBJECT_DEFAULT_BYTES`] bytes, no control characters, no leading or
+    /// trailing white space.
+    #[serde(default)]
+    pub subject_default: Option<String>,
     /// Let an erasure win over legal holds and compliance-mode retention of this
     /// stream (default: holds and compliance retention win, GDPR Art. 17(3)(b),(e)).
     #[serde(default)]
@@ -29,8 +40,9 @@ pub struct SealingRule {
 }
 
 impl SealingRule {
-    /// Checks the rule: pointers start with `/`, the format is a JSON one, at most
-    /// 64 fields.
+    /// Checks the rule: pointers start with `/` (a field may also be the root
+    /// pointer `""`), the format is a JSON one, at most 64 fields, and
+    /// `subject_default`, when set, is a usable subject name.
     ///
     /// # Errors
     /// [`ErasureError::Config`].
@@ -49,9 +61,27 @@ impl SealingRule {
                 }
             }
         }
-        for p in std::iter::once(&self.subject).chain(&self.fields) {
-            if !p.starts_with('/') {
-                return Err(bad(format!("{p:?} is not a JSON pointer (RFC 6901, starts with /)")));
+        if !self.subject.starts_with('/') {
+            return Err(bad(format!(
+                "subject {:?} is not a JSON pointer to a value inside the event (RFC 6901, starts with /)",
+                self.subject
+            )));
+        }
+        for p in &self.fields {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(bad(format!(
+                    "{p:?} is not a JSON pointer (RFC 6901: starts with /, or \"\" for the whole event)"
+                )));
+            }
+        }
+        if let Some(name) = &self.subject_default {
+            if name.is_empty() || name.len() > MAX_SUBJECT_DEFAULT_BYTES {
+                return Err(bad(format!("subject_default must be 1 to {MAX_SUBJECT_DEFAULT_BYTES} bytes")));
+            }
+            if name.chars().any(char::is_control) || name.trim() != name {
+                return Err(bad(format!(
+                    "subject_default {name:?} has control characters or leading or trailing white space"
+                )));
             }
         }
         if self.fields.len() > 64 {
@@ -60,13 +90,14 @@ impl SealingRule {
         Ok(())
     }
 
+    /// Whether the rule seals whole events (its fields hold the root pointer `""`).
+    pub fn seals_whole_events(&self) -> bool {
+        self.fields.iter().any(String::is_empty)
+    }
+
     /// Whether the rule applies to entries of `stream` in `format`.
     pub fn applies(&self, stream: &str, format: EventFormat) -> bool {
-        let stream_ok = match self.stream.strip_suffix('*') {
-            Some(prefix) => stream.starts_with(prefix),
-            None => self.stream == stream,
-        };
-        stream_ok
+        self.covers_stream(stream)
             && format.is_json()
             && !stream.starts_with(stele_store::streams::RESERVED_PREFIX)
             && self.format.as_deref().is_none_or(|f| format_by_name(f) == Some(format))
@@ -74,13 +105,16 @@ impl SealingRule {
 
     /// Whether this rule lets erasure win for `stream`.
     pub fn lets_erasure_win(rules: &[SealingRule], stream: &str) -> bool {
-        rules.iter().any(|r| {
-            r.erasure_wins
-                && match r.stream.strip_suffix('*') {
-                    Some(prefix) => stream.starts_with(prefix),
-                    None => r.stream == stream,
-                }
-        })
+        rules.iter().any(|r| r.erasure_wins && r.covers_stream(stream))
+    }
+
+    /// Whether the rule's `stream` (a name or `prefix*`) names `stream`, whatever the
+    /// format.
+    pub fn covers_stream(&self, stream: &str) -> bool {
+        match self.stream.strip_suffix('*') {
+            Some(prefix) => stream.starts_with(prefix),
+            None => self.stream == stream,
+        }
     }
 }
 

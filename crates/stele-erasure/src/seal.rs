@@ -243,7 +243,10 @@ impl Sealer {
     }
 
     /// Seals `payload` (an event of format `code` for `stream`) received around
-    /// `now_ns`.
+    /// `now_ns`: `None` when no rule applies, or when the event has no subject value
+    /// (and the rule no `subject_default`, or the event none of the rule's fields).
+    /// With the root pointer `""` among the fields, the whole event (from its first
+    /// to its last non-white-space byte) is one sealed value.
     ///
     /// # Errors
     /// Key or randomness errors.
@@ -251,28 +254,36 @@ impl Sealer {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let (found, duplicate) = find_pointers_checked(payload, &self.pointers[ri]);
+        let rule = &self.rules[ri];
         let first_subject = found[0].map(|(ss, se)| token_text(&payload[ss..se]));
+        // No subject value: the fields are sealed under the rule's fixed subject, if it
+        // has one and the event has any of them.
+        let default = rule.subject_default.as_ref().map(|d| Cow::Borrowed(d.as_bytes()));
         let (subject, mut spans): (Cow<'_, [u8]>, Vec<(usize, usize)>) = match duplicate {
             // A member named twice on a sealed field's way: readers of the JSON take
             // the last, the pointer walk the first. The whole event is sealed, under
-            // the subject a reader sees (else the first one found).
+            // the subject a reader sees (else the first one found, else the fixed one).
             true => {
                 let Some(whole) = find_pointer(payload, "") else { return Ok(None) };
                 let read = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
-                    v.pointer(&self.rules[ri].subject).map(|x| match x {
+                    v.pointer(&rule.subject).map(|x| match x {
                         serde_json::Value::String(s) => s.clone().into_bytes(),
                         other => other.to_string().into_bytes(),
                     })
                 });
-                match read.map(Cow::Owned).or(first_subject) {
+                match read.map(Cow::Owned).or(first_subject).or(default) {
                     Some(subject) => (subject, vec![whole]),
                     None => return Ok(None),
                 }
             }
-            false => match first_subject {
-                Some(subject) => (subject, found.into_iter().flatten().collect()),
-                None => return Ok(None),
-            },
+            false => {
+                let subject = match (first_subject, default) {
+                    (Some(subject), _) => subject,
+                    (None, Some(default)) if found[1..].iter().any(Option::is_some) => default,
+                    (None, _) => return Ok(None),
+                };
+                (subject, found.into_iter().flatten().collect())
+            }
         };
         let subject = String::from_utf8_lossy(&subject);
         // JSON values are nested or disjoint: keep the outermost of nested ones.

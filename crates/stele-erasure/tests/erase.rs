@@ -14,7 +14,14 @@ fn keys(dir: &std::path::Path) -> Keys {
 }
 
 fn rule() -> SealingRule {
-    SealingRule { stream: "s".into(), format: None, subject: "/actor".into(), fields: vec![], erasure_wins: false }
+    SealingRule {
+        stream: "s".into(),
+        format: None,
+        subject: "/actor".into(),
+        fields: vec![],
+        erasure_wins: false,
+        subject_default: None,
+    }
 }
 
 fn record(log: &mut Log, payload: &[u8]) {

@@ -35,6 +35,7 @@ fn rule(stream: &str, subject: &str, fields: &[&str]) -> SealingRule {
         subject: subject.into(),
         fields: fields.iter().map(|s| s.to_string()).collect(),
         erasure_wins: false,
+        subject_default: None,
     }
 }
 

@@ -293,6 +293,11 @@ fn row_from_log(reader: &LogReader, normalizer: &Normalizer, i: u64) -> Result<R
     Ok(Row { received_ns: e.leaf.received_ns, stream: e.leaf.stream_id, fields })
 }
 
+/// How many entries [`Snapshot::query_while`] looks at between two calls of its
+/// `go_on`: a clock read per 256 decoded rows costs nothing next to decoding them,
+/// and 256 rows take well under a millisecond.
+pub const GO_ON_EVERY_ROWS: u64 = 256;
+
 impl Snapshot {
     /// Calls `out` with each entry matching `query`, oldest first, until it returns
     /// `false` or `query.limit` hits were given. Blocks whose time bounds do not overlap
@@ -324,11 +329,35 @@ impl Snapshot {
     ///
     /// # Errors
     /// As [`Snapshot::query`].
-    pub fn query_from(&self, query: &Query, from: u64, mut out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
+    pub fn query_from(&self, query: &Query, from: u64, out: impl FnMut(Hit) -> bool) -> Result<(), IndexError> {
+        self.query_while(query, from, || true, out)
+    }
+
+    /// As [`Snapshot::query_from`], also calling `go_on` before each block and every
+    /// [`GO_ON_EVERY_ROWS`] entries looked at, matching or not; once it returns `false`
+    /// the query stops (`Ok`). This bounds the work of a query that matches few
+    /// entries, where `out` alone is rarely called: e.g. a deadline
+    /// (`|| Instant::now() < deadline`).
+    ///
+    /// # Errors
+    /// As [`Snapshot::query`].
+    pub fn query_while(
+        &self,
+        query: &Query,
+        from: u64,
+        go_on: impl FnMut() -> bool,
+        mut out: impl FnMut(Hit) -> bool,
+    ) -> Result<(), IndexError> {
+        let go_on = std::cell::RefCell::new(go_on);
         let streams = self.reader.streams();
         let limit = query.limit.unwrap_or(u64::MAX);
         let mut given = 0u64;
+        let mut looked = 0u64;
         let mut emit = |index: u64, row: &Row, out: &mut dyn FnMut(Hit) -> bool| -> bool {
+            looked += 1;
+            if looked.is_multiple_of(GO_ON_EVERY_ROWS) && !(go_on.borrow_mut())() {
+                return false;
+            }
             if index < from {
                 return true;
             }
@@ -354,6 +383,9 @@ impl Snapshot {
             None => None,
         };
         for rec in self.dir.iter() {
+            if !(go_on.borrow_mut())() {
+                return Ok(());
+            }
             if stream_bit.is_some_and(|bit| rec.streams & bit == 0) || rec.first + u64::from(rec.count) <= from {
                 continue;
             }

@@ -18,5 +18,5 @@ mod block;
 mod index;
 mod query;
 
-pub use index::{Index, IndexError, Snapshot};
+pub use index::{GO_ON_EVERY_ROWS, Index, IndexError, Snapshot};
 pub use query::{Hit, Query};

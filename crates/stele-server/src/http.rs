@@ -929,8 +929,15 @@ fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>, call
     let mut given = 0u64;
     let mut failure: Option<(StatusCode, String)> = None;
     let mut gone = false;
+    let timed_out = std::cell::Cell::new(false);
+    let in_time = || {
+        timed_out.set(Instant::now() >= deadline);
+        !timed_out.get()
+    };
     if limit > 0 {
-        let r = snapshot.query(&index_query, |hit| {
+        // The deadline is checked between entries whether they match or not, so a
+        // query matching few entries of a long log is bounded too.
+        let r = snapshot.query_while(&index_query, 0, in_time, |hit| {
             if !caller.allows(crate::auth::Role::Read, &hit.stream) {
                 return true;
             }
@@ -952,13 +959,7 @@ fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>, call
                 return false;
             }
             if given < limit && Instant::now() >= deadline {
-                failure = Some((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the query stopped after {} s with {given} hits, before its end; narrow it (since, until, filters) or continue from the last index's time",
-                        app.limits.query_timeout.as_secs()
-                    ),
-                ));
+                timed_out.set(true);
                 return false;
             }
             given < limit
@@ -968,6 +969,15 @@ fn run_query(app: &App, q: &Query, limit: u64, tx: &mpsc::Sender<QueryMsg>, call
         {
             failure = Some((StatusCode::INTERNAL_SERVER_ERROR, format!("query: {e}")));
         }
+    }
+    if timed_out.get() && failure.is_none() && !gone {
+        failure = Some((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the query stopped after {} s (request_timeout) with {given} hits, before its end; narrow it (since, until, filters) or continue from the last index's time",
+                app.limits.query_timeout.as_secs_f64()
+            ),
+        ));
     }
     if gone {
         return;

@@ -63,8 +63,9 @@
 //! ## Limits
 //! Each has its reason at its constant: body size (compressed and decompressed),
 //! events per request, event size (the log's `max_entry_bytes`), queued events and
-//! bytes (503 past them), open connections (more wait in the kernel backlog), 30 s to
-//! receive a body, 30 s of work per query (checked as hits are produced), 100 000
+//! bytes (503 past them), open connections (more wait in the kernel backlog on HTTP,
+//! and are refused on OTLP/gRPC), 30 s to receive a body, 30 s of work per query
+//! (checked between entries, whether they match or not), 100 000
 //! hits per query, request heads (`max_header_bytes`, 431), connections per client
 //! and reads per principal (see [`per_client`]). The wait for an acknowledgement has
 //! no timeout of its own: it is one group commit, bounded by the disk's fsync, and
@@ -152,7 +153,8 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 100_000;
 /// Default `queue_bytes` (512 MiB): bounds the memory held by queued bodies.
 pub const DEFAULT_QUEUE_BYTES: usize = 512 << 20;
 /// Default `max_connections`: each connection costs a task and buffers; past it new
-/// connections wait in the kernel's backlog.
+/// HTTP connections wait in the kernel's backlog, and OTLP/gRPC ones are refused
+/// (`RESOURCE_EXHAUSTED` with a retry delay, see [`per_client`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default `idle_timeout`: twice the request timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -616,7 +618,8 @@ pub async fn start(
         tracing::info!(%addr, "OTLP/gRPC listening");
         let refused = app.shared.metrics.connections_refused.get_or_create(&[("listener", "otlp-grpc")]).clone();
         let per_client = per_client::PerClient::new("otlp-grpc", config.max_connections_per_client, refused);
-        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client);
+        let l = listener::LimitedListener::new(l, config.max_connections, config.idle_timeout, per_client)
+            .refusing_past_total();
         tokio::spawn(otlp_grpc::serve(
             l,
             grpc_tls.clone(),

@@ -23,10 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::per_client::{ClientSlot, PerClient, REFUSAL_LIFETIME, REFUSAL_SLOTS};
+use crate::per_client::{ClientSlot, PerClient, REFUSAL_LIFETIME, REFUSAL_SLOTS, Refusal};
 
 /// Accepts connections while fewer than the limit are open; past it, new connections
-/// wait in the kernel's accept backlog until one closes.
+/// wait in the kernel's accept backlog until one closes, or, after
+/// [`LimitedListener::refusing_past_total`], are accepted and refused like a
+/// connection over its client's share.
 pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
@@ -34,6 +36,9 @@ pub(crate) struct LimitedListener {
     per_client: Arc<PerClient>,
     /// Refused connections being answered (at most `REFUSAL_SLOTS`).
     refusals: Arc<Semaphore>,
+    /// Whether a connection past the total is refused rather than left in the backlog.
+    refuse_past_total: bool,
+    max_connections: usize,
 }
 
 impl LimitedListener {
@@ -51,6 +56,28 @@ impl LimitedListener {
             idle_timeout,
             per_client,
             refusals: Arc::new(Semaphore::new(REFUSAL_SLOTS)),
+            refuse_past_total: false,
+            max_connections,
+        }
+    }
+
+    /// Connections past `max_connections` are accepted and handed out refused
+    /// ([`Refusal::Total`]), answered within [`REFUSAL_LIFETIME`] and counted, instead
+    /// of waiting unanswered in the kernel's backlog. For OTLP/gRPC: a channel whose
+    /// connection waits in the backlog sees each call time out, while a refusal is
+    /// answered with a status exporters retry after its delay.
+    pub(crate) fn refusing_past_total(mut self) -> LimitedListener {
+        self.refuse_past_total = true;
+        self
+    }
+
+    /// A connection slot: waits for one, or, when refusing past the total, takes one
+    /// if free.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.refuse_past_total {
+            self.permits.clone().try_acquire_owned().ok()
+        } else {
+            Some(self.permits.clone().acquire_owned().await.expect("the semaphore is never closed"))
         }
     }
 }
@@ -61,7 +88,9 @@ pub(crate) struct Conn {
     /// A connection slot, or for a refused connection a refusal slot.
     _permit: OwnedSemaphorePermit,
     /// The client's share; `None` for a refused connection.
-    client: Option<ClientSlot>,
+    _client: Option<ClientSlot>,
+    /// Why the connection is refused; `None` for a served one.
+    refusal: Option<Refusal>,
     peer: SocketAddr,
     idle_timeout: Duration,
     /// When the connection is closed unless the server writes before.
@@ -73,27 +102,50 @@ impl axum::serve::Listener for LimitedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Conn, SocketAddr) {
-        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        // Waiting for a slot before accepting leaves connections past the total in the
+        // kernel's backlog; when refusing past the total, the slot is taken after.
+        let mut waited = if self.refuse_past_total { None } else { self.slot().await };
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     // Acknowledgements are small writes that must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    if let Some(slot) = self.per_client.try_open(addr) {
-                        let deadline = Box::pin(tokio::time::sleep(self.idle_timeout));
-                        let idle_timeout = self.idle_timeout;
-                        let conn =
-                            Conn { stream, _permit: permit, client: Some(slot), peer: addr, idle_timeout, deadline };
-                        return (conn, addr);
-                    }
-                    // Over its client's share: answered without a connection slot, within
-                    // a fixed lifetime that writes do not extend, or closed right away.
-                    if let Ok(refusal) = self.refusals.clone().try_acquire_owned() {
+                    let refusal = match self.per_client.try_open(addr) {
+                        Some(slot) => {
+                            let permit = match waited.take() {
+                                Some(p) => Some(p),
+                                None => self.slot().await,
+                            };
+                            if let Some(permit) = permit {
+                                let deadline = Box::pin(tokio::time::sleep(self.idle_timeout));
+                                let idle_timeout = self.idle_timeout;
+                                let client = Some(slot);
+                                let conn = Conn {
+                                    stream,
+                                    _permit: permit,
+                                    _client: client,
+                                    refusal: None,
+                                    peer: addr,
+                                    idle_timeout,
+                                    deadline,
+                                };
+                                return (conn, addr);
+                            }
+                            drop(slot);
+                            self.per_client.refuse_past_total(addr, self.max_connections);
+                            Refusal::Total
+                        }
+                        None => Refusal::ClientShare,
+                    };
+                    // Refused: answered without a connection slot, within a fixed
+                    // lifetime that writes do not extend, or closed right away.
+                    if let Ok(refusal_slot) = self.refusals.clone().try_acquire_owned() {
                         let deadline = Box::pin(tokio::time::sleep(REFUSAL_LIFETIME));
                         let conn = Conn {
                             stream,
-                            _permit: refusal,
-                            client: None,
+                            _permit: refusal_slot,
+                            _client: None,
+                            refusal: Some(refusal),
                             peer: addr,
                             idle_timeout: REFUSAL_LIFETIME,
                             deadline,
@@ -123,9 +175,15 @@ impl axum::serve::Listener for LimitedListener {
 }
 
 impl Conn {
-    /// Whether the connection is over its client's share and is only to be refused.
+    /// Whether the connection is over its client's share (or the total) and is only
+    /// to be refused.
     pub(crate) fn refused(&self) -> bool {
-        self.client.is_none()
+        self.refusal.is_some()
+    }
+
+    /// Why the connection is refused, if it is.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        self.refusal
     }
 
     /// The client's address.
@@ -193,7 +251,7 @@ impl tonic::transport::server::Connected for Conn {
     type ConnectInfo = crate::tls::PeerInfo;
 
     fn connect_info(&self) -> crate::tls::PeerInfo {
-        crate::tls::PeerInfo { addr: self.peer, cert_ids: None, refused: self.refused() }
+        crate::tls::PeerInfo { addr: self.peer, cert_ids: None, refused: self.refusal() }
     }
 }
 

@@ -53,7 +53,8 @@ pub(crate) struct Metrics {
     pub(crate) source_last_event_age: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     /// Syslog connections closed by the server, by protocol and reason.
     pub(crate) syslog_closed: Family<IngestLabels, Counter>,
-    /// Connections refused for being over their client's share, by listener.
+    /// Connections refused for being over their client's share (or, OTLP/gRPC, the
+    /// listener's total), by listener.
     pub(crate) connections_refused: Family<KindLabels, Counter>,
     /// Clock steps and RFC 3161 tokens (see `timestamping`).
     pub(crate) trusted_time: crate::timestamping::TimeMetrics,

@@ -51,9 +51,9 @@ impl LogsService for Logs {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let app = &self.app;
-        if request.extensions().get::<crate::tls::PeerInfo>().is_some_and(|p| p.refused) {
+        if let Some(refusal) = request.extensions().get::<crate::tls::PeerInfo>().and_then(|p| p.refused) {
             app.shared.metrics.count_ingest(PROTOCOL, "rejected", record_count(request.get_ref()));
-            return Err(crate::per_client::grpc_refusal());
+            return Err(crate::per_client::grpc_refusal(refusal));
         }
         if let Some(e) = app.refuse_early() {
             // tonic has already decoded the message: its records are known.

@@ -16,6 +16,10 @@
 //!   closed at the end of its lifetime; the same refusal slots and lifetime apply.
 //! - Syslog TCP/TLS: closed (syslog has no way to answer).
 //!
+//! The OTLP/gRPC listener also refuses, in the same way and with a message naming
+//! `max_connections`, a connection past its total; the HTTP listener leaves such a
+//! connection in the kernel's accept backlog until one closes.
+//!
 //! On HTTP and OTLP/gRPC, at most [`REFUSAL_SLOTS`] refused connections per listener
 //! are being answered at once, each for at most [`REFUSAL_LIFETIME`] (writes do not
 //! extend it); past that they are closed unanswered.
@@ -82,6 +86,15 @@ pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Why a connection is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its client already holds `max_connections_per_client` connections.
+    ClientShare,
+    /// The listener already holds `max_connections` connections (OTLP/gRPC).
+    Total,
+}
+
 /// Open connections per client of one listener, and its refusal log.
 pub(crate) struct PerClient {
     listener: &'static str,
@@ -139,7 +152,20 @@ impl PerClient {
         self.open.lock().unwrap().get(&client_key(peer)).copied().unwrap_or(0)
     }
 
+    /// Counts and logs a connection from `peer` refused because the listener holds
+    /// `max_connections` (OTLP/gRPC).
+    pub(crate) fn refuse_past_total(&self, peer: SocketAddr, max_connections: usize) {
+        let what = "connection refused: the listener already holds max_connections connections";
+        self.count_refusal(peer, what, max_connections);
+    }
+
     fn refuse(&self, peer: SocketAddr) {
+        let what = "connection refused: the client already holds max_connections_per_client connections";
+        self.count_refusal(peer, what, self.limit);
+    }
+
+    /// Counts a refusal and logs it at most once per [`REFUSAL_LOG_INTERVAL`].
+    fn count_refusal(&self, peer: SocketAddr, what: &'static str, limit: usize) {
         self.refused.inc();
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -152,9 +178,9 @@ impl PerClient {
         tracing::warn!(
             listener = self.listener,
             %peer,
-            limit = self.limit,
+            limit,
             refused_since_last_report = earlier,
-            "connection refused: the client already holds max_connections_per_client connections"
+            "{what}"
         );
     }
 }
@@ -172,12 +198,17 @@ pub(crate) fn refusal_response() -> Response {
     r
 }
 
-/// The answer to every OTLP/gRPC call on a connection over its client's share.
-pub(crate) fn grpc_refusal() -> tonic::Status {
+/// The answer to every OTLP/gRPC call on a refused connection: `RESOURCE_EXHAUSTED`
+/// with a `google.rpc.RetryInfo` of 1 s, naming the limit.
+pub(crate) fn grpc_refusal(refusal: Refusal) -> tonic::Status {
     use tonic_types::StatusExt as _;
+    let message = match refusal {
+        Refusal::ClientShare => "too many connections from this client (max_connections_per_client); retry later",
+        Refusal::Total => "too many connections to this listener (max_connections); retry later",
+    };
     tonic::Status::with_error_details(
         tonic::Code::ResourceExhausted,
-        "too many connections from this client (max_connections_per_client); retry later",
+        message,
         tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
     )
 }

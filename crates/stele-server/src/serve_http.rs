@@ -46,7 +46,7 @@ pub(crate) trait Peer {
 
 impl Peer for Conn {
     fn peer_info(&self) -> PeerInfo {
-        PeerInfo { addr: self.peer(), cert_ids: None, refused: Conn::refused(self) }
+        PeerInfo { addr: self.peer(), cert_ids: None, refused: Conn::refusal(self) }
     }
 
     fn refused(&self) -> bool {
@@ -57,7 +57,7 @@ impl Peer for Conn {
 impl Peer for tokio_rustls::server::TlsStream<Conn> {
     fn peer_info(&self) -> PeerInfo {
         let (conn, tls) = self.get_ref();
-        PeerInfo { addr: conn.peer(), cert_ids: crate::tls::peer_ids(tls), refused: conn.refused() }
+        PeerInfo { addr: conn.peer(), cert_ids: crate::tls::peer_ids(tls), refused: conn.refusal() }
     }
 
     fn refused(&self) -> bool {

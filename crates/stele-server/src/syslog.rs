@@ -65,7 +65,9 @@ use crate::submit::SubmitError;
 /// HTTP request (1,000 keeps one commit's share of a connection small while
 /// amortizing the commit).
 pub const BATCH_EVENTS: usize = 1_000;
-/// Most payload bytes in one batch (1 MiB): bounds the memory a connection holds.
+/// Most payload bytes in one batch (1 MiB): bounds the memory a connection holds. A
+/// message that would take a batch past it starts the next batch; only a message
+/// larger than this (with `max_message_bytes` raised past it) makes a batch of its own.
 pub const BATCH_BYTES: usize = 1 << 20;
 /// Default stream of syslog entries.
 pub const DEFAULT_STREAM: &str = "syslog";
@@ -443,6 +445,12 @@ impl Batch {
         self.events.len() >= BATCH_EVENTS || self.body.len() >= BATCH_BYTES
     }
 
+    /// Whether a message of `len` bytes may join the batch without taking it past
+    /// [`BATCH_BYTES`]; a message larger than that alone goes in a batch of its own.
+    fn fits(&self, len: usize) -> bool {
+        self.is_empty() || self.body.len() + len <= BATCH_BYTES
+    }
+
     fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
@@ -518,6 +526,9 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             match deframer.next_frame() {
                 Ok(Some(frame)) => {
                     completed = true;
+                    if !batch.fits(frame.len()) && tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        break 'conn End::Closed { reason: "storage_unavailable", detail: String::new() };
+                    }
                     batch.push(frame);
                     if batch.full() && tx.send(std::mem::take(&mut batch)).await.is_err() {
                         break 'conn End::Closed { reason: "storage_unavailable", detail: String::new() };
@@ -550,6 +561,9 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     let end = match end {
         End::Eof => match deframer.finish() {
             Ok(Some(frame)) => {
+                if !batch.fits(frame.len()) {
+                    let _ = tx.send(std::mem::take(&mut batch)).await;
+                }
                 batch.push(frame);
                 End::Eof
             }
@@ -618,7 +632,9 @@ async fn serve_udp(sock: UdpSocket, ctx: Arc<Ctx>, mut shutdown: watch::Receiver
                 }
                 Err(_) => break,
             }
-            if !batch.full() {
+            // The next datagram may be as large as the buffer allows: take it only if
+            // it cannot take the batch past BATCH_BYTES.
+            if !batch.full() && batch.fits(buf.len() - 1) {
                 next = Some(sock.try_recv_from(&mut buf));
             }
         }

@@ -184,9 +184,9 @@ pub(crate) struct PeerInfo {
     pub(crate) addr: SocketAddr,
     /// Subject common names, then DNS, e-mail and URI subject alternative names.
     pub(crate) cert_ids: Option<Arc<[String]>>,
-    /// The connection is over its client's share (see `per_client`): every request on
-    /// it is refused.
-    pub(crate) refused: bool,
+    /// Why the connection is refused (over its client's share or the listener's
+    /// total, see `per_client`): every request on it is refused.
+    pub(crate) refused: Option<crate::per_client::Refusal>,
 }
 
 /// The identities of a leaf certificate (DER): subject CNs and SANs.
@@ -345,7 +345,7 @@ impl GrpcTlsIncoming {
                 tokio::spawn(async move {
                     if let Ok(Ok(s)) = tokio::time::timeout(handshake_timeout, acceptor.accept(sock)).await {
                         let info =
-                            PeerInfo { addr, cert_ids: peer_ids(s.get_ref().1), refused: s.get_ref().0.refused() };
+                            PeerInfo { addr, cert_ids: peer_ids(s.get_ref().1), refused: s.get_ref().0.refusal() };
                         let _ = tx.send(GrpcTlsConn { inner: s, info }).await;
                     }
                 });

@@ -86,6 +86,7 @@ fn erasure_config(key_dir: &Path) -> ErasureConfig {
             subject: "/user/username".into(),
             fields: vec!["/sourceIPs".into()],
             erasure_wins: false,
+            subject_default: None,
         }],
     }
 }

@@ -508,3 +508,194 @@ fn the_token_file_is_bounded_in_tokens_and_bytes() {
     let err = TokenFile::load(dir.path()).unwrap_err();
     assert!(err.to_string().contains(&format!("more than the limit of {MAX_FILE_BYTES}")), "{err}");
 }
+
+/// Appends `n` small JSON events (actors `user-0`, `user-1`, ...) in requests of 5,000.
+fn append_small_events(addr: SocketAddr, n: usize) {
+    for start in (0..n).step_by(5000) {
+        let events: Vec<String> =
+            (start..(start + 5000).min(n)).map(|i| format!(r#"{{"actor":"user-{i}","action":"read"}}"#)).collect();
+        let body = format!("[{}]", events.join(","));
+        let r = request(addr, "POST", "/v1/events", &[("Content-Type", "application/json")], body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[test]
+fn a_query_past_request_timeout_gets_503_or_ends_with_an_error_line() {
+    let server = TestServer::fresh("limits.test/log", |_| {});
+    let n = 150_000;
+    append_small_events(server.addr, n);
+    // A wildcard filter, which no Bloom filter excludes: the query looks at every entry
+    // and matches none. Timed here under the default timeout, to size the small one.
+    let none = "/v1/query?actor=nobody*&limit=100000";
+    let all = "/v1/query?stream=default&limit=100000";
+    let started = Instant::now();
+    let r = request(server.addr, "GET", none, &[], b"");
+    let scan = started.elapsed();
+    assert_eq!((r.status, r.text()), (200, String::new()));
+    let started = Instant::now();
+    let r = request(server.addr, "GET", all, &[], b"");
+    let full = started.elapsed();
+    assert_eq!(r.status, 200);
+    let lines = r.lines();
+    assert_eq!(lines.len(), 100_000, "the first 100,000 (the most a query gives), no error line");
+    assert!(lines.iter().all(|l| l.get("error").is_none()));
+    // A timeout a tenth of the shorter of the two: both stop well before their end.
+    let timeout = (scan.min(full) / 10).max(Duration::from_millis(1));
+    eprintln!("a scan of {n} entries took {scan:?}, reading all of them {full:?}: timeout {timeout:?}");
+    assert!(scan.min(full) >= timeout * 5, "the queries take {scan:?} and {full:?}: too fast to bound");
+    let server = TestServer::start(server.stop(), |c| c.request_timeout = timeout);
+
+    // Nothing found before the deadline: 503 and a JSON error naming the limit.
+    let r = request(server.addr, "GET", none, &[], b"");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let e = r.json()["error"].as_str().unwrap().to_string();
+    assert!(e.contains("request_timeout") && e.contains("0 hits"), "{e}");
+
+    // Hits were found: 200, the hits, then one final error line.
+    let r = request(server.addr, "GET", all, &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines = r.lines();
+    let (last, hits) = lines.split_last().unwrap();
+    let e = last["error"].as_str().unwrap_or_else(|| panic!("no final error line: {last}"));
+    assert!(e.contains("request_timeout") && e.contains(&format!("{} hits", hits.len())), "{e}");
+    assert!(!hits.is_empty() && hits.len() < 100_000, "{} hits", hits.len());
+    assert!(hits.iter().all(|h| h["stream"] == "default" && h.get("error").is_none()));
+}
+
+#[test]
+fn grpc_connections_over_the_total_are_refused_and_counted() {
+    let server = TestServer::fresh("limits.test/log", |c| {
+        c.otlp_grpc = Some("127.0.0.1:0".parse().unwrap());
+        c.max_connections = 2;
+    });
+    let grpc = server.otlp_grpc_addr.unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let later = rt.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).unwrap();
+        let connect = || async {
+            let channel = tokio::time::timeout(Duration::from_secs(10), endpoint.connect())
+                .await
+                .expect("the connection is answered, not left in the backlog")
+                .unwrap();
+            LogsServiceClient::new(channel)
+        };
+        let mut first = connect().await;
+        let mut second = connect().await;
+        first.export(one_record()).await.expect("the first connection is served");
+        second.export(one_record()).await.expect("the second connection is served");
+
+        // A third, from the same client (whose share is far from used): refused at
+        // once, retryable, naming the total.
+        let started = Instant::now();
+        let mut third = connect().await;
+        let status = tokio::time::timeout(Duration::from_secs(10), third.export(one_record()))
+            .await
+            .expect("answered, not left waiting")
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("(max_connections)"), "{status:?}");
+        let retry = tonic_types::StatusExt::get_details_retry_info(&status).expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The two served connections still are.
+        first.export(one_record()).await.expect("still served");
+
+        // Once one closes, a new connection is served (refusals meanwhile are counted).
+        drop(second);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut refused_meanwhile = 0;
+        loop {
+            let mut next = connect().await;
+            match next.export(one_record()).await {
+                Ok(_) => break,
+                Err(s) => {
+                    assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                    refused_meanwhile += 1;
+                    assert!(Instant::now() < deadline, "still refused after a connection closed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        refused_meanwhile
+    });
+    let refused = "stele_connections_refused_total{listener=\"otlp-grpc\"}";
+    assert_eq!(metric(server.addr, refused), 1 + later);
+    assert_eq!(metric(server.addr, "stele_ingest_events_total{protocol=\"otlp-grpc\",result=\"accepted\"}"), 4);
+    assert_eq!(metric(server.addr, "stele_ingest_events_total{protocol=\"otlp-grpc\",result=\"rejected\"}"), 1 + later);
+}
+
+/// Sends `messages` on one syslog TCP connection (LF framing, one write), closes it,
+/// and returns the stream's entries once all are stored: (received_ns, payload) each.
+fn syslog_batches(messages: &[Vec<u8>]) -> Vec<(u64, Vec<u8>)> {
+    use base64::Engine as _;
+    let server = TestServer::fresh("limits.test/log", |c| c.syslog.tcp = Some("127.0.0.1:0".parse().unwrap()));
+    let tcp = server.running().syslog_tcp_addr().unwrap();
+    let mut s = TcpStream::connect(tcp).unwrap();
+    let mut all = Vec::new();
+    for m in messages {
+        all.extend_from_slice(m);
+        all.push(b'\n');
+    }
+    s.write_all(&all).unwrap();
+    drop(s);
+    let accepted = "stele_ingest_events_total{protocol=\"syslog-tcp\",result=\"accepted\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(server.addr, accepted) < messages.len() as u64 {
+        assert!(Instant::now() < deadline, "not every message was stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = request(server.addr, "GET", "/v1/query?stream=syslog&limit=100000", &[], b"");
+    assert_eq!(r.status, 200);
+    r.lines()
+        .iter()
+        .map(|l| {
+            let payload =
+                base64::engine::general_purpose::STANDARD.decode(l["event_base64"].as_str().unwrap()).unwrap();
+            (l["received_ns"].as_u64().unwrap(), payload)
+        })
+        .collect()
+}
+
+/// Entries of one append share their received time (one commit); one connection's
+/// batches are appended one after the other, so its entries grouped by received time
+/// are its batches. Returns (messages, bytes) per batch.
+fn batches_of(entries: &[(u64, Vec<u8>)]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(u64, usize, usize)> = Vec::new();
+    for (t, p) in entries {
+        match out.last_mut() {
+            Some((lt, n, b)) if lt == t => {
+                *n += 1;
+                *b += p.len();
+            }
+            _ => out.push((*t, 1, p.len())),
+        }
+    }
+    out.into_iter().map(|(_, n, b)| (n, b)).collect()
+}
+
+#[test]
+fn one_syslog_connection_is_appended_in_batches_of_at_most_1000_messages_and_1_mib() {
+    // 2,500 short messages, written at once: a single read holds more than 1,000.
+    let small: Vec<Vec<u8>> = (0..2500).map(|i| format!("<13>1 - h a - - - m{i:05}").into_bytes()).collect();
+    let entries = syslog_batches(&small);
+    assert_eq!(entries.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(), small, "all, in order, byte for byte");
+    let batches = batches_of(&entries);
+    assert!(batches.iter().all(|&(n, _)| n <= stele_server::syslog::BATCH_EVENTS), "{batches:?}");
+    assert!(batches.len() >= 3, "{batches:?}");
+
+    // 40 messages of 60,000 bytes (2.4 MB): at most 17 fit in 1 MiB.
+    let large: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            let mut m = format!("<13>1 - h a - - - L{i:02} ").into_bytes();
+            m.resize(60_000, b'x');
+            m
+        })
+        .collect();
+    let entries = syslog_batches(&large);
+    assert_eq!(entries.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(), large, "all, in order, byte for byte");
+    let batches = batches_of(&entries);
+    assert!(batches.iter().all(|&(_, b)| b <= stele_server::syslog::BATCH_BYTES), "{batches:?}");
+    assert!(batches.len() >= 3, "{batches:?}");
+}

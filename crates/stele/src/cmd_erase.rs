@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use stele_erasure::{EraseOutcome, Keys, SealState, Sealer, View};
+use stele_erasure::{EraseOutcome, Keys, SealState, Sealer, SealingRule, View};
 use stele_index::{Index, Snapshot};
 use stele_store::{Entry, Log, LogReader, StoreError};
 
@@ -104,6 +104,7 @@ pub(crate) fn viewed(e: &Entry, v: &View) -> Entry {
 /// (checked against its leaf) and re-matches it on the restored event.
 pub(crate) fn query_candidates(
     keys: Option<&Keys>,
+    rules: &[SealingRule],
     index: &Index,
     query: &stele_index::Query,
 ) -> anyhow::Result<Vec<u64>> {
@@ -114,10 +115,61 @@ pub(crate) fn query_candidates(
     })?;
     if let Some(k) = keys {
         candidates.extend(blind_candidates(k, index, query)?);
+        candidates.extend(whole_event_candidates(rules, index, query)?);
         candidates.sort_unstable();
         candidates.dedup();
     }
     Ok(candidates)
+}
+
+/// Entries of whole sealed events `query` may select. Such an entry is indexed with
+/// no field at all (its stored form is one sealed value) and with its received time
+/// as its time, so a query with a field filter or an event-time bound reads every
+/// entry without fields of the streams whose rules seal whole events, in the
+/// received-time window when the query is by received time; the caller restores
+/// and re-matches each one. Nothing is added for a query without such filters (the
+/// index's own hits hold them) or without such rules.
+fn whole_event_candidates(
+    rules: &[SealingRule],
+    index: &Index,
+    query: &stele_index::Query,
+) -> anyhow::Result<Vec<u64>> {
+    let whole: Vec<&SealingRule> = rules.iter().filter(|r| r.seals_whole_events()).collect();
+    let filters = [
+        &query.actor,
+        &query.action,
+        &query.resource,
+        &query.outcome,
+        &query.source_ip,
+        &query.request_id,
+        &query.producer,
+    ];
+    let event_time = !query.by_received && (query.since_ns.is_some() || query.until_ns.is_some());
+    if whole.is_empty() || !(event_time || filters.iter().any(|f| f.is_some())) {
+        return Ok(Vec::new());
+    }
+    let (since_ns, until_ns) = if query.by_received { (query.since_ns, query.until_ns) } else { (None, None) };
+    let q = stele_index::Query {
+        since_ns,
+        until_ns,
+        by_received: query.by_received,
+        stream: query.stream.clone(),
+        ..stele_index::Query::default()
+    };
+    let none = stele_formats::Normalized::default();
+    let mut out = Vec::new();
+    index.query(&q, |hit| {
+        if hit.fields == none && whole.iter().any(|r| r.covers_stream(&hit.stream)) {
+            out.push(hit.index);
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// The sealing rules of `config` (none without an `[erasure]` section).
+pub(crate) fn rules(config: &Config) -> &[SealingRule] {
+    config.erasure.as_ref().map_or(&[][..], |e| &e.rule)
 }
 
 /// Entries whose sealed fields may match `query`'s exact filters: the keyed blind

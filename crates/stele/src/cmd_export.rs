@@ -154,7 +154,8 @@ pub(crate) fn export(
         // blind index; each is re-read and re-matched on the event as restored, and
         // the bundle carries the stored (sealed) bytes the leaf commits to.
         let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
-        crate::cmd_query::each_match(keys.as_ref(), &index, &reader, &normalizer, &query, |m| {
+        let rules = crate::cmd_erase::rules(config);
+        crate::cmd_query::each_match(keys.as_ref(), rules, &index, &reader, &normalizer, &query, |m| {
             let e = m.stored;
             if e.index >= size {
                 beyond += 1;

@@ -47,22 +47,24 @@ pub(crate) struct Match {
 }
 
 /// Calls `each` with every entry that matches `query`, in index order, until it
-/// returns `false`. The index is derived data: each of its hits (and, with `keys`,
-/// each hit of the keyed blind index, `cmd_erase::query_candidates`) is re-read from
-/// the log (checked against its leaf) and re-matched on the event as restored.
+/// returns `false`. The index is derived data: each candidate (its hits, and with
+/// `keys` and `rules` the hits of the keyed blind index and the entries sealed whole,
+/// `cmd_erase::query_candidates`) is re-read from the log (checked against its leaf)
+/// and re-matched on the event as restored.
 /// Entries whose payload retention removed are passed over.
 ///
 /// # Errors
 /// The index's, reading an entry, restoring it, and `each`'s.
 pub(crate) fn each_match(
     keys: Option<&stele_erasure::Keys>,
+    rules: &[stele_erasure::SealingRule],
     index: &Index,
     reader: &LogReader,
     normalizer: &Normalizer,
     query: &Query,
     mut each: impl FnMut(Match) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    for i in crate::cmd_erase::query_candidates(keys, index, query)? {
+    for i in crate::cmd_erase::query_candidates(keys, rules, index, query)? {
         let stored = match reader.entry(i) {
             Ok(e) => e,
             Err(StoreError::Deleted { .. }) => continue,
@@ -107,7 +109,7 @@ pub(crate) fn run(config: &Config, data: DataArg, args: &QueryArgs) -> anyhow::R
         return Ok(());
     }
     let keys = crate::cmd_erase::read_keys(config, &dir, &reader)?;
-    each_match(keys.as_ref(), &index, &reader, &normalizer, &query, |m| {
+    each_match(keys.as_ref(), crate::cmd_erase::rules(config), &index, &reader, &normalizer, &query, |m| {
         let mut j = output::entry_json(&m.shown);
         j.insert("fields".into(), fields_json(&m.fields));
         output::insert_event(&mut j, &m.shown);

@@ -50,6 +50,21 @@ pub(crate) fn check(config: &Config) -> anyhow::Result<Vec<String>> {
             r.validate().map_err(|err| crate::Failure::usage(format!("[[erasure.rule]] {:?}: {err}", r.stream)))?;
         }
         out.push(format!("erasure: {} rules", e.rule.len()));
+        // Rules seal JSON events only: name the non-JSON ingest streams a rule covers,
+        // whose entries are stored in clear.
+        for r in &e.rule {
+            let mut clear = vec![("OTLP", &server.otlp_default_stream)];
+            if syslog.enabled() {
+                clear.push(("syslog", &syslog.stream));
+            }
+            for (what, stream) in clear {
+                if r.covers_stream(stream) {
+                    out.push(format!(
+                        "erasure: {what} entries of stream {stream:?} are stored in clear (rules seal JSON events only)"
+                    ));
+                }
+            }
+        }
     }
     for tsa in config.timestamp_authority.iter().flatten() {
         if !(tsa.url.starts_with("http://") || tsa.url.starts_with("https://")) {
@@ -84,9 +99,25 @@ mod tests {
             ("[[auth.client_principal]]\nname = \"x\"\nsubject = \"y\"\nroles = [\"write\"]\n", "unknown role"),
             ("[syslog]\ntls = \"127.0.0.1:6514\"\n", "certificate"),
             ("[[timestamp_authority]]\nurl = \"ftp://tsa\"\ncertificate = \"c.pem\"\n", "not http"),
+            ("[erasure]\nmaster_key = \"k\"\n[[erasure.rule]]\nstream = \"a\"\nsubject = \"\"\n", "subject"),
+            (
+                "[erasure]\nmaster_key = \"k\"\n[[erasure.rule]]\nstream = \"a\"\nsubject = \"/u\"\nsubject_default = \" x\"\n",
+                "subject_default",
+            ),
         ] {
             let e = check_text(text).expect_err(text);
             assert!(e.contains(says), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn whole_event_rules_pass_and_non_json_streams_they_cover_are_named() {
+        let ok = check_text(
+            "[erasure]\nmaster_key = \"k\"\n[[erasure.rule]]\nstream = \"*\"\nsubject = \"/user\"\n\
+             fields = [\"\"]\nsubject_default = \"stele:unattributed\"\n",
+        )
+        .unwrap();
+        assert!(ok.iter().any(|l| l == "erasure: 1 rules"), "{ok:?}");
+        assert!(ok.iter().any(|l| l.contains("OTLP entries") && l.contains("stored in clear")), "{ok:?}");
     }
 }
