@@ -17,8 +17,8 @@
 //!
 //! | Route | Role | Answer |
 //! |---|---|---|
-//! | `POST /v1/admin/keys/rotate` | `key-rotate` on `*` | Body `{}` or empty. 200 `{"old_key","new_key","index","from_tree_size","checkpoint":{"tree_size","note"},"record_index"}`; 409 when an out-of-process signer holds the key (it signs only checkpoints: rotate it offline with `stele key rotate --old-key`) or an earlier rotation did not finish; 202 `{"approval",..}` when rotation needs approval. |
-//! | `POST /v1/admin/keys/revoke` | `key-revoke` on `*` | Body `{"key":VKEY,"as_of":TREE_SIZE,"reason"}`. 200 `{"key","as_of","index","record_index"}`; 400 for a malformed key or an `as_of` beyond the log; 409 when the key is not an earlier key of the chain (the current key cannot be revoked: rotate first) or an out-of-process signer holds the key; 202 `{"approval",..}` when revocation needs approval. |
+//! | `POST /v1/admin/keys/rotate` | `key-rotate` on `*` | Body `{}` or empty. 200 `{"old_key","new_key","index","from_tree_size","checkpoint":{"tree_size","note"},"record_index"}`; 409 when the configured `signer` holds the key (an out-of-process signer signs only checkpoints, and a `file:` key elsewhere would be loaded again at the next start: rotate offline with `stele key rotate --old-key`) or an earlier rotation did not finish; 202 `{"approval",..}` when rotation needs approval. |
+//! | `POST /v1/admin/keys/revoke` | `key-revoke` on `*` | Body `{"key":VKEY,"as_of":TREE_SIZE,"reason"}`. 200 `{"key","as_of","index","record_index"}`; 400 for a malformed key or an `as_of` beyond the log; 409 when the key is not an earlier key of the chain (the current key cannot be revoked: rotate first) or the configured `signer` holds the key; 202 `{"approval",..}` when revocation needs approval. |
 //!
 //! Witnesses and monitors configured with the old key accept the transition checkpoint
 //! (it carries the old key's signature) and refuse later ones until they are given the
@@ -56,7 +56,7 @@ pub(crate) enum KeyOp {
     /// Rotate to a fresh key.
     Rotate { dir: PathBuf },
     /// Revoke an earlier key.
-    Revoke { dir: PathBuf, key: NoteVerifier, as_of: u64, reason: String },
+    Revoke { dir: PathBuf, key: Box<NoteVerifier>, as_of: u64, reason: String },
 }
 
 /// What the sequencer answers.
@@ -68,9 +68,10 @@ pub(crate) enum KeyReply {
 
 pub(crate) type KeyResult = Result<KeyReply, ApiError>;
 
-const EXTERNAL: &str = "the log's key is held by an out-of-process signer (`signer`), which signs only checkpoints, \
-                        not key statements: stop the server and the signer and run `stele key rotate --old-key` or \
-                        `stele key revoke --current-key` (docs/keys.md)";
+const EXTERNAL: &str = "the log's key is not the data directory's key file: the configured `signer` holds it (an \
+                        out-of-process signer, which signs only checkpoints, or a key file elsewhere, which the next \
+                        start would load again); stop the server (and the signer) and run `stele key rotate \
+                        --old-key` or `stele key revoke --current-key` (docs/keys.md)";
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
@@ -216,7 +217,7 @@ pub(crate) async fn revoke(
     approval: Option<(&str, serde_json::Value)>,
 ) -> Result<Response, ApiError> {
     let (key, as_of) = (r.key.to_vkey(), r.as_of);
-    let op = KeyOp::Revoke { dir: app.data_dir.clone(), key: r.key, as_of: r.as_of, reason: r.reason };
+    let op = KeyOp::Revoke { dir: app.data_dir.clone(), key: Box::new(r.key), as_of: r.as_of, reason: r.reason };
     let index = match ask(app, op).await? {
         KeyReply::Revoked(i) => i,
         _ => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the sequencer answered out of turn")),

@@ -449,7 +449,7 @@ fn key_operations_with_approval_and_an_out_of_process_signer() {
     let addr = srv.addr;
     let r = call(addr, "POST", "/v1/admin/keys/rotate", r1, b"");
     assert_eq!(r.status, 409, "{}", r.text());
-    assert!(r.json()["error"].as_str().unwrap().contains("out-of-process signer"), "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("the configured `signer` holds it"), "{}", r.text());
     let r = call_json(
         addr,
         "/v1/admin/keys/revoke",

@@ -224,8 +224,8 @@ pub fn rotate(dir: &Path, options: LogOptions, old: Option<NoteSigner>, new: Opt
 pub fn rotate_log(log: &mut Log, dir: &Path, new: Option<NoteSigner>) -> Result<Rotated> {
     if !log.signs_with_key_file() {
         return Err(StoreError::Key(
-            "the log's key is held by an out-of-process signer, which signs only checkpoints: stop the server and \
-             the signer and run `stele key rotate --old-key`"
+            "the log's key is not the data directory's key file (a signer the writer was given holds it): stop the \
+             writer and run `stele key rotate --old-key`"
                 .into(),
         ));
     }
