@@ -44,10 +44,8 @@ use crate::auth::{Caller, Role};
 use crate::http::{ApiError, App, error, json, read_body, submit_error};
 use crate::sequencer::{Msg, PreparedEvent};
 
-/// Longest reason (bytes): it is copied into the signed statement.
+/// Longest reason (bytes): it is copied into the signed statement, one note line.
 const MAX_REASON: usize = 1024;
-/// Largest body (bytes): a verifier key and a short reason.
-const MAX_BODY: usize = 8 * 1024;
 
 /// What the sequencer is asked to do.
 pub(crate) enum KeyOp {
@@ -237,7 +235,7 @@ pub(crate) async fn post_rotate(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require_pattern(Role::KeyRotate, "*")?;
-    let bytes = read_body(body, MAX_BODY, app.limits.body_timeout).await?;
+    let bytes = read_body(body, crate::admin::MAX_BODY, app.limits.body_timeout).await?;
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
@@ -270,7 +268,7 @@ pub(crate) async fn post_revoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require_pattern(Role::KeyRevoke, "*")?;
-    let bytes = read_body(body, MAX_BODY, app.limits.body_timeout).await?;
+    let bytes = read_body(body, crate::admin::MAX_BODY, app.limits.body_timeout).await?;
     let b: RevokeBody =
         serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
     let key = NoteVerifier::parse(b.key.trim())

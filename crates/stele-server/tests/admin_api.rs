@@ -315,6 +315,8 @@ fn key_rotation_and_revocation_while_serving() {
         assert_403(&revoke(token, revoke_first.clone()), "key-revoke", what);
     }
     assert_eq!(call(addr, "POST", "/v1/admin/keys/rotate", rot, br#"{"key":"x"}"#).status, 400);
+    let r = call(addr, "POST", "/v1/admin/keys/rotate", rot, &vec![b' '; 70_000]);
+    assert_eq!((r.status, r.json()["limit"].as_u64()), (413, Some(65_536)), "{}", r.text());
 
     let r = rotate(rot);
     assert_eq!(r.status, 200, "{}", r.text());
