@@ -18,7 +18,7 @@
 //!
 //! The configuration file still holds the longer policy: a server started with it
 //! records that policy again (a lengthening needs no permission), which ends the
-//! shortening. Set the shortened policy in the configuration as well.
+//! shortening, and warns so. Set the shortened policy in the configuration as well.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
