@@ -203,6 +203,7 @@ pub fn rotate(dir: &Path, options: LogOptions, old: Option<NoteSigner>, new: Opt
     let external = !log.signs_with_key_file();
     let mut new = new_key(&current, new)?;
     let (index, checkpoint) = announce_rotation(&mut log, dir, &current, &mut new)?;
+    let checkpoint = checkpoint?;
     drop(log);
     finish_rotation(dir, external, &new)?;
     Ok(Rotated { old_key: current, new_key: new.verifier(), index, checkpoint })
@@ -233,8 +234,13 @@ pub fn rotate_log(log: &mut Log, dir: &Path, new: Option<NoteSigner>) -> Result<
     let current = log.reader().verifier();
     let mut new = new_key(&current, new)?;
     let (index, checkpoint) = announce_rotation(log, dir, &current, &mut new)?;
-    finish_rotation(dir, false, &new)?;
+    // Once the announcement is committed the old key may sign no larger tree: the
+    // writer goes on with the new key even if the transition checkpoint or a file
+    // step failed (the error is still returned; `stele verify` tells what is missing).
     log.replace_signer(Box::new(new.clone()));
+    let finished = finish_rotation(dir, false, &new);
+    let checkpoint = checkpoint?;
+    finished?;
     Ok(Rotated { old_key: current, new_key: new.verifier(), index, checkpoint })
 }
 
@@ -261,13 +267,15 @@ fn new_key(current: &NoteVerifier, new: Option<NoteSigner>) -> Result<NoteSigner
 
 /// The steps [`rotate`] and [`rotate_log`] share, up to the checkpoint signed by both
 /// keys: `keys/next.key`, the announcement signed by the log's signer (the key
-/// `current`), its list line. Returns the announcement's index and the checkpoint.
+/// `current`), its list line. Returns the announcement's index and the checkpoint; the
+/// outer error means nothing was committed, the inner one that the announcement was
+/// and the list line or the checkpoint failed.
 fn announce_rotation(
     log: &mut Log,
     dir: &Path,
     current: &NoteVerifier,
     new: &mut NoteSigner,
-) -> Result<(u64, StoredCheckpoint)> {
+) -> Result<(u64, Result<StoredCheckpoint>)> {
     let reader = log.reader();
     let (chain, problems) = chain(&reader, None)?;
     if let Some((_, p)) = problems.first() {
@@ -295,8 +303,8 @@ fn announce_rotation(
     let appended =
         log.append(&[NewEntry { stream: KEYS_STREAM, format: FORMAT_STELE_RECORD, payload: &record_payload(&note) }])?;
     assert_eq!(appended.indexes[0], index, "the announcement lands where its tree size was computed");
-    append_list_line(dir, index, &note)?;
-    let checkpoint = log.sign_checkpoint_with(new as &mut dyn CheckpointSigner)?;
+    let checkpoint =
+        append_list_line(dir, index, &note).and_then(|()| log.sign_checkpoint_with(new as &mut dyn CheckpointSigner));
     Ok((index, checkpoint))
 }
 
