@@ -311,6 +311,13 @@ fn key_rotation_and_revocation_while_serving() {
         assert_403(&rotate(token), "key-rotate", what);
     }
     let revoke_first = serde_json::json!({ "key": first.to_vkey(), "as_of": 1, "reason": "found on a tape" });
+    // Without credentials: 401 before anything else.
+    for path in ["/v1/admin/keys/rotate", "/v1/admin/keys/revoke", "/v1/admin/retention/shorten"] {
+        let r =
+            request(addr, "POST", path, &[("Content-Type", "application/json")], revoke_first.to_string().as_bytes());
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        assert!(r.json()["error"].is_string(), "{path}: {}", r.text());
+    }
     for (token, what) in [(adm, "admin"), (rot, "key-rotate")] {
         assert_403(&revoke(token, revoke_first.clone()), "key-revoke", what);
     }
