@@ -354,7 +354,7 @@ impl Sim {
     fn check_proofs(&mut self) {
         let reader = self.log.reader();
         let Some(cp) = reader.newest_checkpoint() else { return };
-        let verified = open_checkpoint(cp.note.as_bytes(), reader.verifier()).unwrap();
+        let verified = open_checkpoint(cp.note.as_bytes(), &reader.verifier()).unwrap();
         let (size, root) = (verified.checkpoint.tree_size, verified.checkpoint.root_hash);
         if let Some((old_size, old_root)) = self.previous_checkpoint
             && old_size > 0

@@ -86,7 +86,8 @@ async fn active(app: &App) -> Result<Active, ApiError> {
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the hold records: {e}")))
 }
 
-async fn append(app: &App, record: serde_json::Value) -> Result<u64, ApiError> {
+/// Appends `record` to `_stele/retention` through the sequencer; returns its index.
+pub(crate) async fn append(app: &App, record: serde_json::Value) -> Result<u64, ApiError> {
     let payload = record.to_string().into_bytes();
     let event = PreparedEvent {
         range: 0..payload.len(),

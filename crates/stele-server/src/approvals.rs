@@ -1,6 +1,7 @@
 //! Approval by a second principal (separation of duties, docs/access.md "Approvals").
 //!
-//! When an action is listed in `[auth] require_approval` (`hold-release`, `erase`), the
+//! When an action is listed in `[auth] require_approval` (`hold-release`, `erase`,
+//! `governance-bypass`, `key-rotate`, `key-revoke`), the
 //! request that asks for it performs nothing: it is answered 202
 //! `{"approval":ID,"expires":RFC3339,"needs":"a second principal with role R on S"}`
 //! and recorded in `_stele/approvals`. A different principal holding the same role on
@@ -20,14 +21,17 @@
 //!
 //! `params` holds what the action needs to be performed later, and nothing more: for
 //! `hold-release` the case, the reason and the hold record's index; for `erase` the
-//! subject's key id, their blind token and the reason (never the subject's name). The
+//! subject's key id, their blind token and the reason (never the subject's name); for
+//! `governance-bypass` the pattern, the shortened retention in seconds and the reason;
+//! for `key-rotate` nothing (the new key is generated when approved); for `key-revoke`
+//! the key, `as_of` and the reason. The
 //! pending set is rebuilt from these records when the server starts, so a restart
 //! keeps pending requests and their expiry.
 //!
 //! | Route | Who | Answer |
 //! |---|---|---|
 //! | `POST /v1/admin/approvals/{id}/approve` | a principal other than the requester, with the request's role on its scope | the action's own answer plus `"approval":{"id","requested_by","approved_by","index"}`; 403 for the requester (`{"error","principal","requested_by"}`) or a principal without the role; 404 unknown id; 409 already approved; 410 expired |
-//! | `GET /v1/admin/approvals` | `admin`, `hold-release` or `erase` | `{"approvals":[{..request,"expires"}]}`: pending requests whose role the caller holds on their scope, or that the caller made |
+//! | `GET /v1/admin/approvals` | `admin` or a role whose actions can need approval | `{"approvals":[{..request,"expires"}]}`: pending requests whose role the caller holds on their scope, or that the caller made |
 //!
 //! A crash between the `approval` record and the action's record leaves the request
 //! approved and the action not performed: it is asked for (and approved) again.
@@ -59,7 +63,8 @@ pub const MAX_APPROVAL_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most requests pending at once (429 past it): each is held in memory and listed.
 pub const MAX_PENDING: usize = 1000;
 /// The roles whose actions can require approval.
-pub const APPROVABLE: [Role; 2] = [Role::HoldRelease, Role::Erase];
+pub const APPROVABLE: [Role; 5] =
+    [Role::HoldRelease, Role::Erase, Role::GovernanceBypass, Role::KeyRotate, Role::KeyRevoke];
 
 /// A record of [`APPROVALS_STREAM`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +183,8 @@ pub(crate) fn check_config(a: &AuthConfig) -> Result<(), String> {
     for r in &a.require_approval {
         if !APPROVABLE.contains(r) {
             return Err(format!(
-                "require_approval: {r:?} cannot require approval; the actions that can are hold-release and erase",
+                "require_approval: {r:?} cannot require approval; the actions that can are hold-release, erase, \
+                 governance-bypass, key-rotate and key-revoke",
                 r = r.name()
             ));
         }
@@ -335,6 +341,34 @@ pub(crate) async fn approve(
             };
             crate::erasure_api::perform_approved(&app, &p.params, by, approval(index)).await
         }
+        Role::GovernanceBypass => {
+            let _serial = crate::admin::serialize().await;
+            // Checked again before anything is recorded: the policy may have changed.
+            let (policy, reason) = crate::retention_api::from_params(&p.params)?;
+            let shortening = crate::retention_api::check(&app, policy).await?;
+            let index = append(&app, &record).await?;
+            if let Some(entry) = state.get_mut(&id) {
+                entry.approved_by = Some(caller.name.to_string());
+            }
+            let approval = Some((&*caller.name, approval(index)));
+            crate::retention_api::perform(&app, shortening, &reason, &p.requested_by, approval).await
+        }
+        Role::KeyRotate | Role::KeyRevoke => {
+            let revocation = match p.action {
+                Role::KeyRevoke => Some(crate::key_api::Revocation::from_params(&p.params)?),
+                _ => None,
+            };
+            crate::key_api::check_signer(&app).await?;
+            let index = append(&app, &record).await?;
+            if let Some(entry) = state.get_mut(&id) {
+                entry.approved_by = Some(caller.name.to_string());
+            }
+            let approval = Some((&*caller.name, approval(index)));
+            match revocation {
+                Some(r) => crate::key_api::revoke(&app, r, &p.requested_by, approval).await,
+                None => crate::key_api::rotate(&app, &p.requested_by, approval).await,
+            }
+        }
         other => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{other} actions are not approved here"))),
     }
 }
@@ -344,7 +378,7 @@ pub(crate) async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    if ![Role::Admin, Role::HoldRelease, Role::Erase].iter().any(|r| caller.has_role(*r)) {
+    if !std::iter::once(Role::Admin).chain(APPROVABLE).any(|r| caller.has_role(r)) {
         return Err(caller.forbidden(Role::Admin, "*"));
     }
     let state = app.approvals.state.lock().await;

@@ -14,6 +14,9 @@
 //! | `admin` | `POST /v1/admin/holds`, `GET /v1/admin/holds` (the hold's stream pattern) |
 //! | `hold-release` | `POST /v1/admin/holds/{case}/release`: not implied by `admin` (separation of duties) |
 //! | `erase` | `POST /v1/admin/erasures`, `GET /v1/admin/erasures`: not implied by `admin` (scope `*`: a subject's key spans streams) |
+//! | `governance-bypass` | `POST /v1/admin/retention/shorten` (the policy's stream pattern): not implied by `admin` |
+//! | `key-rotate` | `POST /v1/admin/keys/rotate` (scope `*`): not implied by `admin` |
+//! | `key-revoke` | `POST /v1/admin/keys/revoke` (scope `*`): not implied by `admin` |
 //!
 //! Actions listed in [`AuthConfig::require_approval`] need a second principal holding
 //! the same role (see [`crate::approvals`]).
@@ -98,7 +101,8 @@ pub struct AuthConfig {
     /// How often the token file and the TLS files are checked for changes.
     pub reload_interval: Duration,
     /// Actions that need a second principal's approval, named by the role that
-    /// allows them: `hold-release`, `erase` (see `docs/access.md`, "Approvals").
+    /// allows them: `hold-release`, `erase`, `governance-bypass`, `key-rotate`,
+    /// `key-revoke` (see `docs/access.md`, "Approvals").
     pub require_approval: Vec<Role>,
     /// How long a request waits for its approval before it expires (default 24 h).
     pub approval_expiry: Duration,

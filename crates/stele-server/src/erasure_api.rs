@@ -142,7 +142,7 @@ pub(crate) async fn perform(
     by: Attribution,
     approval: Option<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let op = ErasureOp::Erase { target, reason, by, policies: app.retention.clone() };
+    let op = ErasureOp::Erase { target, reason, by, policies: app.retention.get() };
     let outcome = match ask(app, op).await? {
         ErasureReply::Done(o) => o,
         ErasureReply::Target(_) => {

@@ -75,7 +75,9 @@ pub(crate) struct App {
     pub(crate) approvals: Arc<crate::approvals::Approvals>,
     /// Retention policies in force (an erasure over the API is deferred by them as
     /// `stele erase` is).
-    pub(crate) retention: Arc<[stele_retention::Policy]>,
+    pub(crate) retention: Arc<crate::retention_api::InForce>,
+    /// The data directory (key rotation writes the new key there).
+    pub(crate) data_dir: std::path::PathBuf,
     /// Per-principal buckets of the read routes.
     pub(crate) read_rate: Arc<crate::per_client::ReadRate>,
 }
@@ -100,6 +102,9 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/admin/holds", post(crate::admin::place_hold).get(crate::admin::list_holds))
         .route("/v1/admin/holds/{case}/release", post(crate::admin::release_hold))
         .route("/v1/admin/erasures", post(crate::erasure_api::post_erasure).get(crate::erasure_api::list_erasures))
+        .route("/v1/admin/retention/shorten", post(crate::retention_api::post_shorten))
+        .route("/v1/admin/keys/rotate", post(crate::key_api::post_rotate))
+        .route("/v1/admin/keys/revoke", post(crate::key_api::post_revoke))
         .route("/v1/admin/approvals", get(crate::approvals::list))
         .route("/v1/admin/approvals/{id}/approve", post(crate::approvals::approve))
         .fallback(not_found)

@@ -40,7 +40,8 @@
 //!
 //! ## Access control and TLS
 //! Every route passes [`auth`]'s check: a principal (API token or client certificate)
-//! with a role (`append`, `read`, `admin`, `hold-release`, `erase`) on the stream; 401/403/429
+//! with a role (`append`, `read`, `admin`, `hold-release`, `erase`, `governance-bypass`,
+//! `key-rotate`, `key-revoke`) on the stream; 401/403/429
 //! otherwise. Without any principal the server is open, and starts so only on loopback
 //! (or with `allow_anonymous`). Reads are recorded, aggregated, in `_stele/access`
 //! ([`access`]). Legal holds are placed with `POST /v1/admin/holds`, listed with `GET
@@ -98,6 +99,7 @@ mod erasure_api;
 mod error;
 mod http;
 mod k8s_webhook;
+mod key_api;
 mod keys_route;
 mod lifecycle;
 mod listener;
@@ -107,6 +109,7 @@ mod otlp_grpc;
 mod otlp_http;
 pub mod per_client;
 pub mod proofs;
+mod retention_api;
 mod retention_task;
 mod sealing;
 mod selfcheck;
@@ -552,8 +555,9 @@ pub async fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     // Stopped when dropped: if the sequencer does not start, or at shutdown.
     let selfcheck = selfcheck::spawn(&config, shared.clone(), tx.clone())?;
+    let in_force = Arc::new(retention_api::InForce::new(config.retention.clone()));
     let retention = retention_task::spawn(
-        config.retention.clone(),
+        in_force.clone(),
         config.retention_interval,
         shared.clone(),
         tx.clone(),
@@ -585,7 +589,8 @@ pub async fn start(
         otlp_stream: config.otlp_default_stream.clone(),
         auth: Arc::new(auth::Auth::new(config.auth.clone(), config.data_dir.clone())),
         approvals: Arc::new(approvals::Approvals::new(&config.auth)),
-        retention: config.retention.clone().into(),
+        retention: in_force,
+        data_dir: config.data_dir.clone(),
         read_rate: per_client::ReadRate::new(config.read_requests_per_second),
     });
     // Tokens are loaded (and their creation recorded) before the first request.

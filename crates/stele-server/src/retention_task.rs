@@ -18,13 +18,13 @@ use crate::sequencer::{Msg, Shared};
 
 /// Starts the retention thread; `None` when there is no policy or passes are disabled.
 pub(crate) fn spawn(
-    policies: Vec<Policy>,
+    in_force: Arc<crate::retention_api::InForce>,
     interval: Duration,
     shared: Arc<Shared>,
     tx: Sender<Msg>,
     erasure: bool,
 ) -> Result<Option<Guard>, ServerError> {
-    if (policies.is_empty() && !erasure) || interval.is_zero() {
+    if (in_force.get().is_empty() && !erasure) || interval.is_zero() {
         return Ok(None);
     }
     let stop = Arc::new(Stop::default());
@@ -36,7 +36,8 @@ pub(crate) fn spawn(
             let mut wait = Duration::from_secs(1).min(interval);
             while !s.sleep(wait) {
                 wait = interval;
-                if let Err(e) = pass(&policies, &shared, &tx, &s) {
+                // The policies in force now: a governance bypass may have shortened one.
+                if let Err(e) = pass(&in_force.get(), &shared, &tx, &s) {
                     tracing::error!("retention pass: {e}");
                 }
             }

@@ -99,6 +99,11 @@ pub(crate) enum Msg {
         op: crate::erasure_api::ErasureOp,
         reply: oneshot::Sender<crate::erasure_api::ErasureResult>,
     },
+    /// Rotate the log's key or revoke an earlier one (`POST /v1/admin/keys/...`).
+    Keys {
+        op: crate::key_api::KeyOp,
+        reply: oneshot::Sender<crate::key_api::KeyResult>,
+    },
     Shutdown,
 }
 
@@ -273,6 +278,9 @@ impl Sequencer {
                 Ok(Msg::Erasure { op, reply }) => {
                     let _ = reply.send(self.erasure(op));
                 }
+                Ok(Msg::Keys { op, reply }) => {
+                    let _ = reply.send(self.keys(op));
+                }
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -298,6 +306,12 @@ impl Sequencer {
                             self.commit(std::mem::take(&mut batch));
                         }
                         let _ = reply.send(self.erasure(op));
+                    }
+                    Msg::Keys { op, reply } => {
+                        if !batch.is_empty() {
+                            self.commit(std::mem::take(&mut batch));
+                        }
+                        let _ = reply.send(self.keys(op));
                     }
                     Msg::Shutdown => stopping = true,
                 }
@@ -431,6 +445,17 @@ impl Sequencer {
         let snapshot = self.shared.snapshot();
         let r = crate::erasure_api::on_sequencer(self.sealing.as_mut(), &mut self.log, &snapshot, op);
         self.note_poison();
+        r
+    }
+
+    /// A key rotation or revocation: one small commit and its checkpoint(s), signed
+    /// and published before the reply.
+    fn keys(&mut self, op: crate::key_api::KeyOp) -> crate::key_api::KeyResult {
+        let r = crate::key_api::on_sequencer(&mut self.log, op);
+        self.note_poison();
+        if let Some(cp) = self.log.newest_checkpoint() {
+            self.shared.checkpoints.send_replace(cp.tree_size);
+        }
         r
     }
 

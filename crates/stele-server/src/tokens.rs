@@ -92,11 +92,21 @@ pub enum Role {
     /// Erase a data subject's sealed fields (`POST /v1/admin/erasures`, docs/erasure.md):
     /// a permission of its own, not implied by `admin`.
     Erase,
+    /// Shorten a governance-mode retention policy while the server runs
+    /// (`POST /v1/admin/retention/shorten`, docs/retention.md): a permission of its own,
+    /// not implied by `admin`.
+    GovernanceBypass,
+    /// Rotate the log's signing key while the server runs (`POST /v1/admin/keys/rotate`,
+    /// docs/keys.md): a permission of its own, not implied by `admin`.
+    KeyRotate,
+    /// Revoke an earlier key of the log (`POST /v1/admin/keys/revoke`, docs/keys.md): a
+    /// permission of its own, not implied by `admin`.
+    KeyRevoke,
 }
 
 impl Role {
     /// The name used in grants, records and errors: `append`, `read`, `admin`,
-    /// `hold-release`, `erase`.
+    /// `hold-release`, `erase`, `governance-bypass`, `key-rotate`, `key-revoke`.
     pub fn name(self) -> &'static str {
         match self {
             Role::Append => "append",
@@ -104,6 +114,9 @@ impl Role {
             Role::Admin => "admin",
             Role::HoldRelease => "hold-release",
             Role::Erase => "erase",
+            Role::GovernanceBypass => "governance-bypass",
+            Role::KeyRotate => "key-rotate",
+            Role::KeyRevoke => "key-revoke",
         }
     }
 }
@@ -162,9 +175,13 @@ impl FromStr for Grant {
             "admin" => Role::Admin,
             "hold-release" => Role::HoldRelease,
             "erase" => Role::Erase,
+            "governance-bypass" => Role::GovernanceBypass,
+            "key-rotate" => Role::KeyRotate,
+            "key-revoke" => Role::KeyRevoke,
             other => {
                 return Err(TokenError::Usage(format!(
-                    "grant {s:?}: unknown role {other:?}; the roles are append, read, admin, hold-release, erase"
+                    "grant {s:?}: unknown role {other:?}; the roles are append, read, admin, hold-release, erase, \
+                     governance-bypass, key-rotate, key-revoke"
                 )));
             }
         };

@@ -77,7 +77,7 @@ pub fn first_key(reader: &LogReader) -> Result<NoteVerifier> {
     match read_file(reader, FIRST_KEY)? {
         Some(b) => NoteVerifier::parse(&String::from_utf8_lossy(&b))
             .map_err(|e| StoreError::Corrupt(format!("{FIRST_KEY}: {e}"))),
-        None => Ok(reader.verifier().clone()),
+        None => Ok(reader.verifier()),
     }
 }
 
@@ -188,45 +188,106 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 /// `old` is not the log's current key, or when `new` is not named after the origin;
 /// any error of opening, appending or signing.
 pub fn rotate(dir: &Path, options: LogOptions, old: Option<NoteSigner>, new: Option<NoteSigner>) -> Result<Rotated> {
-    if dir.join(NEXT_KEY).exists() {
-        return Err(StoreError::Key(format!(
-            "{} exists: an earlier rotation did not finish; check `stele verify`, then move it away",
-            dir.join(NEXT_KEY).display()
-        )));
-    }
+    check_no_next_key(dir)?;
     let current = read_verifier(dir)?;
-    let external = old.is_some();
-    let mut old = match old {
-        Some(k) => k,
-        None => signer_file::load_private_key(&dir.join(layout::SIGNING_KEY))?,
-    };
-    if old.verifier() != current {
+    if let Some(old) = &old
+        && old.verifier() != current
+    {
         return Err(StoreError::Key(format!(
             "the old key {} is not the log's current key {}",
             old.verifier().to_vkey(),
             current.to_vkey()
         )));
     }
-    let mut new = match new {
+    let mut log = Log::open_with(dir, options, old.map(|k| Box::new(k) as Box<dyn CheckpointSigner>))?;
+    let external = !log.signs_with_key_file();
+    let mut new = new_key(&current, new)?;
+    let (index, checkpoint) = announce_rotation(&mut log, dir, &current, &mut new)?;
+    let checkpoint = checkpoint?;
+    drop(log);
+    finish_rotation(dir, external, &new)?;
+    Ok(Rotated { old_key: current, new_key: new.verifier(), index, checkpoint })
+}
+
+/// Rotates the key of a log whose writer is running (`log`, over the data directory
+/// `dir`), with the same steps and records as [`rotate`]; afterwards `log` signs every
+/// checkpoint with the new key (`new`, default a fresh one), which is in
+/// `keys/signing.key` (mode 0600) where the next [`Log::open`] finds it, and every
+/// reader sharing the log's files verifies with it.
+///
+/// # Errors
+/// [`StoreError::Key`] when the log's key is not the data directory's key file (an
+/// out-of-process signer holds it: only [`rotate`], with the writer stopped, can
+/// rotate it), when a rotation was interrupted (`keys/next.key` exists), or when `new`
+/// is not named after the origin; any error of appending or signing (the log is then
+/// as [`Log::append`] and [`Log::sign_checkpoint_with`] leave it, and still signs with
+/// the old key).
+pub fn rotate_log(log: &mut Log, dir: &Path, new: Option<NoteSigner>) -> Result<Rotated> {
+    if !log.signs_with_key_file() {
+        return Err(StoreError::Key(
+            "the log's key is not the data directory's key file (a signer the writer was given holds it): stop the \
+             writer and run `stele key rotate --old-key`"
+                .into(),
+        ));
+    }
+    check_no_next_key(dir)?;
+    let current = log.reader().verifier();
+    let mut new = new_key(&current, new)?;
+    let (index, checkpoint) = announce_rotation(log, dir, &current, &mut new)?;
+    // Once the announcement is committed the old key may sign no larger tree: the
+    // writer goes on with the new key even if the transition checkpoint or a file
+    // step failed (the error is still returned; `stele verify` tells what is missing).
+    log.replace_signer(Box::new(new.clone()));
+    let finished = finish_rotation(dir, false, &new);
+    let checkpoint = checkpoint?;
+    finished?;
+    Ok(Rotated { old_key: current, new_key: new.verifier(), index, checkpoint })
+}
+
+fn check_no_next_key(dir: &Path) -> Result<()> {
+    if dir.join(NEXT_KEY).exists() {
+        return Err(StoreError::Key(format!(
+            "{} exists: an earlier rotation did not finish; check `stele verify`, then move it away",
+            dir.join(NEXT_KEY).display()
+        )));
+    }
+    Ok(())
+}
+
+fn new_key(current: &NoteVerifier, new: Option<NoteSigner>) -> Result<NoteSigner> {
+    let new = match new {
         Some(k) => k,
         None => signer_file::generate(current.name())?,
     };
     if new.name() != current.name() {
         return Err(StoreError::Key(format!("the new key must be named {:?}", current.name())));
     }
-    let mut log = Log::open_with(dir, options, Some(Box::new(old.clone())))?;
-    signer_file::write_private_key(&dir.join(NEXT_KEY), &new)?;
+    Ok(new)
+}
+
+/// The steps [`rotate`] and [`rotate_log`] share, up to the checkpoint signed by both
+/// keys: `keys/next.key`, the announcement signed by the log's signer (the key
+/// `current`), its list line. Returns the announcement's index and the checkpoint; the
+/// outer error means nothing was committed, the inner one that the announcement was
+/// and the list line or the checkpoint failed.
+fn announce_rotation(
+    log: &mut Log,
+    dir: &Path,
+    current: &NoteVerifier,
+    new: &mut NoteSigner,
+) -> Result<(u64, Result<StoredCheckpoint>)> {
     let reader = log.reader();
     let (chain, problems) = chain(&reader, None)?;
     if let Some((_, p)) = problems.first() {
         return Err(StoreError::Corrupt(format!("key chain: {p}")));
     }
-    if chain.current() != &current {
+    if chain.current() != current {
         return Err(StoreError::Corrupt(format!(
             "{} is not the last key announced in {KEYS_STREAM}",
             layout::VERIFIER_KEY
         )));
     }
+    signer_file::write_private_key(&dir.join(NEXT_KEY), new)?;
     if !dir.join(FIRST_KEY).exists() {
         replace_file(dir, FIRST_KEY, format!("{}\n", current.to_vkey()).as_bytes())?;
     }
@@ -238,29 +299,32 @@ pub fn rotate(dir: &Path, options: LogOptions, old: Option<NoteSigner>, new: Opt
         new_key: new.verifier(),
         from_tree_size: index + 1,
     };
-    let note = statement.sign(&mut old).map_err(StoreError::Signer)?;
+    let note = statement.sign(log.signer_mut()).map_err(StoreError::Signer)?;
     let appended =
         log.append(&[NewEntry { stream: KEYS_STREAM, format: FORMAT_STELE_RECORD, payload: &record_payload(&note) }])?;
     assert_eq!(appended.indexes[0], index, "the announcement lands where its tree size was computed");
-    append_list_line(dir, index, &note)?;
-    let checkpoint = log.sign_checkpoint_with(&mut new as &mut dyn CheckpointSigner)?;
-    drop(log);
+    let checkpoint =
+        append_list_line(dir, index, &note).and_then(|()| log.sign_checkpoint_with(new as &mut dyn CheckpointSigner));
+    Ok((index, checkpoint))
+}
+
+/// After the checkpoint signed by both keys: `keys/next.key` replaces
+/// `keys/signing.key` (unless an `external` signer holds the key), and
+/// `keys/verifier.vkey` becomes the new key.
+fn finish_rotation(dir: &Path, external: bool, new: &NoteSigner) -> Result<()> {
     if !external {
         std::fs::rename(dir.join(NEXT_KEY), dir.join(layout::SIGNING_KEY))
             .map_err(StoreError::io("renaming", NEXT_KEY))?;
     }
-    replace_file(dir, layout::VERIFIER_KEY, format!("{}\n", new.verifier().to_vkey()).as_bytes())?;
-    Ok(Rotated { old_key: current, new_key: new.verifier(), index, checkpoint })
+    replace_file(dir, layout::VERIFIER_KEY, format!("{}\n", new.verifier().to_vkey()).as_bytes())
 }
 
 /// Records the revocation of `key` as of `as_of_tree_size`, signed by the log's current
 /// key `signer` (default: the data directory's key file), and signs a checkpoint over
-/// it. Returns the statement's entry index.
+/// it. Offline: this takes the writer lock. Returns the statement's entry index.
 ///
 /// # Errors
-/// [`StoreError::Key`] when `key` is not an earlier key of the chain (the current key
-/// cannot be revoked: rotate first), or `as_of_tree_size` is beyond the log; errors of
-/// opening, appending or signing.
+/// As [`revoke_log`]; errors of opening the log.
 pub fn revoke(
     dir: &Path,
     options: LogOptions,
@@ -269,11 +333,21 @@ pub fn revoke(
     as_of_tree_size: u64,
     reason: &str,
 ) -> Result<u64> {
-    let mut signer = match signer {
-        Some(k) => k,
-        None => signer_file::load_private_key(&dir.join(layout::SIGNING_KEY))?,
-    };
-    let mut log = Log::open_with(dir, options, Some(Box::new(signer.clone())))?;
+    let mut log = Log::open_with(dir, options, signer.map(|k| Box::new(k) as Box<dyn CheckpointSigner>))?;
+    revoke_log(&mut log, dir, key, as_of_tree_size, reason)
+}
+
+/// Records the revocation of `key` as of `as_of_tree_size` in `log` (its writer, over
+/// the data directory `dir`, running or opened by [`revoke`]): the statement is signed
+/// by the log's own signer, appended to `_stele/keys`, listed in `keys/statements`,
+/// and a checkpoint is signed over it. Returns the statement's entry index.
+///
+/// # Errors
+/// [`StoreError::Key`] when `key` is not an earlier key of the chain (the current key
+/// cannot be revoked: rotate first), or `as_of_tree_size` is beyond the log;
+/// [`StoreError::Signer`] when the log's signer does not sign key statements (an
+/// out-of-process signer signs only checkpoints); errors of appending or signing.
+pub fn revoke_log(log: &mut Log, dir: &Path, key: &NoteVerifier, as_of_tree_size: u64, reason: &str) -> Result<u64> {
     let reader = log.reader();
     let (mut chain, problems) = chain(&reader, None)?;
     if let Some((_, p)) = problems.first() {
@@ -291,7 +365,7 @@ pub fn revoke(
         as_of_tree_size,
         reason: reason.to_string(),
     };
-    let note = statement.sign(&mut signer).map_err(StoreError::Signer)?;
+    let note = statement.sign(log.signer_mut()).map_err(StoreError::Signer)?;
     // Check the statement against the chain before committing it: a refused one never
     // enters the log.
     let registration = u64::from(reader.streams().id(KEYS_STREAM).is_none());

@@ -112,6 +112,9 @@ pub struct Log {
     reader: LogReader,
     options: LogOptions,
     signer: Box<dyn CheckpointSigner>,
+    /// Whether `signer` is the data directory's key file (`keys/signing.key`), loaded
+    /// by [`Log::open_with`], rather than a signer the caller gave.
+    key_file_signer: bool,
     frontier: Frontier,
     streams: Streams,
     streams_len: u64,
@@ -312,6 +315,7 @@ impl Log {
                 return Err(StoreError::Io { op: "locking", file: layout::LOCK.into(), source: e });
             }
         }
+        let key_file_signer = signer.is_none();
         let signer = match signer {
             Some(s) => s,
             None => Box::new(read_signer(dir)?),
@@ -332,6 +336,7 @@ impl Log {
         let backend: Arc<dyn Backend> = Arc::new(FileBackend::new(dir));
         let mut log = Log::open_backend_with(backend, &meta.origin, signer, options)?;
         log._lock = Some(lock);
+        log.key_file_signer = key_file_signer;
         Ok(log)
     }
 
@@ -368,6 +373,7 @@ impl Log {
             reader,
             options,
             signer,
+            key_file_signer: false,
             frontier: parts.frontier,
             streams: parts.streams,
             streams_len: parts.streams_len,
@@ -750,6 +756,25 @@ impl Log {
             }
         }
         Ok(())
+    }
+
+    /// Whether checkpoints are signed with the data directory's key file
+    /// (`keys/signing.key`, the log opened by [`Log::open`] or [`Log::open_with`] given
+    /// no signer) rather than a signer the caller gave (an out-of-process signer).
+    pub fn signs_with_key_file(&self) -> bool {
+        self.key_file_signer
+    }
+
+    /// The log's own signer, for the key statements it signs (docs/keys.md).
+    pub(crate) fn signer_mut(&mut self) -> &mut dyn CheckpointSigner {
+        self.signer.as_mut()
+    }
+
+    /// Signs every later checkpoint with `signer` (after a key rotation), and gives its
+    /// key to the readers sharing this log's files.
+    pub(crate) fn replace_signer(&mut self, signer: Box<dyn CheckpointSigner>) {
+        self.reader.set_verifier(signer.verifier());
+        self.signer = signer;
     }
 
     /// Signs a checkpoint over the current (durable) tree if it grew since the last one,

@@ -39,7 +39,8 @@ pub struct Entry {
 struct Inner {
     files: Arc<LogFiles>,
     origin: String,
-    verifier: NoteVerifier,
+    /// Replaced when a running writer rotates the log's key ([`crate::keys::rotate_log`]).
+    verifier: RwLock<NoteVerifier>,
     size: AtomicU64,
     streams: RwLock<Streams>,
     newest: RwLock<Option<StoredCheckpoint>>,
@@ -90,7 +91,7 @@ impl LogReader {
             inner: Arc::new(Inner {
                 files,
                 origin: origin.to_string(),
-                verifier,
+                verifier: RwLock::new(verifier),
                 size: AtomicU64::new(size),
                 streams: RwLock::new(streams),
                 newest: RwLock::new(newest),
@@ -103,6 +104,10 @@ impl LogReader {
             *self.inner.streams.write().unwrap_or_else(|p| p.into_inner()) = s.clone();
         }
         self.inner.size.store(size, Ordering::Release);
+    }
+
+    pub(crate) fn set_verifier(&self, verifier: NoteVerifier) {
+        *self.inner.verifier.write().unwrap_or_else(|p| p.into_inner()) = verifier;
     }
 
     pub(crate) fn publish_checkpoint(&self, cp: StoredCheckpoint) {
@@ -119,9 +124,10 @@ impl LogReader {
         &self.inner.origin
     }
 
-    /// The log's verifier key.
-    pub fn verifier(&self) -> &NoteVerifier {
-        &self.inner.verifier
+    /// The log's current verifier key (a copy: a key rotation by the writer that
+    /// shares this reader's files replaces it).
+    pub fn verifier(&self) -> NoteVerifier {
+        read_lock(&self.inner.verifier).clone()
     }
 
     /// Number of durable entries.

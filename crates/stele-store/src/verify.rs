@@ -676,7 +676,7 @@ fn check_checkpoints(
             for (index, p) in problems {
                 report.problem(index, crate::keys::STATEMENTS, p);
             }
-            if chain.current() != v {
+            if chain.current() != &v {
                 report.problem(
                     None,
                     layout::VERIFIER_KEY,

@@ -127,7 +127,7 @@ pub(crate) fn export(
         })?
     };
     // The bundle is only as good as its checkpoint: check it like an auditor would.
-    let checkpoint = open_checkpoint(stored.note.as_bytes(), reader.verifier())
+    let checkpoint = open_checkpoint(stored.note.as_bytes(), &reader.verifier())
         .map_err(|e| StoreError::Corrupt(format!("the newest checkpoint does not verify: {e}")))?
         .checkpoint;
     let size = checkpoint.tree_size;

@@ -123,6 +123,21 @@ pub(crate) fn record_policies(
 ) -> anyhow::Result<Vec<Policy>> {
     let (pending, in_force) = policies(config, dir, log.reader(), allow_shorten)?;
     if !pending.is_empty() {
+        // A shortening (offline or `POST /v1/admin/retention/shorten`) that the
+        // configuration file does not hold is ended by a longer configured policy.
+        let reader = log.reader();
+        let recorded = stele_retention::recorded_policies(&snapshot(config, dir, &reader)?, &reader)?;
+        for r in pending.iter().filter(|r| !r.shortened) {
+            if let Some((old, i)) = recorded.get(&r.stream).filter(|(old, _)| old.shortened) {
+                eprintln!(
+                    "stele: warning: the configuration lengthens the retention policy for {:?} that entry {i} \
+                     shortened ({}) to {}; put the shortened policy in the configuration to keep it",
+                    r.stream,
+                    old.policy(),
+                    r.policy()
+                );
+            }
+        }
         let payloads: Vec<Vec<u8>> = pending.iter().map(PolicyRecord::encode).collect();
         let entries: Vec<stele_store::NewEntry<'_>> = payloads
             .iter()

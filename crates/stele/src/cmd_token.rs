@@ -23,7 +23,8 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         name: String,
         /// A grant `ROLE[:STREAM|PREFIX*]`, ROLE one of append, read, admin,
-        /// hold-release, erase; no scope means every stream. Repeatable.
+        /// hold-release, erase, governance-bypass, key-rotate, key-revoke; no scope
+        /// means every stream. Repeatable.
         #[arg(long = "role", value_name = "ROLE[:SCOPE]", required = true)]
         roles: Vec<String>,
     },

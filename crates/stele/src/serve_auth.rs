@@ -31,7 +31,8 @@ pub(crate) struct AuthSection {
     reload_interval_seconds: Option<f64>,
     /// Principals authenticated by client certificate.
     client_principal: Option<Vec<PrincipalEntry>>,
-    /// Actions that need a second principal's approval: `hold-release`, `erase`.
+    /// Actions that need a second principal's approval: `hold-release`, `erase`,
+    /// `governance-bypass`, `key-rotate`, `key-revoke`.
     require_approval: Option<Vec<stele_server::auth::Role>>,
     /// Seconds a request waits for its approval before it expires (default 86400).
     approval_expiry_seconds: Option<f64>,
@@ -145,5 +146,9 @@ mod tests {
         assert_eq!(a.approval_expiry, Duration::from_secs(3600));
         assert_eq!(AuthConfig::default().approval_expiry, Duration::from_secs(86_400));
         assert!(toml::from_str::<crate::config::Config>("[auth]\nrequire_approval = [\"release\"]\n").is_err());
+        let text = "[auth]\nrequire_approval = [\"governance-bypass\", \"key-rotate\", \"key-revoke\"]\n";
+        let c: crate::config::Config = toml::from_str(text).unwrap();
+        let (a, _) = settings(c.auth.as_ref(), None).unwrap();
+        assert_eq!(a.require_approval, vec![Role::GovernanceBypass, Role::KeyRotate, Role::KeyRevoke]);
     }
 }

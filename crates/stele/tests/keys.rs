@@ -181,6 +181,17 @@ fn out_of_process_signer_signs_refuses_and_survives_an_outage() {
     assert!(String::from_utf8_lossy(&why).contains("signs only"));
     let (status, k) = signer_request(&socket, 0x01, b"");
     assert_eq!((status, String::from_utf8_lossy(&k).into_owned()), (0, vkey.to_vkey()));
+    // The signer signs only checkpoints: rotating or revoking over the API is refused,
+    // naming the offline way, and nothing is recorded.
+    for (path, body) in [
+        ("/v1/admin/keys/rotate", String::new()),
+        ("/v1/admin/keys/revoke", format!(r#"{{"key":"{}","as_of":1,"reason":"x"}}"#, vkey.to_vkey())),
+    ] {
+        let (status, r) = http(addr, "POST", path, body.as_bytes());
+        assert_eq!(status, 409, "{path}: {r}");
+        assert!(body_of(&r).contains("stele key rotate --old-key"), "{path}: {r}");
+    }
+    assert!(!dir.join("keys/statements").exists() && !dir.join("keys/next.key").exists());
 
     // Kill the signer: ingestion goes on, checkpoints stop, metrics and stderr say so.
     signer.kill();
@@ -429,4 +440,95 @@ fn a_key_swapped_without_announcement_is_rejected() {
     let r = stele_at("verify", &dir, &["--key", &first.to_vkey()]);
     assert_eq!(r.code, 1, "{r}");
     assert!(r.all().contains("no key statement announced"), "{r}");
+}
+
+/// Stops a server with SIGINT (a clean shutdown: the final checkpoint is signed).
+fn interrupt(mut p: Proc) {
+    let pid = p.child.id();
+    // The shell's built-in `kill`: no procps needed on a minimal system.
+    let sent = Command::new("sh").args(["-c", &format!("kill -INT {pid}")]).status().is_ok_and(|s| s.success());
+    assert!(sent, "kill -INT {pid}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the server did not stop: {}", p.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn with_token(addr: SocketAddr, path: &str, token: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(body_of(&text)).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
+}
+
+#[test]
+fn a_key_rotated_over_the_api_is_followed_by_verify_and_verify_bundle_from_the_first_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = t.join("data");
+    let first = init(&dir);
+    let first_s = first.to_vkey();
+    let token = |name: &str, role: &str| {
+        let r = stele(&["token", "create", "--data", dir.to_str().unwrap(), "--name", name, "--role", role]);
+        r.expect_code(0, "token create");
+        r.stdout.trim().to_string()
+    };
+    let (adm, rot, w) = (token("adm", "admin"), token("rot", "key-rotate"), token("w", "append"));
+    let addr = free_port();
+    let server = start_server(&dir, addr, &[], &t.join("serve.log"));
+    let post = |n: u32| {
+        let body = format!("{{\"actor\":\"u{n}\",\"action\":\"a\"}}\n");
+        let (status, v) = with_token(addr, "/v1/events?stream=app", &w, body.as_bytes());
+        assert_eq!(status, 200, "{v}");
+        v["entries"][0]["index"].as_u64().unwrap()
+    };
+    post(1);
+    let (status, v) = with_token(addr, "/v1/admin/keys/rotate", &adm, b"");
+    assert_eq!((status, v["missing_role"].as_str()), (403, Some("key-rotate")), "{v}");
+    let (status, v) = with_token(addr, "/v1/admin/keys/rotate", &rot, b"");
+    assert_eq!(status, 200, "{v}");
+    let second = NoteVerifier::parse(v["new_key"].as_str().unwrap()).unwrap();
+    let announced = v["index"].as_u64().unwrap();
+    // Events go on being accepted, under checkpoints of the new key.
+    let last = post(2);
+    wait_for("a checkpoint of the new key", || {
+        let (status, r) = http(addr, "GET", "/checkpoint", b"");
+        status == 200 && open_checkpoint(body_of(&r).as_bytes(), &second).is_ok_and(|c| c.checkpoint.tree_size > last)
+    });
+    interrupt(server);
+
+    stele_at("verify", &dir, &["--key", &first_s]).expect_code(0, "verify from the first key");
+    let bundle = t.join("b.jsonl");
+    stele_at("export", &dir, &["--actor", "u2", "--out", bundle.to_str().unwrap()]).expect_code(0, "export");
+    let r = stele(&["verify-bundle", bundle.to_str().unwrap(), "--key", &first_s]);
+    assert_eq!(r.code, 0, "verify-bundle from the first key: {r}");
+    assert!(r.stderr.contains("followed 1 key statement(s)"), "{r}");
+    let statements = std::fs::read_to_string(dir.join("keys/statements")).unwrap();
+    assert!(statements.starts_with(&format!("{announced} ")), "{statements}");
+
+    // Restarted, the server signs with the new key.
+    let server = start_server(&dir, addr, &[], &t.join("serve2.log"));
+    let again = post(3);
+    wait_for("a checkpoint after the restart", || {
+        checkpoint_or_none(addr, &second).is_some_and(|c| c.tree_size > again)
+    });
+    assert!(checkpoint_or_none(addr, &first).is_none(), "the old key signs no more");
+    interrupt(server);
+    stele_at("verify", &dir, &["--key", &first_s]).expect_code(0, "verify after the restart");
+}
+
+fn checkpoint_or_none(addr: SocketAddr, key: &NoteVerifier) -> Option<Checkpoint> {
+    let (status, r) = http(addr, "GET", "/checkpoint", b"");
+    (status == 200).then(|| open_checkpoint(body_of(&r).as_bytes(), key).ok().map(|c| c.checkpoint)).flatten()
 }

@@ -148,6 +148,13 @@ fn compliance_policies_cannot_be_weakened_by_editing_the_config() {
     ]);
     let shortened = q.stdout.lines().filter(|l| l.contains("\"shortened\":true")).count();
     assert_eq!(shortened, 1, "{q}");
+    // The longer policy configured again lengthens it back, no permission needed, and
+    // says that it ends a shortening.
+    let r = run(gov, &["retention", "apply"]);
+    r.expect_code(0, "lengthen the shortened policy");
+    assert!(r.stderr.contains("lengthens the retention policy for \"ops\" that entry"), "{r}");
+    let r = run(gov, &["retention", "apply"]);
+    assert!(!r.stderr.contains("lengthens"), "recorded once: {r}");
     stele_os(&["verify".as_ref(), "--data".as_ref(), data.as_os_str()]).expect_code(0, "verify");
 }
 
