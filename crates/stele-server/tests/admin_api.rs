@@ -12,31 +12,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Resp, TestServer, request};
+use common::{Resp, TestServer, make_tokens, request};
 use serde_json::Value;
 use stele_retention::{Mode, Policy, PolicyRecord};
 use stele_server::ServerConfig;
 use stele_server::auth::Role;
-use stele_server::tokens::{Grant, TokenFile};
 use stele_store::Log;
 use stele_store::verify::{VerifyOptions, verify};
 use stele_tlog::checkpoint::open_checkpoint;
 use stele_tlog::note::NoteVerifier;
 
 const ORIGIN: &str = "admin-api.test/log";
-
-fn make_tokens(dir: &Path, specs: &[(&str, &[&str])]) -> Vec<String> {
-    let mut file = TokenFile::load(dir).unwrap().unwrap_or_default();
-    let out = specs
-        .iter()
-        .map(|(name, grants)| {
-            let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
-            file.create(name, &grants, stele_store::log::now_ns()).unwrap()
-        })
-        .collect();
-    file.save(dir).unwrap();
-    out
-}
 
 fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &[u8]) -> Resp {
     let bearer = format!("Bearer {token}");

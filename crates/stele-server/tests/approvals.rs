@@ -9,26 +9,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Resp, TestServer, request, shared_data};
+use common::{Resp, TestServer, make_tokens, request, shared_data};
 use serde_json::Value;
 use stele_erasure::{ErasureConfig, MasterKey, SealState, SealingRule, restore};
 use stele_server::ServerConfig;
 use stele_server::auth::Role;
-use stele_server::tokens::{Grant, TokenFile};
-
-/// Creates tokens (name, grants) in `dir`'s token file and returns their texts.
-fn make_tokens(dir: &Path, specs: &[(&str, &[&str])]) -> Vec<String> {
-    let mut file = TokenFile::load(dir).unwrap().unwrap_or_default();
-    let out = specs
-        .iter()
-        .map(|(name, grants)| {
-            let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
-            file.create(name, &grants, stele_store::log::now_ns()).unwrap()
-        })
-        .collect();
-    file.save(dir).unwrap();
-    out
-}
 
 fn fresh_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

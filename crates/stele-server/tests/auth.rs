@@ -8,27 +8,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Resp, TestServer, request};
+use common::{Resp, TestServer, make_tokens, request};
 use serde_json::Value;
 use stele_server::ServerConfig;
-use stele_server::tokens::{Grant, TokenFile};
+use stele_server::tokens::TokenFile;
 
 const K8S_EVENT: &[u8] = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-1","stage":"ResponseComplete","verb":"get","user":{"username":"zed"}}"#;
 const OTLP_JSON: &[u8] = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hello"}}]}]}]}"#;
-
-/// Creates tokens (name, grants) in `dir`'s token file and returns their texts.
-fn make_tokens(dir: &Path, specs: &[(&str, &[&str])]) -> Vec<String> {
-    let mut file = TokenFile::load(dir).unwrap().unwrap_or_default();
-    let out = specs
-        .iter()
-        .map(|(name, grants)| {
-            let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
-            file.create(name, &grants, stele_store::log::now_ns()).unwrap()
-        })
-        .collect();
-    file.save(dir).unwrap();
-    out
-}
 
 fn revoke(dir: &Path, name: &str) {
     let mut file = TokenFile::load(dir).unwrap().unwrap();

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use stele_server::tokens::{Grant, TokenFile};
 use stele_server::{RunningServer, ServerConfig};
 use stele_store::Log;
 use stele_tlog::Hash;
@@ -193,4 +194,18 @@ pub(crate) fn shared_data() -> Option<std::path::PathBuf> {
     }
     eprintln!("skipping: ../shared not found");
     None
+}
+
+/// Creates tokens (name, grants) in `dir`'s token file and returns their texts.
+pub(crate) fn make_tokens(dir: &Path, specs: &[(&str, &[&str])]) -> Vec<String> {
+    let mut file = TokenFile::load(dir).unwrap().unwrap_or_default();
+    let out = specs
+        .iter()
+        .map(|(name, grants)| {
+            let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
+            file.create(name, &grants, stele_store::log::now_ns()).unwrap()
+        })
+        .collect();
+    file.save(dir).unwrap();
+    out
 }
