@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Run, shared_data, stele_os};
+use common::{Run, contains, shared_data, stele_os};
 use serde_json::Value;
 
 /// The values sealed besides the subject (`/user/username`): their source addresses
@@ -102,10 +102,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -8,10 +8,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine as _;
-use common::{shared_data, stele_os};
+use common::{all_files, contains, lines, shared_data, stele_os};
 
 const DEFAULT_SUBJECT: &str = "stele:unattributed";
 
@@ -68,32 +68,6 @@ impl Setup {
         r.expect_code(0, "query");
         r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
-}
-
-fn lines(path: &Path) -> Vec<Vec<u8>> {
-    std::fs::read(path)
-        .unwrap()
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(all_files(&p));
-        } else {
-            out.push((p.clone(), std::fs::read(&p).unwrap()));
-        }
-    }
-    out
 }
 
 /// Every string value of at least 8 bytes anywhere in the events (as JSON text

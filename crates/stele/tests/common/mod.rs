@@ -329,3 +329,32 @@ fn parse_time_ns_agrees_with_known_values() {
     assert!(mentions_unit("a segments/0000000001.seg offset 32: x", "segments/0000000001.seg", Some(32)));
     assert!(!mentions_unit("a segments/0000000001.seg offset 320: x", "segments/0000000001.seg", Some(32)));
 }
+
+/// The non-blank lines of a file, as bytes.
+pub(crate) fn lines(path: &Path) -> Vec<Vec<u8>> {
+    std::fs::read(path)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Whether `needle` occurs in `hay`.
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir`, with its bytes.
+pub(crate) fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
