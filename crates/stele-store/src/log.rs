@@ -155,7 +155,10 @@ impl WriterParts {
         }
         let last_received_ns = if rec.size > 0 { files.read_leaf(rec.size - 1)?.received_ns } else { 0 };
         let mut state = rec.state.clone();
-        state.tree_size = rec.size;
+        // The anchor's tree size is the newest checkpoint's, never the recovered size:
+        // recovery checks that the checkpoint it points at covers it, and entries past
+        // that checkpoint are rolled forward from the other files.
+        state.tree_size = rec.newest_checkpoint.as_ref().map_or(0, |c| c.tree_size);
         state.streams_len = rec.streams_len;
         state.checkpoints_len = rec.checkpoints_len;
         state.newest_checkpoint_offset = rec.newest_checkpoint.as_ref().map(|c| c.offset);

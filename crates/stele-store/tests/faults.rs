@@ -344,6 +344,18 @@ fn round(seed: u64) {
 /// First seed of the default run's rounds.
 const DEFAULT_BASE: u64 = 1_796_000_000_000_000_000;
 
+/// Rounds that once failed, replayed by every run. 1796000325254104363: a writer
+/// recovered past its newest checkpoint wrote that size into the recovery anchor for
+/// a deletion, and the next recovery refused the anchor as a missing checkpoint.
+const REGRESSIONS: &[u64] = &[1_796_000_325_254_104_363];
+
+#[test]
+fn rounds_that_once_failed_pass() {
+    for &seed in REGRESSIONS {
+        round(seed);
+    }
+}
+
 #[test]
 fn faults_never_lose_or_change_an_acknowledged_entry() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());

@@ -201,3 +201,35 @@ fn an_interrupted_deletion_is_finished_by_the_next_pass() {
     assert_eq!(log.delete_segment(target.segno, &record_for(&target, 0)).unwrap(), index);
     assert!(!b.exists(&seg));
 }
+
+/// A reopened writer whose newest checkpoint is older than its last entry writes the
+/// recovery anchor for a deletion; the log must open again afterwards (the anchor once
+/// recorded the recovered size against the older checkpoint, and the next open refused
+/// it as a missing checkpoint).
+#[test]
+fn a_deletion_after_reopening_past_the_newest_checkpoint_leaves_a_log_that_opens() {
+    let (b, log) = build();
+    drop(log);
+    let mut log = open(&b);
+    log.append(&[NewEntry { stream: "b", format: 1, payload: b"{\"after\":\"the checkpoint\"}" }]).unwrap();
+    drop(log);
+    let mut log = open(&b);
+    let covered = log.newest_checkpoint().unwrap().tree_size;
+    assert!(log.tree_size() > covered, "the last entry is past the newest checkpoint");
+    // Stream `a`'s last segment is still open, its window over: deleting it seals it
+    // in a new recovery anchor.
+    let summaries = segment_summaries(&log.reader()).unwrap();
+    let target = summaries.into_iter().filter(|s| s.stream == "a").last().unwrap();
+    assert!(target.open, "the target segment is still open");
+    log.delete_segment(target.segno, &record_for(&target, 0)).unwrap();
+    drop(log);
+    let log = Log::open_backend(
+        Arc::new(b.clone()),
+        ORIGIN,
+        NoteSigner::from_seed(ORIGIN, &[5; 32]).unwrap(),
+        LogOptions { segment_window_ns: WINDOW_NS, ..LogOptions::default() },
+    )
+    .expect("the log opens after a deletion written by a reopened writer");
+    let report = verify(&log.reader(), &VerifyOptions::default()).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
