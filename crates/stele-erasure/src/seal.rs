@@ -12,7 +12,7 @@ use stele_formats::sealed::{
 };
 
 use crate::ErasureError;
-use crate::crypto::{DataKey, MasterKey, WrappedKey, next_nonce, random};
+use crate::crypto::{DataKey, MasterKey, WrappedKey, random};
 use crate::keystore::KeyStore;
 use crate::rules::SealingRule;
 
@@ -308,6 +308,7 @@ impl Sealer {
         out.extend_from_slice(&key_id);
         out.resize(body_at, 0);
         let mut scratch = Vec::new();
+        let mut values = dk.event_sealer();
         let mut at = 0;
         for (i, (s, e)) in outer.iter().enumerate() {
             out.extend_from_slice(&payload[at..*s]);
@@ -326,7 +327,7 @@ impl Sealer {
                 None => dk.token_into(&token_text(value), &mut out),
             }
             out.push(b':');
-            dk.seal_into(&key_id, i as u16, value, &next_nonce()?, &mut scratch, &mut out)?;
+            values.seal_into(&key_id, i as u16, value, &mut scratch, &mut out)?;
             out.push(b'"');
             if first.is_some() {
                 out.push(b']');
