@@ -161,7 +161,27 @@ pub struct Sealed {
     pub format: u8,
     /// The envelope.
     pub payload: Vec<u8>,
+    /// The index of the rule that sealed it.
+    pub rule: usize,
+    /// The sealed values, in span order ([`Sealer::replaced`]).
+    pub values: Vec<SealedValue>,
 }
+
+/// One value a [`Sealed`] payload holds sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedValue {
+    /// The index of its pointer among the rule's subject (0) and fields; `None` for
+    /// a whole event sealed because a member was named twice on a sealed field's way.
+    pub pointer: Option<usize>,
+    /// It was a non-empty array, stored as a one-element array.
+    pub array: bool,
+    /// The byte range of its sealed string's text (`stele:sealed:v1:TOKEN:BOX`) in
+    /// the payload.
+    pub text: (usize, usize),
+}
+
+/// A byte range of an event, and the index of the pointer that found it.
+type Found = ((usize, usize), Option<usize>);
 
 /// The text a blind token is computed over: a JSON string's decoded value, else the
 /// value's raw JSON text.
@@ -259,7 +279,7 @@ impl Sealer {
         // No subject value: the fields are sealed under the rule's fixed subject, if it
         // has one and the event has any of them.
         let default = rule.subject_default.as_ref().map(|d| Cow::Borrowed(d.as_bytes()));
-        let (subject, mut spans): (Cow<'_, [u8]>, Vec<(usize, usize)>) = match duplicate {
+        let (subject, mut spans): (Cow<'_, [u8]>, Vec<Found>) = match duplicate {
             // A member named twice on a sealed field's way: readers of the JSON take
             // the last, the pointer walk the first. The whole event is sealed, under
             // the subject a reader sees (else the first one found, else the fixed one).
@@ -272,7 +292,7 @@ impl Sealer {
                     })
                 });
                 match read.map(Cow::Owned).or(first_subject).or(default) {
-                    Some(subject) => (subject, vec![whole]),
+                    Some(subject) => (subject, vec![(whole, None)]),
                     None => return Ok(None),
                 }
             }
@@ -282,16 +302,16 @@ impl Sealer {
                     (None, Some(default)) if found[1..].iter().any(Option::is_some) => default,
                     (None, _) => return Ok(None),
                 };
-                (subject, found.into_iter().flatten().collect())
+                (subject, found.into_iter().enumerate().filter_map(|(i, f)| f.map(|f| (f, Some(i)))).collect())
             }
         };
         let subject = String::from_utf8_lossy(&subject);
         // JSON values are nested or disjoint: keep the outermost of nested ones.
-        spans.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
-        let mut outer: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
-        for (s, e) in spans {
-            if outer.last().is_none_or(|&(_, le)| s >= le) {
-                outer.push((s, e));
+        spans.sort_by_key(|&((s, e), _)| (s, std::cmp::Reverse(e)));
+        let mut outer: Vec<Found> = Vec::with_capacity(spans.len());
+        for (span, pointer) in spans {
+            if outer.last().is_none_or(|&((_, le), _)| span.0 >= le) {
+                outer.push((span, pointer));
             }
         }
         outer.truncate(MAX_SPANS);
@@ -308,9 +328,10 @@ impl Sealer {
         out.extend_from_slice(&key_id);
         out.resize(body_at, 0);
         let mut scratch = Vec::new();
-        let mut values = dk.event_sealer();
+        let mut boxes = dk.event_sealer();
         let mut at = 0;
-        for (i, (s, e)) in outer.iter().enumerate() {
+        let mut values = Vec::with_capacity(outer.len());
+        for (i, ((s, e), pointer)) in outer.iter().enumerate() {
             out.extend_from_slice(&payload[at..*s]);
             let value = &payload[*s..*e];
             // A non-empty array is stored as a one-element array whose token is that
@@ -322,12 +343,14 @@ impl Sealer {
                 out.push(b'[');
             }
             out.extend_from_slice(VALUE_PREFIX.as_bytes());
+            let text_start = out.len() - (VALUE_PREFIX.len() - 1);
             match first {
                 Some((fs, fe)) => dk.token_into(&token_text(&value[fs..fe]), &mut out),
                 None => dk.token_into(&token_text(value), &mut out),
             }
             out.push(b':');
-            values.seal_into(&key_id, i as u16, value, &mut scratch, &mut out)?;
+            boxes.seal_into(&key_id, i as u16, value, &mut scratch, &mut out)?;
+            values.push(SealedValue { pointer: *pointer, array: first.is_some(), text: (text_start, out.len()) });
             out.push(b'"');
             if first.is_some() {
                 out.push(b']');
@@ -338,7 +361,25 @@ impl Sealer {
             at = *e;
         }
         out.extend_from_slice(&payload[at..]);
-        Ok(Some(Sealed { format: code | SEALED_FLAG, payload: out }))
+        Ok(Some(Sealed { format: code | SEALED_FLAG, payload: out, rule: ri, values }))
+    }
+
+    /// The values `sealed` (made by this sealer) replaced, for
+    /// [`stele_formats::Normalizer::sealed_fields`]; `None` when the whole event was
+    /// sealed.
+    pub fn replaced<'a>(&'a self, sealed: &'a Sealed) -> Option<Vec<stele_formats::Replaced<'a>>> {
+        let pointers = self.pointers.get(sealed.rule)?;
+        sealed
+            .values
+            .iter()
+            .map(|v| {
+                Some(stele_formats::Replaced {
+                    pointer: pointers.get(v.pointer?)?,
+                    array: v.array,
+                    text: std::str::from_utf8(sealed.payload.get(v.text.0..v.text.1)?).ok()?,
+                })
+            })
+            .collect()
     }
 
     /// Makes the keys and use records of every sealed payload durable; must return

@@ -131,6 +131,16 @@ pub(crate) struct Slot {
     prio: u16,
 }
 
+impl Slot {
+    pub(crate) fn field(&self) -> usize {
+        usize::from(self.field)
+    }
+
+    pub(crate) fn prio(&self) -> u16 {
+        self.prio
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Node {
     /// (reference token, child node, the token as an array index if it is one).
@@ -338,6 +348,21 @@ impl<'a> Captures<'a> {
 
     pub(crate) fn str(&self, field: usize) -> Option<&str> {
         self.get(field).and_then(Scalar::as_str)
+    }
+
+    /// The winning value of `field` with its pointer's priority.
+    pub(crate) fn get_with_prio(&self, field: usize) -> Option<(u16, &Scalar<'a>)> {
+        self.best[field].as_ref().map(|(p, s)| (*p, s))
+    }
+
+    /// Every field that holds a value: field, priority, value.
+    pub(crate) fn winners(&self) -> impl Iterator<Item = (usize, u16, &Scalar<'a>)> + '_ {
+        self.best.iter().enumerate().filter_map(|(f, b)| b.as_ref().map(|(p, s)| (f, *p, s)))
+    }
+
+    /// Sets (or clears) the winner of `field`.
+    pub(crate) fn set(&mut self, field: usize, winner: Option<(u16, Scalar<'a>)>) {
+        self.best[field] = winner;
     }
 
     pub(crate) fn put(&mut self, slots: &[Slot], v: &Scalar<'a>) {

@@ -190,6 +190,8 @@ impl Default for FieldPointers {
 pub struct Normalizer {
     pointers: FieldPointers,
     trie: Trie,
+    /// Per capture field, the priorities of its pointers in the trie.
+    prios: Vec<Vec<u16>>,
 }
 
 impl Normalizer {
@@ -212,11 +214,22 @@ impl Normalizer {
                 trie.add(p, f, prio);
             }
         }
-        Normalizer { pointers: pointers.clone(), trie }
+        let mut prios = vec![Vec::new(); field::COUNT];
+        for node in &trie.nodes {
+            for s in &node.slots {
+                prios[s.field()].push(s.prio());
+            }
+        }
+        Normalizer { pointers: pointers.clone(), trie, prios }
     }
 
     pub(crate) fn trie(&self) -> &Trie {
         &self.trie
+    }
+
+    /// The priorities of `field`'s pointers.
+    pub(crate) fn field_prios(&self, field: usize) -> &[u16] {
+        &self.prios[field]
     }
 
     /// The index fields of a stored payload whose leaf records format `code`: the
@@ -381,6 +394,45 @@ pub(crate) fn fields_into(caps: &Captures<'_>, format: EventFormat, bytes: &[u8]
         EventFormat::Auditd => *out = Normalized::default(),
         // Never reached: `resolve_format` refuses an OTLP hint for a JSON object.
         EventFormat::OtlpLog => {}
+    }
+}
+
+/// The capture fields [`resolve_format`] (with `format` as the hint) and
+/// [`fields_into`] read for `format`, when they read nothing but captures; `None` for
+/// the formats read through `serde_json` or not JSON. Keep in step with
+/// `k8s_fields`, `aks_fields`, `generic_fields` and [`Captures::k8s_class`].
+pub(crate) fn capture_fields_read(format: EventFormat) -> Option<&'static [usize]> {
+    const K8S: [usize; 14] = [
+        field::KIND,
+        field::API_VERSION,
+        field::VERB,
+        field::USERNAME,
+        field::OBJ_NAMESPACE,
+        field::OBJ_RESOURCE,
+        field::OBJ_NAME,
+        field::OBJ_SUBRESOURCE,
+        field::RESPONSE_CODE,
+        field::STAGE_TS,
+        field::RECEIVED_TS,
+        field::AUDIT_ID,
+        field::SOURCE_IP,
+        field::AKS_LOG,
+    ];
+    const GENERIC: [usize; 9] = [
+        field::TIME,
+        field::ACTOR,
+        field::ACTION,
+        field::RESOURCE,
+        field::OUTCOME,
+        field::FAILURE_IF_PRESENT,
+        field::GEN_SOURCE_IP,
+        field::GEN_REQUEST_ID,
+        field::GEN_PRODUCER,
+    ];
+    match format {
+        EventFormat::KubernetesAudit => Some(&K8S),
+        EventFormat::Json => Some(&GENERIC),
+        _ => None,
     }
 }
 

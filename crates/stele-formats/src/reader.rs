@@ -4,6 +4,7 @@ use std::io::{self, BufRead};
 
 use memchr::memchr;
 
+use crate::derive::CaptureRecord;
 use crate::error::{FormatError, InvalidReason, Location};
 use crate::json::{self, K8sClass, Trie};
 use crate::normalize::{Normalized, Normalizer};
@@ -39,6 +40,9 @@ pub struct Batch {
     /// earlier batches so that their strings' allocations are reused.
     normalized: Vec<Normalized>,
     normalized_len: usize,
+    /// As `normalized`, for readers that keep capture records.
+    records: Vec<CaptureRecord>,
+    records_len: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +79,7 @@ impl Batch {
         self.data.clear();
         self.events.clear();
         self.normalized_len = 0;
+        self.records_len = 0;
     }
 
     /// Appends a copy of `event`.
@@ -97,6 +102,22 @@ impl Batch {
     /// filled the batch normalizes ([`EventReader::with_normalizer`]).
     pub fn normalized(&self, i: usize) -> Option<&Normalized> {
         self.normalized[..self.normalized_len].get(i)
+    }
+
+    /// The capture record of the `i`-th event, when the reader that filled the
+    /// batch keeps them ([`EventReader::with_capture_records`]); empty for events
+    /// not parsed as JSON.
+    pub fn capture_record(&self, i: usize) -> Option<&CaptureRecord> {
+        self.records[..self.records_len].get(i)
+    }
+
+    /// Appends a capture record, swapping it with a kept one as for normalized fields.
+    fn push_record(&mut self, r: &mut CaptureRecord) {
+        match self.records.get_mut(self.records_len) {
+            Some(slot) => std::mem::swap(slot, r),
+            None => self.records.push(std::mem::take(r)),
+        }
+        self.records_len += 1;
     }
 
     /// Appends normalized fields, swapping them with a kept entry so that the
@@ -283,6 +304,9 @@ pub struct EventReader<R> {
     /// (kept otherwise, so that their allocations are reused).
     normalized: Normalized,
     has_normalized: bool,
+    /// The capture record of the last event, when `keep_records`.
+    record: CaptureRecord,
+    keep_records: bool,
 
     buf: Vec<u8>,
     /// Stream offset of `buf[0]`.
@@ -332,6 +356,8 @@ impl<R: BufRead> EventReader<R> {
             },
             normalized: Normalized::default(),
             has_normalized: false,
+            record: CaptureRecord::default(),
+            keep_records: false,
             buf: Vec::new(),
             base: 0,
             pos: 0,
@@ -356,6 +382,15 @@ impl<R: BufRead> EventReader<R> {
     /// [`Batch::normalized`].
     pub fn with_normalizer(mut self, normalizer: Normalizer) -> EventReader<R> {
         self.cls.normalizer = Some(normalizer);
+        self
+    }
+
+    /// Makes the reader (which must have a normalizer) also keep each event's
+    /// [`CaptureRecord`] ([`Batch::capture_record`]), from which
+    /// [`Normalizer::sealed_fields`] derives the index fields of the event's sealed
+    /// form without parsing it.
+    pub fn with_capture_records(mut self) -> EventReader<R> {
+        self.keep_records = true;
         self
     }
 
@@ -411,6 +446,9 @@ impl<R: BufRead> EventReader<R> {
             if self.has_normalized {
                 self.has_normalized = false;
                 out.push_normalized(&mut self.normalized);
+                if self.keep_records {
+                    out.push_record(&mut self.record);
+                }
             }
         }
         Ok(out.len())
@@ -924,6 +962,7 @@ impl<R: BufRead> EventReader<R> {
                     Grouped::Event { bytes, line, offset } => {
                         let location = Location { line, byte_offset: offset };
                         self.has_normalized = false;
+                        self.record = CaptureRecord::default();
                         if self.cls.normalizer.is_some() {
                             self.normalized = crate::auditd::normalize(&bytes)
                                 .map_err(|reason| FormatError::InvalidEvent { location: Some(location), reason })?;
@@ -962,7 +1001,8 @@ impl<R: BufRead> EventReader<R> {
     /// Validates and classifies the event in `buf[a..b]`.
     fn finish_doc(&mut self, a: usize, b: usize, loc: Location, ctx: Ctx) -> Result<Step, FormatError> {
         self.has_normalized = false;
-        match self.cls.classify(&self.buf[a..b], ctx, &mut self.normalized) {
+        let record = if self.keep_records { Some(&mut self.record) } else { None };
+        match self.cls.classify(&self.buf[a..b], ctx, &mut self.normalized, record) {
             Ok(Some((format, fields))) => {
                 self.has_normalized = fields;
                 Ok(Step::Event(Found { src: Src::Buf, start: a, end: b, format, location: loc }))
@@ -1007,7 +1047,8 @@ impl<R: BufRead> EventReader<R> {
             return Err(FormatError::TooLarge { location, size: (b - a) as u64, limit: self.limit });
         }
         self.has_normalized = false;
-        match self.cls.classify(&self.pending.data[a..b], Ctx::Item, &mut self.normalized) {
+        let record = if self.keep_records { Some(&mut self.record) } else { None };
+        match self.cls.classify(&self.pending.data[a..b], Ctx::Item, &mut self.normalized, record) {
             Ok(r) => {
                 let (format, fields) = r.expect("items are never expanded");
                 self.has_normalized = fields;
@@ -1038,6 +1079,7 @@ impl Classifier {
         bytes: &[u8],
         ctx: Ctx,
         fields: &mut Normalized,
+        record: Option<&mut CaptureRecord>,
     ) -> Result<Option<(EventFormat, bool)>, InvalidReason> {
         let trie = match &self.normalizer {
             Some(n) => n.trie(),
@@ -1060,6 +1102,9 @@ impl Classifier {
         }
         if self.normalizer.is_some() {
             crate::normalize::fields_into(&caps, format, bytes, fields);
+            if let Some(r) = record {
+                r.fill(&caps, bytes);
+            }
         }
         Ok(Some((format, self.normalizer.is_some())))
     }

@@ -219,6 +219,11 @@ impl Pointer {
         let rest = pointer.strip_prefix('/')?;
         Some(Pointer(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect()))
     }
+
+    /// The unescaped reference tokens; empty for the root pointer `""`.
+    pub fn tokens(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// Descends from the value at `range` of `doc` through `tokens`.

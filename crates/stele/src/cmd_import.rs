@@ -28,7 +28,8 @@ struct Piece {
     batch: Batch,
     error: Option<FormatError>,
     /// Per event, when a sealing rule applies: the sealed payload and its index
-    /// fields (normalized from the sealed body). Empty without erasure rules.
+    /// fields (derived from the event's parse, else normalized from the sealed
+    /// body). Empty without erasure rules.
     sealed: Vec<Option<(Sealed, Normalized)>>,
     /// Sealing failed (key store, randomness): nothing of this piece is appended.
     seal_error: Option<String>,
@@ -56,10 +57,15 @@ impl SealJob {
         let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
         let now = stele_store::log::now_ns();
         piece.sealed = Vec::with_capacity(piece.batch.len());
-        for e in piece.batch.iter() {
+        for (i, e) in piece.batch.iter().enumerate() {
             let sealed = sealer.seal(&self.stream, e.format.code(), e.bytes, now)?;
             piece.sealed.push(sealed.map(|s| {
-                let fields = crate::cmd_erase::sealed_fields(&self.normalizer, &s);
+                // From the parse the reader already made, when that is exact.
+                let derived =
+                    piece.batch.capture_record(i).zip(sealer.replaced(&s)).and_then(|(record, replaced)| {
+                        self.normalizer.sealed_fields(e.bytes, e.format, record, &replaced)
+                    });
+                let fields = derived.unwrap_or_else(|| crate::cmd_erase::sealed_fields(&self.normalizer, &s));
                 (s, fields)
             }));
         }
@@ -283,7 +289,8 @@ fn spawn_parsers(
     let (tx, rx) = mpsc::sync_channel::<Piece>(2);
     if !is_line_mode(fmt, &mut *input)? {
         let h = std::thread::spawn(move || {
-            let mut reader = EventReader::new(input, fmt, max_entry).with_normalizer(normalizer);
+            let reader = EventReader::new(input, fmt, max_entry).with_normalizer(normalizer);
+            let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
             loop {
                 let mut batch = Batch::new();
                 let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut batch) {
@@ -322,8 +329,9 @@ fn spawn_parsers(
         let seal_job = seal_job.clone();
         handles.push(std::thread::spawn(move || {
             for (block, base_line, base_offset) in brx {
-                let mut reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
+                let reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
                     .with_normalizer(normalizer.clone());
+                let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
                 let mut pieces = Vec::new();
                 loop {
                     let mut batch = Batch::new();

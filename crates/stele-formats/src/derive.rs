@@ -1,0 +1,226 @@
+//! The index fields of a sealed event, derived from the one parse of the event it
+//! was sealed from instead of a second parse of the sealed body.
+//!
+//! Sealing (docs/format.md, "Sealed entries") replaces the value at each sealed
+//! pointer by a JSON string (a non-empty array by a one-element array holding that
+//! string) and changes nothing else. So the captures a parse of the sealed body would
+//! make differ from the event's only at trie pointers at or under a sealed pointer:
+//! those lose their value, except the one the replacement string now stands at. From
+//! each field's winning pointer in the event's parse ([`CaptureRecord`]) the winner
+//! in the sealed body follows, except when a winner under a sealed pointer is lost
+//! and a lower-priority pointer that sealing did not touch could take its place: its
+//! value was never recorded, and [`Normalizer::sealed_fields`] answers `None` so that
+//! the caller parses the sealed body ([`Normalizer::stored_fields`]) instead.
+
+use std::borrow::Cow;
+
+use crate::EventFormat;
+use crate::json::{Captures, Scalar, field};
+use crate::normalize::{Normalized, Normalizer, fields_into, resolve_format};
+use crate::sealed::Pointer;
+
+/// A captured scalar kept past its parse: a string as the byte range of the event
+/// it was read from, or owned when it had escapes.
+#[derive(Debug, Clone, PartialEq)]
+enum Kept {
+    Span(u32, u32),
+    Owned(Box<str>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+/// What one parse of an event captured: per field, the priority of the pointer that
+/// won and its value. Filled by [`Normalizer::parse_recording`] or by an
+/// [`crate::EventReader`] made with [`crate::EventReader::with_capture_records`], and
+/// read by [`Normalizer::sealed_fields`] with the same event bytes and normalizer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaptureRecord {
+    winners: Vec<(u8, u16, Kept)>,
+}
+
+impl CaptureRecord {
+    /// Records `caps`, parsed from `bytes`.
+    pub(crate) fn fill(&mut self, caps: &Captures<'_>, bytes: &[u8]) {
+        self.winners.clear();
+        let base = bytes.as_ptr() as usize;
+        for (f, prio, v) in caps.winners() {
+            let kept = match v {
+                Scalar::Str(Cow::Borrowed(s)) => {
+                    let at = (s.as_ptr() as usize).wrapping_sub(base);
+                    match (u32::try_from(at), u32::try_from(at + s.len())) {
+                        (Ok(a), Ok(e)) if at + s.len() <= bytes.len() => Kept::Span(a, e),
+                        _ => Kept::Owned((*s).into()),
+                    }
+                }
+                Scalar::Str(Cow::Owned(s)) => Kept::Owned(s.as_str().into()),
+                Scalar::U64(n) => Kept::U64(*n),
+                Scalar::I64(n) => Kept::I64(*n),
+                Scalar::F64(x) => Kept::F64(*x),
+                Scalar::Bool(b) => Kept::Bool(*b),
+            };
+            self.winners.push((u8::try_from(f).expect("field index fits u8"), prio, kept));
+        }
+    }
+
+    /// The captures again, borrowing from `bytes`; `None` when a recorded range is
+    /// not a string of `bytes` (another event's record).
+    fn captures<'a>(&'a self, bytes: &'a [u8]) -> Option<Captures<'a>> {
+        let mut caps = Captures::new();
+        for (f, prio, kept) in &self.winners {
+            let v = match kept {
+                Kept::Span(a, e) => {
+                    Scalar::Str(Cow::Borrowed(std::str::from_utf8(bytes.get(*a as usize..*e as usize)?).ok()?))
+                }
+                Kept::Owned(s) => Scalar::Str(Cow::Borrowed(s)),
+                Kept::U64(n) => Scalar::U64(*n),
+                Kept::I64(n) => Scalar::I64(*n),
+                Kept::F64(x) => Scalar::F64(*x),
+                Kept::Bool(b) => Scalar::Bool(*b),
+            };
+            caps.set(usize::from(*f), Some((*prio, v)));
+        }
+        Some(caps)
+    }
+}
+
+/// One value sealing replaced in an event.
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced<'a> {
+    /// The pointer the value was found at.
+    pub pointer: &'a Pointer,
+    /// The value was a non-empty array, stored as a one-element array holding the
+    /// sealed string.
+    pub array: bool,
+    /// The sealed string's text, without quotes: `stele:sealed:v1:TOKEN:BOX`.
+    pub text: &'a str,
+}
+
+impl Normalizer {
+    /// [`Normalizer::parse`], also recording the captures into `record` for
+    /// [`Normalizer::sealed_fields`] (left empty for formats not parsed as JSON).
+    ///
+    /// # Errors
+    /// As [`Normalizer::parse`].
+    pub fn parse_recording(
+        &self,
+        bytes: &[u8],
+        format_hint: Option<EventFormat>,
+        record: &mut CaptureRecord,
+    ) -> Result<(EventFormat, Normalized), crate::FormatError> {
+        record.winners.clear();
+        if matches!(format_hint, Some(EventFormat::Syslog | EventFormat::OtlpLog | EventFormat::Auditd)) {
+            return self.parse(bytes, format_hint);
+        }
+        let caps = crate::json::parse(bytes, self.trie())
+            .map_err(|reason| crate::FormatError::InvalidEvent { location: None, reason })?;
+        let format = resolve_format(&caps, format_hint)
+            .map_err(|reason| crate::FormatError::InvalidEvent { location: None, reason })?;
+        record.fill(&caps, bytes);
+        Ok((format, crate::normalize::fields(&caps, format, bytes)))
+    }
+
+    /// The index fields of the sealed form of `event` (a stored entry of `format` whose
+    /// values `replaced` were sealed), from `record`, this normalizer's captures of
+    /// `event`: the same as [`Normalizer::stored_fields`] of the sealed payload,
+    /// without parsing it.
+    ///
+    /// `None` when they cannot be derived exactly: a format read through a second
+    /// parser (CloudTrail, GCP audit, OCSF) or not JSON, the whole event sealed, a record that is
+    /// not of `event`, or a field whose winning pointer was sealed away while a
+    /// pointer of lower priority that sealing left alone could take its place. The
+    /// caller then uses [`Normalizer::stored_fields`].
+    pub fn sealed_fields(
+        &self,
+        event: &[u8],
+        format: EventFormat,
+        record: &CaptureRecord,
+        replaced: &[Replaced<'_>],
+    ) -> Option<Normalized> {
+        let read = crate::normalize::capture_fields_read(format)?;
+        if replaced.iter().any(|r| r.pointer.tokens().is_empty()) {
+            return None;
+        }
+        let mut caps = record.captures(event)?;
+        // (field, priority, the value it holds in the sealed body, if any) for every
+        // trie pointer at or under a sealed pointer.
+        let mut touched: Vec<(usize, u16, Option<&str>)> = Vec::new();
+        let trie = self.trie();
+        for r in replaced {
+            let mut node = 0usize;
+            let mut found = true;
+            for t in r.pointer.tokens() {
+                match trie.nodes[node].child(t.as_bytes()) {
+                    Some(n) => node = n,
+                    None => {
+                        found = false;
+                        break;
+                    }
+                }
+            }
+            if !found {
+                continue;
+            }
+            let first = if r.array { trie.nodes[node].child(b"0") } else { None };
+            let mut stack = vec![node];
+            while let Some(n) = stack.pop() {
+                let holds = if r.array { Some(n) == first } else { n == node };
+                for s in &trie.nodes[n].slots {
+                    touched.push((s.field(), s.prio(), holds.then_some(r.text)));
+                }
+                stack.extend(trie.nodes[n].children.iter().map(|(_, c, _)| *c as usize));
+            }
+        }
+        if touched.is_empty() {
+            let mut out = Normalized::default();
+            finish(&caps, format, event, &mut out);
+            return Some(out);
+        }
+        // Fields the format does not read are left as they are.
+        let fields: std::collections::BTreeSet<usize> =
+            touched.iter().map(|t| t.0).filter(|f| read.contains(f)).collect();
+        for f in fields {
+            let is_touched = |p: u16| touched.iter().any(|t| t.0 == f && t.1 == p);
+            let best_new =
+                touched.iter().filter(|t| t.0 == f).filter_map(|t| t.2.map(|v| (t.1, v))).min_by_key(|t| t.0);
+            let winner = caps.get_with_prio(f).map(|(p, _)| p);
+            let new = match winner {
+                Some(p) if !is_touched(p) => match best_new {
+                    Some((bp, v)) if bp < p => Some((bp, v)),
+                    _ => continue,
+                },
+                // The winner's pointer was sealed: the replacement string wins if it
+                // stands at it or before it. Else a pointer of lower priority that
+                // sealing left alone may hold a value this record does not have.
+                Some(p) => match best_new {
+                    Some((bp, v)) if bp <= p => Some((bp, v)),
+                    _ => {
+                        let limit = best_new.map_or(u16::MAX, |(bp, _)| bp);
+                        if self.field_prios(f).iter().any(|&q| q > p && q < limit && !is_touched(q)) {
+                            return None;
+                        }
+                        best_new
+                    }
+                },
+                None => best_new,
+            };
+            caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
+        }
+        let mut out = Normalized::default();
+        finish(&caps, format, event, &mut out);
+        Some(out)
+    }
+}
+
+/// As [`Normalizer::stored_fields`] ends: the format check of the hint, the fields,
+/// sealed values kept as their index form.
+fn finish(caps: &Captures<'_>, format: EventFormat, event: &[u8], out: &mut Normalized) {
+    if let Ok(format) = resolve_format(caps, Some(format)) {
+        fields_into(caps, format, event, out);
+        crate::sealed::keep_tokens(out);
+    }
+}
+
+/// Every field of the trie exists in [`field`]'s numbering.
+const _: () = assert!(field::COUNT <= u8::MAX as usize);
