@@ -271,6 +271,51 @@ impl Sealer {
     /// # Errors
     /// Key or randomness errors.
     pub fn seal(&self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
+        let (mut out, mut values) = (Vec::new(), Vec::new());
+        Ok(self.seal_append(stream, code, payload, now_ns, &mut out, &mut values)?.map(|(format, rule)| Sealed {
+            format,
+            payload: out,
+            rule,
+            values,
+        }))
+    }
+
+    /// [`Sealer::seal`], appending the sealed payload to `out` (nothing is appended
+    /// when it returns `Ok(None)` or an error) and writing its sealed values to
+    /// `values` (their text ranges relative to the payload's start), so that a batch
+    /// of payloads can share one buffer. Returns the leaf's format code and the
+    /// index of the rule that sealed it.
+    ///
+    /// # Errors
+    /// As [`Sealer::seal`].
+    pub fn seal_append(
+        &self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        now_ns: u64,
+        out: &mut Vec<u8>,
+        values: &mut Vec<SealedValue>,
+    ) -> Result<Option<(u8, usize)>, ErasureError> {
+        let base = out.len();
+        values.clear();
+        let r = self.seal_at(stream, code, payload, now_ns, out, values);
+        if !matches!(r, Ok(Some(_))) {
+            out.truncate(base);
+            values.clear();
+        }
+        r
+    }
+
+    fn seal_at(
+        &self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        now_ns: u64,
+        out: &mut Vec<u8>,
+        values: &mut Vec<SealedValue>,
+    ) -> Result<Option<(u8, usize)>, ErasureError> {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let (found, duplicate) = find_pointers_checked(payload, &self.pointers[ri]);
@@ -318,9 +363,10 @@ impl Sealer {
         let (key_id, dk) = self.key_for(&subject, stream, now_ns)?;
         // The envelope is written in place (docs/format.md, "Sealed entries"): header,
         // a span table filled in at the end, then the body.
-        let table_at = FIXED_LEN;
-        let body_at = FIXED_LEN + 8 * outer.len();
-        let mut out = Vec::with_capacity(body_at + payload.len() + SEALED_VALUE_BYTES * outer.len());
+        let base = out.len();
+        let table_at = base + FIXED_LEN;
+        let body_at = table_at + 8 * outer.len();
+        out.reserve(body_at - base + payload.len() + SEALED_VALUE_BYTES * outer.len());
         out.extend_from_slice(MAGIC);
         out.push(ENVELOPE_VERSION);
         out.push(0);
@@ -330,7 +376,6 @@ impl Sealer {
         let mut scratch = Vec::new();
         let mut boxes = dk.event_sealer();
         let mut at = 0;
-        let mut values = Vec::with_capacity(outer.len());
         for (i, ((s, e), pointer)) in outer.iter().enumerate() {
             out.extend_from_slice(&payload[at..*s]);
             let value = &payload[*s..*e];
@@ -345,12 +390,16 @@ impl Sealer {
             out.extend_from_slice(VALUE_PREFIX.as_bytes());
             let text_start = out.len() - (VALUE_PREFIX.len() - 1);
             match first {
-                Some((fs, fe)) => dk.token_into(&token_text(&value[fs..fe]), &mut out),
-                None => dk.token_into(&token_text(value), &mut out),
+                Some((fs, fe)) => dk.token_into(&token_text(&value[fs..fe]), out),
+                None => dk.token_into(&token_text(value), out),
             }
             out.push(b':');
-            boxes.seal_into(&key_id, i as u16, value, &mut scratch, &mut out)?;
-            values.push(SealedValue { pointer: *pointer, array: first.is_some(), text: (text_start, out.len()) });
+            boxes.seal_into(&key_id, i as u16, value, &mut scratch, out)?;
+            values.push(SealedValue {
+                pointer: *pointer,
+                array: first.is_some(),
+                text: (text_start - base, out.len() - base),
+            });
             out.push(b'"');
             if first.is_some() {
                 out.push(b']');
@@ -361,25 +410,43 @@ impl Sealer {
             at = *e;
         }
         out.extend_from_slice(&payload[at..]);
-        Ok(Some(Sealed { format: code | SEALED_FLAG, payload: out, rule: ri, values }))
+        Ok(Some((code | SEALED_FLAG, ri)))
     }
 
     /// The values `sealed` (made by this sealer) replaced, for
     /// [`stele_formats::Normalizer::sealed_fields`]; `None` when the whole event was
     /// sealed.
     pub fn replaced<'a>(&'a self, sealed: &'a Sealed) -> Option<Vec<stele_formats::Replaced<'a>>> {
-        let pointers = self.pointers.get(sealed.rule)?;
-        sealed
-            .values
+        self.replaced_in(sealed.rule, &sealed.values, &sealed.payload)
+    }
+
+    /// [`Sealer::replaced`] for a payload of [`Sealer::seal_append`]: the rule index
+    /// and values it returned, and the payload's bytes.
+    pub fn replaced_in<'a>(
+        &'a self,
+        rule: usize,
+        values: &[SealedValue],
+        payload: &'a [u8],
+    ) -> Option<Vec<stele_formats::Replaced<'a>>> {
+        let pointers = self.pointers.get(rule)?;
+        values
             .iter()
             .map(|v| {
                 Some(stele_formats::Replaced {
                     pointer: pointers.get(v.pointer?)?,
                     array: v.array,
-                    text: std::str::from_utf8(sealed.payload.get(v.text.0..v.text.1)?).ok()?,
+                    text: std::str::from_utf8(payload.get(v.text.0..v.text.1)?).ok()?,
                 })
             })
             .collect()
+    }
+
+    /// Whether keys or use records made by sealing wait for [`Sealer::sync`]. When
+    /// false, every payload sealed so far uses only durable keys, and a writer need
+    /// not take the sealer away from the threads sealing to sync it.
+    pub fn needs_sync(&self) -> bool {
+        let fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        !fresh.keys.is_empty() || !fresh.uses.is_empty()
     }
 
     /// Makes the keys and use records of every sealed payload durable; must return

@@ -46,10 +46,21 @@ fn rule(subject: &str, fields: &[&str]) -> SealingRule {
 /// when the event is not sealed or not JSON.
 fn check(normalizer: &Normalizer, sealer: &Sealer, event: &[u8], hint: Option<EventFormat>) -> Option<bool> {
     let mut record = CaptureRecord::default();
-    let (format, _) = normalizer.parse_recording(event, hint, &mut record).ok()?;
+    let (format, plain) = normalizer.parse_recording(event, hint, &mut record).ok()?;
     let sealed = sealer.seal("s", format.code(), event, 0).unwrap()?;
     let reference = normalizer.stored_fields(sealed.format, &sealed.payload);
-    let derived = sealer.replaced(&sealed).and_then(|r| normalizer.sealed_fields(event, format, &record, &r));
+    let replaced = sealer.replaced(&sealed);
+    let derived = replaced.as_ref().and_then(|r| normalizer.sealed_fields(event, format, &record, r));
+    // The update of the event's own fields (what `stele import` does) agrees.
+    let mut updated = plain.clone();
+    let was_updated =
+        replaced.as_ref().is_some_and(|r| normalizer.sealed_fields_update(event, format, &record, r, &mut updated));
+    assert_eq!(was_updated, derived.is_some());
+    if was_updated {
+        assert_eq!(updated, reference, "updated fields differ for {:?}", String::from_utf8_lossy(event));
+    } else {
+        assert_eq!(updated, plain, "a declined update changed the fields");
+    }
     if let Some(d) = &derived {
         assert_eq!(
             d,

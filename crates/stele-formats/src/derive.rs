@@ -64,6 +64,16 @@ impl CaptureRecord {
         }
     }
 
+    /// Whether `field` holds a value.
+    fn has(&self, field: usize) -> bool {
+        self.winners.iter().any(|(f, _, _)| usize::from(*f) == field)
+    }
+
+    /// The priority of `field`'s winning pointer.
+    fn winner_prio(&self, field: usize) -> Option<u16> {
+        self.winners.iter().find(|(f, _, _)| usize::from(*f) == field).map(|(_, p, _)| *p)
+    }
+
     /// The captures again, borrowing from `bytes`; `None` when a recorded range is
     /// not a string of `bytes` (another event's record).
     fn captures<'a>(&'a self, bytes: &'a [u8]) -> Option<Captures<'a>> {
@@ -84,6 +94,13 @@ impl CaptureRecord {
         Some(caps)
     }
 }
+
+/// The normalized field a capture field is copied to unchanged.
+type FieldSlot = fn(&mut Normalized) -> &mut Option<String>;
+
+/// A capture field and its winner after sealing (priority and string), `None` when
+/// it loses its value.
+type Change<'r> = (usize, Option<(u16, &'r str)>);
 
 /// One value sealing replaced in an event.
 #[derive(Debug, Clone, Copy)]
@@ -138,14 +155,101 @@ impl Normalizer {
         record: &CaptureRecord,
         replaced: &[Replaced<'_>],
     ) -> Option<Normalized> {
+        let mut out = Normalized::default();
+        self.sealed_fields_into(event, format, record, replaced, &mut out).then_some(out)
+    }
+
+    /// [`Normalizer::sealed_fields`] written over `out` (reusing the allocations of
+    /// its strings): true when derived, false (and `out` unchanged) when not.
+    pub fn sealed_fields_into(
+        &self,
+        event: &[u8],
+        format: EventFormat,
+        record: &CaptureRecord,
+        replaced: &[Replaced<'_>],
+        out: &mut Normalized,
+    ) -> bool {
+        let Some(changes) = self.changes(format, record, replaced) else { return false };
+        let Some(mut caps) = record.captures(event) else { return false };
+        for (f, new) in changes {
+            caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
+        }
+        finish(&caps, format, event, out);
+        true
+    }
+
+    /// [`Normalizer::sealed_fields`] as an update of `fields`, which must hold this
+    /// normalizer's fields of `event` (from the parse `record` was made in): only
+    /// the fields sealing changes are rewritten when they map one to one to a
+    /// captured value, else all are derived again. True when derived, false (and
+    /// `fields` unchanged) when not.
+    pub fn sealed_fields_update(
+        &self,
+        event: &[u8],
+        format: EventFormat,
+        record: &CaptureRecord,
+        replaced: &[Replaced<'_>],
+        fields: &mut Normalized,
+    ) -> bool {
+        let Some(changes) = self.changes(format, record, replaced) else { return false };
+        let direct: &[(usize, FieldSlot)] = match format {
+            // The Kubernetes fields read straight from one string capture. Not for a
+            // wrapped (AKS) event, whose fields come from the inner event.
+            EventFormat::KubernetesAudit if !record.has(field::AKS_LOG) => &[
+                (field::USERNAME, |n| &mut n.actor),
+                (field::AUDIT_ID, |n| &mut n.request_id),
+                (field::SOURCE_IP, |n| &mut n.source_ip),
+            ],
+            EventFormat::Json => &[
+                (field::ACTOR, |n| &mut n.actor),
+                (field::ACTION, |n| &mut n.action),
+                (field::RESOURCE, |n| &mut n.resource),
+                (field::GEN_SOURCE_IP, |n| &mut n.source_ip),
+                (field::GEN_REQUEST_ID, |n| &mut n.request_id),
+                (field::GEN_PRODUCER, |n| &mut n.producer),
+            ],
+            _ => &[],
+        };
+        if changes.iter().all(|(f, _)| direct.iter().any(|(d, _)| d == f)) {
+            for (f, new) in &changes {
+                let slot = direct.iter().find(|(d, _)| d == f).map(|(_, s)| s(fields)).expect("checked above");
+                match new {
+                    Some((_, v)) => {
+                        let s = slot.get_or_insert_with(String::new);
+                        s.clear();
+                        s.push_str(v);
+                    }
+                    None => *slot = None,
+                }
+            }
+            crate::sealed::keep_tokens(fields);
+            return true;
+        }
+        let Some(mut caps) = record.captures(event) else { return false };
+        for (f, new) in changes {
+            caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
+        }
+        finish(&caps, format, event, fields);
+        true
+    }
+
+    /// The winners sealing changes among the capture fields `format` reads: each
+    /// such field with its new winner (priority and string), `None` for a field that
+    /// loses its value. `None` when they cannot be known (see
+    /// [`Normalizer::sealed_fields`]).
+    fn changes<'r>(
+        &self,
+        format: EventFormat,
+        record: &CaptureRecord,
+        replaced: &[Replaced<'r>],
+    ) -> Option<Vec<Change<'r>>> {
         let read = crate::normalize::capture_fields_read(format)?;
         if replaced.iter().any(|r| r.pointer.tokens().is_empty()) {
             return None;
         }
-        let mut caps = record.captures(event)?;
         // (field, priority, the value it holds in the sealed body, if any) for every
         // trie pointer at or under a sealed pointer.
-        let mut touched: Vec<(usize, u16, Option<&str>)> = Vec::new();
+        let mut touched: Vec<(usize, u16, Option<&'r str>)> = Vec::new();
         let trie = self.trie();
         for r in replaced {
             let mut node = 0usize;
@@ -172,20 +276,16 @@ impl Normalizer {
                 stack.extend(trie.nodes[n].children.iter().map(|(_, c, _)| *c as usize));
             }
         }
-        if touched.is_empty() {
-            let mut out = Normalized::default();
-            finish(&caps, format, event, &mut out);
-            return Some(out);
-        }
         // Fields the format does not read are left as they are.
-        let fields: std::collections::BTreeSet<usize> =
-            touched.iter().map(|t| t.0).filter(|f| read.contains(f)).collect();
+        let mut fields: Vec<usize> = touched.iter().map(|t| t.0).filter(|f| read.contains(f)).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let mut changes = Vec::with_capacity(fields.len());
         for f in fields {
             let is_touched = |p: u16| touched.iter().any(|t| t.0 == f && t.1 == p);
             let best_new =
                 touched.iter().filter(|t| t.0 == f).filter_map(|t| t.2.map(|v| (t.1, v))).min_by_key(|t| t.0);
-            let winner = caps.get_with_prio(f).map(|(p, _)| p);
-            let new = match winner {
+            let new = match record.winner_prio(f) {
                 Some(p) if !is_touched(p) => match best_new {
                     Some((bp, v)) if bp < p => Some((bp, v)),
                     _ => continue,
@@ -205,20 +305,21 @@ impl Normalizer {
                 },
                 None => best_new,
             };
-            caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
+            changes.push((f, new));
         }
-        let mut out = Normalized::default();
-        finish(&caps, format, event, &mut out);
-        Some(out)
+        Some(changes)
     }
 }
 
 /// As [`Normalizer::stored_fields`] ends: the format check of the hint, the fields,
 /// sealed values kept as their index form.
 fn finish(caps: &Captures<'_>, format: EventFormat, event: &[u8], out: &mut Normalized) {
-    if let Ok(format) = resolve_format(caps, Some(format)) {
-        fields_into(caps, format, event, out);
-        crate::sealed::keep_tokens(out);
+    match resolve_format(caps, Some(format)) {
+        Ok(format) => {
+            fields_into(caps, format, event, out);
+            crate::sealed::keep_tokens(out);
+        }
+        Err(_) => *out = Normalized::default(),
     }
 }
 

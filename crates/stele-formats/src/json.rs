@@ -350,11 +350,6 @@ impl<'a> Captures<'a> {
         self.get(field).and_then(Scalar::as_str)
     }
 
-    /// The winning value of `field` with its pointer's priority.
-    pub(crate) fn get_with_prio(&self, field: usize) -> Option<(u16, &Scalar<'a>)> {
-        self.best[field].as_ref().map(|(p, s)| (*p, s))
-    }
-
     /// Every field that holds a value: field, priority, value.
     pub(crate) fn winners(&self) -> impl Iterator<Item = (usize, u16, &Scalar<'a>)> + '_ {
         self.best.iter().enumerate().filter_map(|(f, b)| b.as_ref().map(|(p, s)| (f, *p, s)))

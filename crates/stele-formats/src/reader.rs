@@ -104,6 +104,16 @@ impl Batch {
         self.normalized[..self.normalized_len].get(i)
     }
 
+    /// The `i`-th event, its capture record (when kept) and its normalized fields,
+    /// mutably, to replace them by the fields of the form it is stored in
+    /// ([`crate::Normalizer::sealed_fields_update`]).
+    pub fn event_fields_mut(&mut self, i: usize) -> Option<(RawEvent<'_>, Option<&CaptureRecord>, &mut Normalized)> {
+        let e = self.events.get(i)?;
+        let fields = self.normalized[..self.normalized_len].get_mut(i)?;
+        let event = RawEvent { bytes: &self.data[e.start..e.end], format: e.format, location: e.location };
+        Some((event, self.records[..self.records_len].get(i), fields))
+    }
+
     /// The capture record of the `i`-th event, when the reader that filled the
     /// batch keeps them ([`EventReader::with_capture_records`]); empty for events
     /// not parsed as JSON.

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use stele_erasure::{Sealed, Sealer};
-use stele_formats::{Batch, EventReader, FormatError, InputFormat, Normalized, Normalizer};
+use stele_erasure::Sealer;
+use stele_formats::{Batch, EventReader, FormatError, InputFormat, Normalizer};
 use stele_index::Index;
 use stele_store::{Log, NewEntry, StoreError};
 
@@ -27,17 +27,20 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 struct Piece {
     batch: Batch,
     error: Option<FormatError>,
-    /// Per event, when a sealing rule applies: the sealed payload and its index
-    /// fields (derived from the event's parse, else normalized from the sealed
+    /// Per event, when a sealing rule applies: the sealed payload's leaf format code
+    /// and its byte range in `sealed_data`. Its index fields replace the event's in
+    /// the batch (derived from the event's parse, else normalized from the sealed
     /// body). Empty without erasure rules.
-    sealed: Vec<Option<(Sealed, Normalized)>>,
+    sealed: Vec<Option<(u8, (usize, usize))>>,
+    /// The sealed payloads of the batch, one after the other.
+    sealed_data: Vec<u8>,
     /// Sealing failed (key store, randomness): nothing of this piece is appended.
     seal_error: Option<String>,
 }
 
 impl Piece {
     fn new(batch: Batch, error: Option<FormatError>) -> Piece {
-        Piece { batch, error, sealed: Vec::new(), seal_error: None }
+        Piece { batch, error, sealed: Vec::new(), sealed_data: Vec::new(), seal_error: None }
     }
 }
 
@@ -57,17 +60,34 @@ impl SealJob {
         let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
         let now = stele_store::log::now_ns();
         piece.sealed = Vec::with_capacity(piece.batch.len());
-        for (i, e) in piece.batch.iter().enumerate() {
-            let sealed = sealer.seal(&self.stream, e.format.code(), e.bytes, now)?;
-            piece.sealed.push(sealed.map(|s| {
-                // From the parse the reader already made, when that is exact.
-                let derived =
-                    piece.batch.capture_record(i).zip(sealer.replaced(&s)).and_then(|(record, replaced)| {
-                        self.normalizer.sealed_fields(e.bytes, e.format, record, &replaced)
-                    });
-                let fields = derived.unwrap_or_else(|| crate::cmd_erase::sealed_fields(&self.normalizer, &s));
-                (s, fields)
-            }));
+        // One buffer for the batch's sealed payloads: one allocation, not one per
+        // event freed by another thread.
+        piece.sealed_data = Vec::with_capacity(piece.batch.data_len() + piece.batch.len() * 384);
+        let mut values = Vec::new();
+        for i in 0..piece.batch.len() {
+            let e = piece.batch.get(i).expect("index in range");
+            let start = piece.sealed_data.len();
+            let Some((format, rule)) =
+                sealer.seal_append(&self.stream, e.format.code(), e.bytes, now, &mut piece.sealed_data, &mut values)?
+            else {
+                piece.sealed.push(None);
+                continue;
+            };
+            // The index fields of the stored (sealed) form replace the event's:
+            // derived from the parse the reader already made when that is exact.
+            let payload = &piece.sealed_data[start..];
+            if let Some((e, record, fields)) = piece.batch.event_fields_mut(i) {
+                let derived = match (record, sealer.replaced_in(rule, &values, payload)) {
+                    (Some(record), Some(replaced)) => {
+                        self.normalizer.sealed_fields_update(e.bytes, e.format, record, &replaced, fields)
+                    }
+                    _ => false,
+                };
+                if !derived {
+                    *fields = self.normalizer.stored_fields(format, payload);
+                }
+            }
+            piece.sealed.push(Some((format, (start, piece.sealed_data.len()))));
         }
         Ok(())
     }
@@ -152,7 +172,11 @@ pub(crate) fn run(
             if !piece.batch.is_empty() {
                 // Personal-data fields were sealed on the parser threads; their keys
                 // are made durable before the events are appended.
-                if let Some(job) = &seal_job {
+                // Keys made since the last sync are what needs it; without any, the
+                // parser threads keep sealing instead of waiting for the write lock.
+                if let Some(job) = &seal_job
+                    && job.sealer.read().unwrap_or_else(|p| p.into_inner()).needs_sync()
+                {
                     job.sealer.write().unwrap_or_else(|p| p.into_inner()).sync()?;
                 }
                 let sealed = &piece.sealed;
@@ -161,7 +185,9 @@ pub(crate) fn run(
                     .iter()
                     .enumerate()
                     .map(|(i, e)| match sealed.get(i).and_then(Option::as_ref) {
-                        Some((s, _)) => NewEntry { stream, format: s.format, payload: &s.payload },
+                        Some((format, (s, end))) => {
+                            NewEntry { stream, format: *format, payload: &piece.sealed_data[*s..*end] }
+                        }
                         None => NewEntry { stream, format: e.format.code(), payload: e.bytes },
                     })
                     .collect();
@@ -175,10 +201,7 @@ pub(crate) fn run(
                     }
                 };
                 for (i, ix) in done.indexes.iter().enumerate() {
-                    let fields = match sealed.get(i).and_then(Option::as_ref) {
-                        Some((_, fields)) => fields.clone(),
-                        None => piece.batch.normalized(i).cloned().unwrap_or_default(),
-                    };
+                    let fields = piece.batch.normalized(i).cloned().unwrap_or_default();
                     index.add(*ix, done.received_ns, sid, fields)?;
                 }
                 first.get_or_insert(done.indexes[0]);
