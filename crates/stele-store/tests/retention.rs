@@ -219,7 +219,7 @@ fn a_deletion_after_reopening_past_the_newest_checkpoint_leaves_a_log_that_opens
     // Stream `a`'s last segment is still open, its window over: deleting it seals it
     // in a new recovery anchor.
     let summaries = segment_summaries(&log.reader()).unwrap();
-    let target = summaries.into_iter().filter(|s| s.stream == "a").last().unwrap();
+    let target = summaries.into_iter().rfind(|s| s.stream == "a").unwrap();
     assert!(target.open, "the target segment is still open");
     log.delete_segment(target.segno, &record_for(&target, 0)).unwrap();
     drop(log);
