@@ -6,40 +6,14 @@
 //! Wherever a derivation is given it must equal the reference; the Kubernetes rule
 //! `stele import` is measured with must always be derived.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use stele_erasure::{KeyStore, Keys, MasterKey, Sealer, SealingRule};
+use stele_erasure::Sealer;
 use stele_formats::{CaptureRecord, EventFormat, FieldPointers, Normalizer};
-
-fn shared_data() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if p.join("k8s-audit").is_dir() {
-        return Some(p);
-    }
-    if std::env::var("STELE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("STELE_REQUIRE_PEERS=1 but {} is missing", p.display());
-    }
-    eprintln!("skipping: ../shared not found");
-    None
-}
-
-fn sealer(dir: &Path, rules: Vec<SealingRule>) -> Sealer {
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    let keys = Keys::with(MasterKey::from_bytes(&[4; 32]), KeyStore::open(dir, true).unwrap());
-    Sealer::new(rules, keys).unwrap()
-}
-
-fn rule(subject: &str, fields: &[&str]) -> SealingRule {
-    SealingRule {
-        stream: "s".into(),
-        format: None,
-        subject: subject.into(),
-        fields: fields.iter().map(|s| s.to_string()).collect(),
-        erasure_wins: false,
-        subject_default: None,
-    }
-}
 
 /// Seals `event` and compares the derived fields with the reference. Returns
 /// `Some(true)` when derived, `Some(false)` when the derivation declined, `None`
@@ -98,15 +72,15 @@ fn derived_fields_equal_a_parse_of_the_stored_form_for_every_real_event() {
     let normalizer = Normalizer::new(&FieldPointers::default());
     let rules = [
         // The benchmark's rule (bench/import_sealing.sh).
-        rule("/user/username", &["/sourceIPs", "/impersonatedUser"]),
+        rule("s", "/user/username", &["/sourceIPs", "/impersonatedUser"]),
         // The k8s fields a query reads, and an object holding one.
-        rule("/user/username", &["/objectRef/namespace", "/verb", "/auditID", "/responseStatus"]),
-        rule("/user", &["/objectRef", "/kind"]),
+        rule("s", "/user/username", &["/objectRef/namespace", "/verb", "/auditID", "/responseStatus"]),
+        rule("s", "/user", &["/objectRef", "/kind"]),
         // Generic pointers with fallbacks behind them (actor, source address, time).
-        rule("/userIdentity/arn", &["/sourceIPAddress", "/userIdentity/principalId", "/eventTime"]),
-        rule("/actor/alternateId", &["/client/ipAddress", "/actor", "/outcome"]),
-        rule("/actor", &["/ip", "/ipAddress", "/published", "/uuid"]),
-        rule("/protoPayload/authenticationInfo/principalEmail", &["/protoPayload/requestMetadata"]),
+        rule("s", "/userIdentity/arn", &["/sourceIPAddress", "/userIdentity/principalId", "/eventTime"]),
+        rule("s", "/actor/alternateId", &["/client/ipAddress", "/actor", "/outcome"]),
+        rule("s", "/actor", &["/ip", "/ipAddress", "/published", "/uuid"]),
+        rule("s", "/protoPayload/authenticationInfo/principalEmail", &["/protoPayload/requestMetadata"]),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (i, r) in rules.into_iter().enumerate() {
@@ -222,7 +196,7 @@ proptest! {
         let normalizer = Normalizer::new(&FieldPointers::default());
         let dir = tempfile::tempdir().unwrap();
         let f: Vec<&str> = fields.iter().map(String::as_str).collect();
-        let s = sealer(dir.path(), vec![rule(&subject, &f)]);
+        let s = sealer(dir.path(), vec![rule("s", &subject, &f)]);
         let hint = if k8s { Some(EventFormat::KubernetesAudit) } else { Some(EventFormat::Json) };
         check(&normalizer, &s, event.as_bytes(), hint);
     }
@@ -311,7 +285,7 @@ proptest! {
         let normalizer = Normalizer::new(&FieldPointers::default());
         let dir = tempfile::tempdir().unwrap();
         let chosen: Vec<&str> = sealed.iter().map(|i| pointers[i % pointers.len()].as_str()).collect();
-        let s = sealer(dir.path(), vec![rule(chosen[0], &chosen[1..])]);
+        let s = sealer(dir.path(), vec![rule("s", chosen[0], &chosen[1..])]);
         let hint = if k8s { Some(EventFormat::KubernetesAudit) } else { Some(EventFormat::Json) };
         check(&normalizer, &s, &event, hint);
     }

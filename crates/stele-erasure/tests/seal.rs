@@ -3,41 +3,15 @@
 //! look like sealed values, escapes, nesting), envelopes of random bytes, and the key
 //! store's crash behaviour.
 
+mod common;
+use common::*;
+
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use stele_erasure::{KeyStore, Keys, MasterKey, SealState, Sealer, SealingRule, restore};
+use stele_erasure::{KeyStore, Keys, MasterKey, SealState, restore};
 use stele_formats::EventFormat;
 use stele_formats::sealed::{Envelope, SEALED_FLAG};
-
-fn shared_data() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if p.join("k8s-audit").is_dir() {
-        return Some(p);
-    }
-    if std::env::var("STELE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("STELE_REQUIRE_PEERS=1 but {} is missing", p.display());
-    }
-    eprintln!("skipping: ../shared not found");
-    None
-}
-
-fn sealer(dir: &std::path::Path, rules: Vec<SealingRule>) -> Sealer {
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    let keys = Keys::with(MasterKey::from_bytes(&[3; 32]), KeyStore::open(dir, true).unwrap());
-    Sealer::new(rules, keys).unwrap()
-}
-
-fn rule(stream: &str, subject: &str, fields: &[&str]) -> SealingRule {
-    SealingRule {
-        stream: stream.into(),
-        format: None,
-        subject: subject.into(),
-        fields: fields.iter().map(|s| s.to_string()).collect(),
-        erasure_wins: false,
-        subject_default: None,
-    }
-}
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)

@@ -5,6 +5,9 @@
 //! form, no index field), on adversarial events, and through an erasure of the fixed
 //! subject.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
@@ -14,24 +17,6 @@ use stele_formats::{EventFormat, FieldPointers, Normalized, Normalizer};
 
 /// The fixed subject of events without a subject value.
 const DEFAULT_SUBJECT: &str = "stele:unattributed";
-
-fn shared_data() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if p.join("k8s-audit").is_dir() {
-        return Some(p);
-    }
-    if std::env::var("STELE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("STELE_REQUIRE_PEERS=1 but {} is missing", p.display());
-    }
-    eprintln!("skipping: ../shared not found");
-    None
-}
-
-fn sealer(dir: &Path, rules: Vec<SealingRule>) -> Sealer {
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    let keys = Keys::with(MasterKey::from_bytes(&[5; 32]), KeyStore::open(dir, true).unwrap());
-    Sealer::new(rules, keys).unwrap()
-}
 
 /// A rule sealing whole events of stream `s`, subject at `subject`.
 fn whole(subject: &str, default: Option<&str>) -> SealingRule {
