@@ -184,7 +184,7 @@ fn a_torn_key_record_is_cut_and_a_removed_key_stays_removed() {
     for cut in 16..full.len() {
         std::fs::write(&path, &full[..cut]).unwrap();
         let store = KeyStore::open(dir.path(), true).unwrap();
-        let keys = Keys::with(MasterKey::from_bytes(&[3; 32]), store);
+        let keys = Keys::with(MasterKey::from_bytes(&[5; 32]), store);
         let restored = restore(Some(&keys), a.format, &a.payload).unwrap();
         let has_alice = keys.subject_key_id("alice").is_some();
         assert_state(has_alice, restored.state);
@@ -192,10 +192,10 @@ fn a_torn_key_record_is_cut_and_a_removed_key_stays_removed() {
         assert!(len_after <= cut, "cut at {cut}");
     }
     std::fs::write(&path, &full).unwrap();
-    let mut keys = Keys::with(MasterKey::from_bytes(&[3; 32]), KeyStore::open(dir.path(), true).unwrap());
+    let mut keys = Keys::with(MasterKey::from_bytes(&[5; 32]), KeyStore::open(dir.path(), true).unwrap());
     let id = keys.subject_key_id("alice").unwrap();
     keys.store_mut().remove(&[id]).unwrap();
-    let keys = Keys::with(MasterKey::from_bytes(&[3; 32]), KeyStore::open(dir.path(), false).unwrap());
+    let keys = Keys::with(MasterKey::from_bytes(&[5; 32]), KeyStore::open(dir.path(), false).unwrap());
     assert!(keys.subject_key_id("alice").is_none());
     assert!(keys.subject_key_id("bob").is_some());
     assert_eq!(restore(Some(&keys), a.format, &a.payload).unwrap().state, SealState::Erased);
