@@ -211,6 +211,9 @@ pub struct Sealer {
     rules: Vec<SealingRule>,
     /// Per rule: the subject's pointer, then the fields', parsed once.
     pointers: Vec<Vec<Pointer>>,
+    /// Every rule's pointers one after the other ([`Sealer::located_pointers`]),
+    /// where each rule's start, and their fingerprint.
+    located: (Vec<Pointer>, Vec<usize>, u64),
     keys: Keys,
     fresh: Mutex<Fresh>,
 }
@@ -239,7 +242,21 @@ impl Sealer {
                 .collect::<Result<Vec<_>, _>>()?;
             pointers.push(parsed);
         }
-        Ok(Sealer { rules, pointers, keys, fresh: Mutex::new(Fresh::default()) })
+        let mut flat = Vec::new();
+        let mut starts = Vec::with_capacity(pointers.len());
+        for p in &pointers {
+            starts.push(flat.len());
+            flat.extend(p.iter().cloned());
+        }
+        let fingerprint = stele_formats::sealed::fingerprint(&flat);
+        Ok(Sealer { rules, pointers, located: (flat, starts, fingerprint), keys, fresh: Mutex::new(Fresh::default()) })
+    }
+
+    /// The pointers a reader's normalizer should locate
+    /// ([`stele_formats::Normalizer::with_located`]) so that [`Sealer::seal_append`]
+    /// takes their byte ranges from the event's parse instead of scanning it again.
+    pub fn located_pointers(&self) -> &[Pointer] {
+        &self.located.0
     }
 
     /// The keys.
@@ -272,7 +289,7 @@ impl Sealer {
     /// Key or randomness errors.
     pub fn seal(&self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
         let (mut out, mut values) = (Vec::new(), Vec::new());
-        Ok(self.seal_append(stream, code, payload, now_ns, &mut out, &mut values)?.map(|(format, rule)| Sealed {
+        Ok(self.seal_append(stream, code, payload, None, now_ns, &mut out, &mut values)?.map(|(format, rule)| Sealed {
             format,
             payload: out,
             rule,
@@ -283,23 +300,28 @@ impl Sealer {
     /// [`Sealer::seal`], appending the sealed payload to `out` (nothing is appended
     /// when it returns `Ok(None)` or an error) and writing its sealed values to
     /// `values` (their text ranges relative to the payload's start), so that a batch
-    /// of payloads can share one buffer. Returns the leaf's format code and the
-    /// index of the rule that sealed it.
+    /// of payloads can share one buffer. `record`, the capture record of the parse
+    /// of `payload` by a normalizer that located [`Sealer::located_pointers`], gives
+    /// the sealed values' byte ranges; without it (or for another normalizer's
+    /// record) the payload is scanned for them. Returns the leaf's format code and
+    /// the index of the rule that sealed it.
     ///
     /// # Errors
     /// As [`Sealer::seal`].
+    #[allow(clippy::too_many_arguments)]
     pub fn seal_append(
         &self,
         stream: &str,
         code: u8,
         payload: &[u8],
+        record: Option<&stele_formats::CaptureRecord>,
         now_ns: u64,
         out: &mut Vec<u8>,
         values: &mut Vec<SealedValue>,
     ) -> Result<Option<(u8, usize)>, ErasureError> {
         let base = out.len();
         values.clear();
-        let r = self.seal_at(stream, code, payload, now_ns, out, values);
+        let r = self.seal_at(stream, code, payload, record, now_ns, out, values);
         if !matches!(r, Ok(Some(_))) {
             out.truncate(base);
             values.clear();
@@ -307,18 +329,25 @@ impl Sealer {
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn seal_at(
         &self,
         stream: &str,
         code: u8,
         payload: &[u8],
+        record: Option<&stele_formats::CaptureRecord>,
         now_ns: u64,
         out: &mut Vec<u8>,
         values: &mut Vec<SealedValue>,
     ) -> Result<Option<(u8, usize)>, ErasureError> {
         let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
-        let (found, duplicate) = find_pointers_checked(payload, &self.pointers[ri]);
+        let pointers = &self.pointers[ri];
+        let start = self.located.1[ri];
+        let (found, duplicate) = match record.and_then(|r| r.located(self.located.2, start..start + pointers.len())) {
+            Some(located) => located,
+            None => find_pointers_checked(payload, pointers),
+        };
         let rule = &self.rules[ri];
         let first_subject = found[0].map(|(ss, se)| token_text(&payload[ss..se]));
         // No subject value: the fields are sealed under the rule's fixed subject, if it

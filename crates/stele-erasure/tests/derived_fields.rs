@@ -13,14 +13,34 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use stele_erasure::Sealer;
+use stele_formats::sealed::{Envelope, find_pointers_checked, fingerprint};
 use stele_formats::{CaptureRecord, EventFormat, FieldPointers, Normalizer};
 
 /// Seals `event` and compares the derived fields with the reference. Returns
 /// `Some(true)` when derived, `Some(false)` when the derivation declined, `None`
 /// when the event is not sealed or not JSON.
 fn check(normalizer: &Normalizer, sealer: &Sealer, event: &[u8], hint: Option<EventFormat>) -> Option<bool> {
+    // The parse also locates the sealer's pointers, as `stele import`'s does: the
+    // same byte ranges and duplicate members as a scan of the event finds.
+    let located = Normalizer::with_located(normalizer.pointers(), sealer.located_pointers());
     let mut record = CaptureRecord::default();
-    let (format, plain) = normalizer.parse_recording(event, hint, &mut record).ok()?;
+    let (format, plain) = located.parse_recording(event, hint, &mut record).ok()?;
+    let pointers = sealer.located_pointers();
+    let (spans, duplicate) = record.located(fingerprint(pointers), 0..pointers.len()).expect("located");
+    let (want, want_duplicate) = find_pointers_checked(event, pointers);
+    assert_eq!(duplicate, want_duplicate, "duplicate members differ for {:?}", String::from_utf8_lossy(event));
+    // With a member named twice the whole event is sealed, whatever the spans.
+    if !duplicate {
+        assert_eq!(spans, want, "located spans differ for {:?}", String::from_utf8_lossy(event));
+    }
+    // Sealing from the record gives the same envelope layout as sealing by a scan.
+    let (mut out, mut values) = (Vec::new(), Vec::new());
+    let from_record = sealer.seal_append("s", format.code(), event, Some(&record), 0, &mut out, &mut values).unwrap();
+    let scanned = sealer.seal("s", format.code(), event, 0).unwrap();
+    assert_eq!(from_record.map(|(f, _)| f), scanned.as_ref().map(|s| s.format));
+    if let Some(s) = &scanned {
+        assert_eq!(Envelope::parse(&out).unwrap().spans, Envelope::parse(&s.payload).unwrap().spans);
+    }
     let sealed = sealer.seal("s", format.code(), event, 0).unwrap()?;
     let reference = normalizer.stored_fields(sealed.format, &sealed.payload);
     let replaced = sealer.replaced(&sealed);

@@ -38,12 +38,33 @@ enum Kept {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CaptureRecord {
     winners: Vec<(u8, u16, Kept)>,
+    /// Where the normalizer's located pointers were found
+    /// ([`Normalizer::with_located`]).
+    located: LocatedRecord,
+}
+
+/// The located pointers of one parse, kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LocatedRecord {
+    spans: Vec<Option<(u32, u32)>>,
+    /// Per pointer: a member on its way was named twice.
+    duplicates: Vec<bool>,
+    /// The pointers' fingerprint; 0 when none were located.
+    fingerprint: u64,
 }
 
 impl CaptureRecord {
     /// Records `caps`, parsed from `bytes`.
     pub(crate) fn fill(&mut self, caps: &Captures<'_>, bytes: &[u8]) {
         self.winners.clear();
+        self.located.spans.clear();
+        self.located.duplicates.clear();
+        self.located.fingerprint = 0;
+        if let Some(l) = &caps.located {
+            self.located.spans.extend_from_slice(&l.spans);
+            self.located.duplicates.extend_from_slice(&l.duplicates);
+            self.located.fingerprint = l.fingerprint;
+        }
         let base = bytes.as_ptr() as usize;
         for (f, prio, v) in caps.winners() {
             let kept = match v {
@@ -62,6 +83,21 @@ impl CaptureRecord {
             };
             self.winners.push((u8::try_from(f).expect("field index fits u8"), prio, kept));
         }
+    }
+
+    /// Where the parse found the located pointers of its normalizer
+    /// ([`Normalizer::with_located`]), if they are the pointers whose
+    /// [`crate::sealed::fingerprint`] is `fingerprint`: for the pointers with ids
+    /// in `ids`, each one's value as a byte range of the event (the first found),
+    /// and whether a member on the way to any of them was named twice; what
+    /// [`crate::sealed::find_pointers_checked`] gives for those pointers.
+    pub fn located(&self, fingerprint: u64, ids: std::ops::Range<usize>) -> Option<(crate::sealed::Spans, bool)> {
+        if self.located.fingerprint != fingerprint || fingerprint == 0 {
+            return None;
+        }
+        let spans = self.located.spans.get(ids.clone())?;
+        let duplicate = self.located.duplicates.get(ids)?.iter().any(|d| *d);
+        Some((spans.iter().map(|s| s.map(|(a, e)| (a as usize, e as usize))).collect(), duplicate))
     }
 
     /// Whether `field` holds a value.
@@ -127,6 +163,9 @@ impl Normalizer {
         record: &mut CaptureRecord,
     ) -> Result<(EventFormat, Normalized), crate::FormatError> {
         record.winners.clear();
+        record.located.spans.clear();
+        record.located.duplicates.clear();
+        record.located.fingerprint = 0;
         if matches!(format_hint, Some(EventFormat::Syslog | EventFormat::OtlpLog | EventFormat::Auditd)) {
             return self.parse(bytes, format_hint);
         }

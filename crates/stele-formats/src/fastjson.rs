@@ -53,9 +53,23 @@ type R<T> = Result<T, Reject>;
 /// Validates `bytes` as one JSON object and captures the pointers of `trie`;
 /// `None` when it is not acceptable.
 pub(crate) fn parse<'a>(bytes: &'a [u8], trie: &Trie) -> Option<Captures<'a>> {
-    let mut p = Parser { b: bytes, high: 0, i: 0, depth: 0, trie, caps: Captures::new() };
+    let mut caps = Captures::new();
+    if trie.located > 0 {
+        caps.located = Some(crate::json::Located {
+            spans: vec![None; trie.located],
+            duplicates: Vec::new(),
+            fingerprint: trie.located_fingerprint,
+            visits: vec![0; trie.nodes.len()],
+        });
+    }
+    let mut p = Parser { b: bytes, high: 0, i: 0, depth: 0, trie, caps };
     p.document().ok()?;
-    Some(p.caps)
+    let mut caps = p.caps;
+    if let Some(l) = &mut caps.located {
+        let visits = &l.visits;
+        l.duplicates = trie.located_paths.iter().map(|path| path.iter().any(|&n| visits[n as usize] > 1)).collect();
+    }
+    Some(caps)
 }
 
 /// Validates `bytes` as one JSON object, capturing nothing.
@@ -140,7 +154,9 @@ impl<'a> Parser<'a, '_> {
         if self.peek() != b'{' {
             return Err(Reject);
         }
+        let start = self.i;
         self.object(0)?;
+        self.located(0, start);
         self.ws();
         if self.i != self.b.len() {
             return Err(Reject);
@@ -153,8 +169,41 @@ impl<'a> Parser<'a, '_> {
         Ok(())
     }
 
+    /// Records the value of node `node` that started at `start` and ended at `i`,
+    /// for the pointers located there (the first value found wins).
+    #[inline]
+    fn located(&mut self, node: usize, start: usize) {
+        let ids = &self.trie.nodes[node].located;
+        if ids.is_empty() {
+            return;
+        }
+        if let Some(l) = &mut self.caps.located {
+            for &id in ids {
+                let span = &mut l.spans[usize::from(id)];
+                if span.is_none() {
+                    // Events are far below 4 GiB (the reader's limits).
+                    *span = Some((start as u32, self.i as u32));
+                }
+            }
+        }
+    }
+
     /// A value at trie node `node` (`i` at its first byte).
     fn value(&mut self, node: usize) -> R<()> {
+        let n = &self.trie.nodes[node];
+        if n.on_located_path
+            && let Some(l) = &mut self.caps.located
+        {
+            let v = &mut l.visits[node];
+            *v = v.saturating_add(1).min(2);
+        }
+        let start = self.i;
+        self.value_at(node)?;
+        self.located(node, start);
+        Ok(())
+    }
+
+    fn value_at(&mut self, node: usize) -> R<()> {
         let trie = self.trie;
         let n = &trie.nodes[node];
         match self.peek() {

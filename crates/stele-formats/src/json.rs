@@ -151,6 +151,11 @@ pub(crate) struct Node {
     table: Vec<Cell>,
     /// True when some child token is an array index.
     pub(crate) has_index: bool,
+    /// Ids of the located pointers ([`Trie::locate`]) that end here.
+    pub(crate) located: Vec<u16>,
+    /// On the way to a located pointer (the root excepted): a second visit means a
+    /// member on that way is named twice.
+    pub(crate) on_located_path: bool,
 }
 
 /// A cell of [`Node::table`].
@@ -266,6 +271,12 @@ impl Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Trie {
     pub(crate) nodes: Vec<Node>,
+    /// Number of located pointers ([`Trie::locate`]).
+    pub(crate) located: usize,
+    /// [`crate::sealed::fingerprint`] of the located pointers, in id order.
+    pub(crate) located_fingerprint: u64,
+    /// Per located pointer, the nodes on its way (the root excepted).
+    pub(crate) located_paths: Vec<Vec<u32>>,
 }
 
 /// Invalid pointers (not starting with '/') are ignored: they can never match.
@@ -284,7 +295,7 @@ fn array_index(t: &str) -> Option<usize> {
 
 impl Trie {
     pub(crate) fn new() -> Trie {
-        Trie { nodes: vec![Node::default()] }
+        Trie { nodes: vec![Node::default()], located: 0, located_fingerprint: 0, located_paths: Vec::new() }
     }
 
     /// Adds `pointer` as a capture into `field` with priority `prio`.
@@ -312,6 +323,37 @@ impl Trie {
         });
     }
 
+    /// Adds a pointer (its unescaped reference tokens) whose value's byte range the
+    /// parse reports as located pointer `id` ([`Located`]).
+    pub(crate) fn locate(&mut self, tokens: &[String], id: u16) {
+        let mut node = 0usize;
+        let mut path = Vec::with_capacity(tokens.len());
+        for t in tokens {
+            let found = self.nodes[node].children.iter().find(|(k, _, _)| **k == **t).map(|(_, i, _)| *i as usize);
+            node = match found {
+                Some(i) => i,
+                None => {
+                    let i = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    let index = array_index(t);
+                    let i32 = u32::try_from(i).expect("pointer trie fits u32");
+                    self.nodes[node].children.push((t.clone().into_boxed_str(), i32, index));
+                    self.nodes[node].rebuild_table();
+                    i
+                }
+            };
+            self.nodes[node].on_located_path = true;
+            path.push(u32::try_from(node).expect("pointer trie fits u32"));
+        }
+        self.nodes[node].located.push(id);
+        let id = usize::from(id);
+        if self.located_paths.len() <= id {
+            self.located_paths.resize(id + 1, Vec::new());
+        }
+        self.located_paths[id] = path;
+        self.located = self.located.max(id + 1);
+    }
+
     /// The trie with only the Kubernetes/classification pointers.
     pub(crate) fn k8s_only() -> Trie {
         let mut t = Trie::new();
@@ -331,15 +373,39 @@ impl Trie {
     }
 }
 
+/// Where the located pointers of a trie ([`Trie::locate`]) were found in one
+/// event: the byte range of each one's value (the first found; the whole document
+/// for the root pointer), and whether a member on the way to one was named twice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Located {
+    pub(crate) spans: Vec<Option<(u32, u32)>>,
+    /// Per located pointer: a member on its way was named twice.
+    pub(crate) duplicates: Vec<bool>,
+    /// The trie's `located_fingerprint`.
+    pub(crate) fingerprint: u64,
+    /// Visits of each node on a located pointer's way (at most 2 counted).
+    pub(crate) visits: Vec<u8>,
+}
+
 /// The captured values of one event.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Captures<'a> {
     best: [Option<(u16, Scalar<'a>)>; field::COUNT],
+    /// Filled by the fast parser when the trie has located pointers.
+    pub(crate) located: Option<Located>,
+}
+
+/// Two parses agree when they captured the same values (where they located
+/// pointers is compared separately).
+impl PartialEq for Captures<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.best == other.best
+    }
 }
 
 impl<'a> Captures<'a> {
     pub(crate) fn new() -> Self {
-        Captures { best: std::array::from_fn(|_| None) }
+        Captures { best: std::array::from_fn(|_| None), located: None }
     }
 
     pub(crate) fn get(&self, field: usize) -> Option<&Scalar<'a>> {

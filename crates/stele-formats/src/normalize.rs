@@ -223,6 +223,20 @@ impl Normalizer {
         Normalizer { pointers: pointers.clone(), trie, prios }
     }
 
+    /// Compiles `pointers`, and `located`: pointers whose values' byte ranges each
+    /// parse records (in a [`crate::CaptureRecord`], [`crate::CaptureRecord::located`]),
+    /// with whether a member on the way to one is named twice, so that a caller
+    /// sealing them needs no second scan of the event
+    /// ([`crate::sealed::find_pointers_checked`] gives the same ranges).
+    pub fn with_located(pointers: &FieldPointers, located: &[crate::sealed::Pointer]) -> Normalizer {
+        let mut n = Normalizer::new(pointers);
+        for (id, p) in located.iter().enumerate() {
+            n.trie.locate(p.tokens(), u16::try_from(id).expect("at most 65,536 located pointers"));
+        }
+        n.trie.located_fingerprint = crate::sealed::fingerprint(located);
+        n
+    }
+
     pub(crate) fn trie(&self) -> &Trie {
         &self.trie
     }

@@ -207,7 +207,7 @@ pub fn stored_body(code: u8, payload: &[u8]) -> Option<&[u8]> {
 
 /// An RFC 6901 JSON pointer split into its unescaped reference tokens (`~1` is `/`,
 /// `~0` is `~`), parsed once for many documents.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pointer(Vec<String>);
 
 impl Pointer {
@@ -224,6 +224,19 @@ impl Pointer {
     pub fn tokens(&self) -> &[String] {
         &self.0
     }
+}
+
+/// Per pointer of a list, the byte range of the value it names in a document, if
+/// any.
+pub type Spans = Vec<Option<(usize, usize)>>;
+
+/// A fingerprint of a list of pointers, to tell whether a [`crate::CaptureRecord`]
+/// located the same pointers a caller means ([`crate::CaptureRecord::located`]).
+pub fn fingerprint(pointers: &[Pointer]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pointers.hash(&mut h);
+    h.finish() | 1
 }
 
 /// Descends from the value at `range` of `doc` through `tokens`.

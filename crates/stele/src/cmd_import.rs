@@ -67,8 +67,16 @@ impl SealJob {
         for i in 0..piece.batch.len() {
             let e = piece.batch.get(i).expect("index in range");
             let start = piece.sealed_data.len();
-            let Some((format, rule)) =
-                sealer.seal_append(&self.stream, e.format.code(), e.bytes, now, &mut piece.sealed_data, &mut values)?
+            let record = piece.batch.capture_record(i);
+            let Some((format, rule)) = sealer.seal_append(
+                &self.stream,
+                e.format.code(),
+                e.bytes,
+                record,
+                now,
+                &mut piece.sealed_data,
+                &mut values,
+            )?
             else {
                 piece.sealed.push(None);
                 continue;
@@ -141,10 +149,11 @@ pub(crate) fn run(
     let pointers = config.field_pointers();
     let mut index = Index::open(&dir, log.reader(), &pointers, true)?;
     index.catch_up()?;
+    // With sealing, the parse of each event also locates the sealed pointers.
     let seal_job = crate::cmd_erase::sealer(config, &dir, &index.snapshot(), &log.reader())?.map(|s| SealJob {
+        normalizer: Normalizer::with_located(&pointers, s.located_pointers()),
         sealer: Arc::new(RwLock::new(s)),
         stream: Arc::from(stream),
-        normalizer: Normalizer::new(&pointers),
     });
 
     let started = Instant::now();
@@ -157,7 +166,10 @@ pub(crate) fn run(
         let input = open_input(path)?;
         let name = path.display().to_string();
         let fmt = input_format(format);
-        let normalizer = Normalizer::new(&pointers);
+        let normalizer = match &seal_job {
+            Some(job) => job.normalizer.clone(),
+            None => Normalizer::new(&pointers),
+        };
         let (rx, parser) = spawn_parsers(input, fmt, max_entry, normalizer, skip_invalid, seal_job.clone())?;
         let (mut first, mut last, mut count) = (None::<u64>, 0u64, 0u64);
         let mut failure: Option<anyhow::Error> = None;
