@@ -344,9 +344,11 @@ impl Sealer {
         let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
         let pointers = &self.pointers[ri];
         let start = self.located.1[ri];
+        // The parse's ranges; with a member named twice (rare) the scan's, whose
+        // first-found values the whole-event case below reads.
         let (found, duplicate) = match record.and_then(|r| r.located(self.located.2, start..start + pointers.len())) {
-            Some(located) => located,
-            None => find_pointers_checked(payload, pointers),
+            Some((found, false)) => (found, false),
+            _ => find_pointers_checked(payload, pointers),
         };
         let rule = &self.rules[ri];
         let first_subject = found[0].map(|(ss, se)| token_text(&payload[ss..se]));
