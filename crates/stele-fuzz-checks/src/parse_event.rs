@@ -19,4 +19,29 @@ pub fn check(data: &[u8]) {
         ..FieldPointers::default()
     };
     let _ = parse_event(data, None, &odd);
+    located(data, &pointers);
+}
+
+/// Pointers located by the parse (what sealing uses) agree with a scan of the
+/// accepted event: the same duplicate members on their way and, without one, the
+/// same byte ranges.
+fn located(data: &[u8], pointers: &FieldPointers) {
+    use stele_formats::sealed::{Pointer, find_pointers_checked, fingerprint};
+    use stele_formats::{CaptureRecord, Normalizer};
+    let located: Vec<Pointer> = ["", "/user/username", "/sourceIPs", "/a", "/a/0", "/a/b", "/~1", "/0", "/a/1/b"]
+        .iter()
+        .map(|p| Pointer::parse(p).expect("a pointer"))
+        .collect();
+    let normalizer = Normalizer::with_located(pointers, &located);
+    let mut record = CaptureRecord::default();
+    if normalizer.parse_recording(data, Some(EventFormat::Json), &mut record).is_err() {
+        return;
+    }
+    let (spans, duplicate) =
+        record.located(fingerprint(&located), 0..located.len()).expect("the parse located the pointers");
+    let (want, want_duplicate) = find_pointers_checked(data, &located);
+    assert_eq!(duplicate, want_duplicate, "members named twice");
+    if !duplicate {
+        assert_eq!(spans, want, "located byte ranges");
+    }
 }
