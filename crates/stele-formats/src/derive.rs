@@ -194,27 +194,9 @@ impl Normalizer {
         record: &CaptureRecord,
         replaced: &[Replaced<'_>],
     ) -> Option<Normalized> {
+        let changes = self.changes(format, record, replaced)?;
         let mut out = Normalized::default();
-        self.sealed_fields_into(event, format, record, replaced, &mut out).then_some(out)
-    }
-
-    /// [`Normalizer::sealed_fields`] written over `out` (reusing the allocations of
-    /// its strings): true when derived, false (and `out` unchanged) when not.
-    pub fn sealed_fields_into(
-        &self,
-        event: &[u8],
-        format: EventFormat,
-        record: &CaptureRecord,
-        replaced: &[Replaced<'_>],
-        out: &mut Normalized,
-    ) -> bool {
-        let Some(changes) = self.changes(format, record, replaced) else { return false };
-        let Some(mut caps) = record.captures(event) else { return false };
-        for (f, new) in changes {
-            caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
-        }
-        finish(&caps, format, event, out);
-        true
+        rebuild(event, format, record, changes, &mut out).then_some(out)
     }
 
     /// [`Normalizer::sealed_fields`] as an update of `fields`, which must hold this
@@ -264,12 +246,7 @@ impl Normalizer {
             crate::sealed::keep_tokens(fields);
             return true;
         }
-        let Some(mut caps) = record.captures(event) else { return false };
-        for (f, new) in changes {
-            caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
-        }
-        finish(&caps, format, event, fields);
-        true
+        rebuild(event, format, record, changes, fields)
     }
 
     /// The winners sealing changes among the capture fields `format` reads: each
@@ -348,6 +325,23 @@ impl Normalizer {
         }
         Some(changes)
     }
+}
+
+/// Writes over `out` the fields of `event`'s captures (`record`) with `changes`
+/// applied; false (and `out` unchanged) when `record` is not of `event`.
+fn rebuild(
+    event: &[u8],
+    format: EventFormat,
+    record: &CaptureRecord,
+    changes: Vec<Change<'_>>,
+    out: &mut Normalized,
+) -> bool {
+    let Some(mut caps) = record.captures(event) else { return false };
+    for (f, new) in changes {
+        caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
+    }
+    finish(&caps, format, event, out);
+    true
 }
 
 /// As [`Normalizer::stored_fields`] ends: the format check of the hint, the fields,
