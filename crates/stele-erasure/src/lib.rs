@@ -53,7 +53,9 @@ pub use erase::{
 };
 pub use keystore::{KeyStore, STORE_FILE, StoredKey};
 pub use rules::{MAX_SUBJECT_DEFAULT_BYTES, SealingRule, rule_for};
-pub use seal::{ERASED_VALUE, IdKey, Keys, SealState, Sealed, SealedValue, Sealer, View, restore, token_text};
+pub use seal::{
+    BatchSealer, ERASED_VALUE, IdKey, Keys, SealState, Sealed, SealedValue, Sealer, View, restore, token_text,
+};
 
 use std::path::{Path, PathBuf};
 

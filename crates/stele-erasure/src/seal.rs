@@ -319,129 +319,21 @@ impl Sealer {
         out: &mut Vec<u8>,
         values: &mut Vec<SealedValue>,
     ) -> Result<Option<(u8, usize)>, ErasureError> {
-        let base = out.len();
-        values.clear();
-        let r = self.seal_at(stream, code, payload, record, now_ns, out, values);
-        if !matches!(r, Ok(Some(_))) {
-            out.truncate(base);
-            values.clear();
-        }
-        r
+        self.batch().seal_append(stream, code, payload, record, now_ns, out, values)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn seal_at(
-        &self,
-        stream: &str,
-        code: u8,
-        payload: &[u8],
-        record: Option<&stele_formats::CaptureRecord>,
-        now_ns: u64,
-        out: &mut Vec<u8>,
-        values: &mut Vec<SealedValue>,
-    ) -> Result<Option<(u8, usize)>, ErasureError> {
-        let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
-        let Some(ri) = self.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
-        let pointers = &self.pointers[ri];
-        let start = self.located.1[ri];
-        // The parse's ranges; with a member named twice (rare) the scan's, whose
-        // first-found values the whole-event case below reads.
-        let (found, duplicate) = match record.and_then(|r| r.located(self.located.2, start..start + pointers.len())) {
-            Some((found, false)) => (found, false),
-            _ => find_pointers_checked(payload, pointers),
-        };
-        let rule = &self.rules[ri];
-        let first_subject = found[0].map(|(ss, se)| token_text(&payload[ss..se]));
-        // No subject value: the fields are sealed under the rule's fixed subject, if it
-        // has one and the event has any of them.
-        let default = rule.subject_default.as_ref().map(|d| Cow::Borrowed(d.as_bytes()));
-        let (subject, mut spans): (Cow<'_, [u8]>, Vec<Found>) = match duplicate {
-            // A member named twice on a sealed field's way: readers of the JSON take
-            // the last, the pointer walk the first. The whole event is sealed, under
-            // the subject a reader sees (else the first one found, else the fixed one).
-            true => {
-                let Some(whole) = find_pointer(payload, "") else { return Ok(None) };
-                let read = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
-                    v.pointer(&rule.subject).map(|x| match x {
-                        serde_json::Value::String(s) => s.clone().into_bytes(),
-                        other => other.to_string().into_bytes(),
-                    })
-                });
-                match read.map(Cow::Owned).or(first_subject).or(default) {
-                    Some(subject) => (subject, vec![(whole, None)]),
-                    None => return Ok(None),
-                }
-            }
-            false => {
-                let subject = match (first_subject, default) {
-                    (Some(subject), _) => subject,
-                    (None, Some(default)) if found[1..].iter().any(Option::is_some) => default,
-                    (None, _) => return Ok(None),
-                };
-                (subject, found.into_iter().enumerate().filter_map(|(i, f)| f.map(|f| (f, Some(i)))).collect())
-            }
-        };
-        let subject = String::from_utf8_lossy(&subject);
-        // JSON values are nested or disjoint: keep the outermost of nested ones.
-        spans.sort_by_key(|&((s, e), _)| (s, std::cmp::Reverse(e)));
-        let mut outer: Vec<Found> = Vec::with_capacity(spans.len());
-        for (span, pointer) in spans {
-            if outer.last().is_none_or(|&((_, le), _)| span.0 >= le) {
-                outer.push((span, pointer));
-            }
+    /// A sealer for one batch of events ([`BatchSealer`]): it remembers each
+    /// subject's key and each value it sealed, so that the batch's later events
+    /// reuse them. It borrows the sealer, which therefore cannot change (no key is
+    /// erased or synced) while the batch is sealed.
+    pub fn batch(&self) -> BatchSealer<'_> {
+        BatchSealer {
+            sealer: self,
+            subjects: HashMap::new(),
+            values: HashMap::new(),
+            arena: Vec::new(),
+            scratch: Vec::new(),
         }
-        outer.truncate(MAX_SPANS);
-        let (key_id, dk) = self.key_for(&subject, stream, now_ns)?;
-        // The envelope is written in place (docs/format.md, "Sealed entries"): header,
-        // a span table filled in at the end, then the body.
-        let base = out.len();
-        let table_at = base + FIXED_LEN;
-        let body_at = table_at + 8 * outer.len();
-        out.reserve(body_at - base + payload.len() + SEALED_VALUE_BYTES * outer.len());
-        out.extend_from_slice(MAGIC);
-        out.push(ENVELOPE_VERSION);
-        out.push(0);
-        out.extend_from_slice(&(outer.len() as u16).to_be_bytes());
-        out.extend_from_slice(&key_id);
-        out.resize(body_at, 0);
-        let mut scratch = Vec::new();
-        let mut boxes = dk.event_sealer();
-        let mut at = 0;
-        for (i, ((s, e), pointer)) in outer.iter().enumerate() {
-            out.extend_from_slice(&payload[at..*s]);
-            let value = &payload[*s..*e];
-            // A non-empty array is stored as a one-element array whose token is that
-            // of the first element, so a pointer to `/0` (e.g. a source address) stays
-            // queryable through the blind index.
-            let first = if value.first() == Some(&b'[') { find_pointer(value, "/0") } else { None };
-            let start = out.len();
-            if first.is_some() {
-                out.push(b'[');
-            }
-            out.extend_from_slice(VALUE_PREFIX.as_bytes());
-            let text_start = out.len() - (VALUE_PREFIX.len() - 1);
-            match first {
-                Some((fs, fe)) => dk.token_into(&token_text(&value[fs..fe]), out),
-                None => dk.token_into(&token_text(value), out),
-            }
-            out.push(b':');
-            boxes.seal_into(&key_id, i as u16, value, &mut scratch, out)?;
-            values.push(SealedValue {
-                pointer: *pointer,
-                array: first.is_some(),
-                text: (text_start - base, out.len() - base),
-            });
-            out.push(b'"');
-            if first.is_some() {
-                out.push(b']');
-            }
-            let (entry, len) = (table_at + 8 * i, to_u32(out.len() - start));
-            out[entry..entry + 4].copy_from_slice(&to_u32(start - body_at).to_be_bytes());
-            out[entry + 4..entry + 8].copy_from_slice(&len.to_be_bytes());
-            at = *e;
-        }
-        out.extend_from_slice(&payload[at..]);
-        Ok(Some((code | SEALED_FLAG, ri)))
     }
 
     /// The values `sealed` (made by this sealer) replaced, for
@@ -533,6 +425,233 @@ impl Sealer {
         };
         fresh.uses.insert((id_key.0, stream.to_string(), day));
         Ok(id_key)
+    }
+}
+
+/// Seals the events of one batch ([`Sealer::batch`]). It remembers the key of each
+/// subject it met (with that day's use noted) and the sealed string of each value it
+/// sealed, by key, span position and value bytes: when the same subject's value comes
+/// again at the same position, its sealed string is copied instead of computed again
+/// (key lookup, blind token, encryption).
+///
+/// The copy is an exact earlier result of the same computation, under the same key
+/// and associated data, so it opens like any other; no nonce is ever used for a
+/// second message. Two entries then hold the same sealed string where the value
+/// repeats, which shows no more than their equal blind tokens already show.
+pub struct BatchSealer<'s> {
+    sealer: &'s Sealer,
+    /// By stream, day and subject: the subject's key.
+    subjects: HashMap<Vec<u8>, IdKey>,
+    /// By key id, span position and value bytes: the sealed span's range in `arena`,
+    /// where its text starts in it, its text's length, and whether it was an array.
+    values: HashMap<Box<[u8]>, MemoValue>,
+    arena: Vec<u8>,
+    /// Reused for map keys.
+    scratch: Vec<u8>,
+}
+
+/// A sealed span kept by a [`BatchSealer`].
+#[derive(Clone, Copy)]
+struct MemoValue {
+    at: usize,
+    len: usize,
+    text_at: usize,
+    text_len: usize,
+    array: bool,
+}
+
+/// Values a [`BatchSealer`] remembers at most; past that it seals without
+/// remembering, so that its memory stays bounded for values that never repeat.
+const MEMO_VALUES: usize = 16_384;
+/// Bytes of sealed spans it keeps at most.
+const MEMO_BYTES: usize = 4 << 20;
+
+impl BatchSealer<'_> {
+    /// [`Sealer::seal_append`], reusing what earlier events of the batch sealed.
+    ///
+    /// # Errors
+    /// As [`Sealer::seal`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_append(
+        &mut self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        record: Option<&stele_formats::CaptureRecord>,
+        now_ns: u64,
+        out: &mut Vec<u8>,
+        values: &mut Vec<SealedValue>,
+    ) -> Result<Option<(u8, usize)>, ErasureError> {
+        let base = out.len();
+        values.clear();
+        let r = self.seal_at(stream, code, payload, record, now_ns, out, values);
+        if !matches!(r, Ok(Some(_))) {
+            out.truncate(base);
+            values.clear();
+        }
+        r
+    }
+
+    /// The key of `subject` for `stream` on the day of `now_ns`, remembered.
+    fn key_for(&mut self, subject: &str, stream: &str, now_ns: u64) -> Result<IdKey, ErasureError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&((now_ns / DAY_NS) as u32).to_be_bytes());
+        self.scratch.extend_from_slice(stream.as_bytes());
+        // Neither a stream name nor a subject (UTF-8) holds the byte 0xFF.
+        self.scratch.push(0xFF);
+        self.scratch.extend_from_slice(subject.as_bytes());
+        if let Some(k) = self.subjects.get(self.scratch.as_slice()) {
+            return Ok(k.clone());
+        }
+        let k = self.sealer.key_for(subject, stream, now_ns)?;
+        if self.subjects.len() < MEMO_VALUES {
+            self.subjects.insert(self.scratch.clone(), k.clone());
+        }
+        Ok(k)
+    }
+
+    /// The remembered sealed span of `value` at span `position` under `key_id`.
+    fn memo_key(&mut self, key_id: &[u8; KEY_ID_LEN], position: u16, value: &[u8]) -> Option<MemoValue> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(key_id);
+        self.scratch.extend_from_slice(&position.to_be_bytes());
+        self.scratch.extend_from_slice(value);
+        self.values.get(self.scratch.as_slice()).copied()
+    }
+
+    /// Remembers the sealed span `span` of the value whose key is in `scratch`
+    /// ([`BatchSealer::memo_key`] was the last call that filled it).
+    fn remember(&mut self, span: &[u8], text: (usize, usize), array: bool) {
+        if self.values.len() >= MEMO_VALUES || self.arena.len() + span.len() > MEMO_BYTES {
+            return;
+        }
+        let at = self.arena.len();
+        self.arena.extend_from_slice(span);
+        let m = MemoValue { at, len: span.len(), text_at: text.0, text_len: text.1, array };
+        self.values.insert(self.scratch.as_slice().into(), m);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn seal_at(
+        &mut self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        record: Option<&stele_formats::CaptureRecord>,
+        now_ns: u64,
+        out: &mut Vec<u8>,
+        values: &mut Vec<SealedValue>,
+    ) -> Result<Option<(u8, usize)>, ErasureError> {
+        let sealer = self.sealer;
+        let Some(format) = EventFormat::from_code(code) else { return Ok(None) };
+        let Some(ri) = sealer.rules.iter().position(|r| r.applies(stream, format)) else { return Ok(None) };
+        let pointers = &sealer.pointers[ri];
+        let start = sealer.located.1[ri];
+        // The parse's ranges; with a member named twice (rare) the scan's, whose
+        // first-found values the whole-event case below reads.
+        let (found, duplicate) = match record.and_then(|r| r.located(sealer.located.2, start..start + pointers.len())) {
+            Some((found, false)) => (found, false),
+            _ => find_pointers_checked(payload, pointers),
+        };
+        let rule = &sealer.rules[ri];
+        let first_subject = found[0].map(|(ss, se)| token_text(&payload[ss..se]));
+        // No subject value: the fields are sealed under the rule's fixed subject, if it
+        // has one and the event has any of them.
+        let default = rule.subject_default.as_ref().map(|d| Cow::Borrowed(d.as_bytes()));
+        let (subject, mut spans): (Cow<'_, [u8]>, Vec<Found>) = match duplicate {
+            // A member named twice on a sealed field's way: readers of the JSON take
+            // the last, the pointer walk the first. The whole event is sealed, under
+            // the subject a reader sees (else the first one found, else the fixed one).
+            true => {
+                let Some(whole) = find_pointer(payload, "") else { return Ok(None) };
+                let read = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
+                    v.pointer(&rule.subject).map(|x| match x {
+                        serde_json::Value::String(s) => s.clone().into_bytes(),
+                        other => other.to_string().into_bytes(),
+                    })
+                });
+                match read.map(Cow::Owned).or(first_subject).or(default) {
+                    Some(subject) => (subject, vec![(whole, None)]),
+                    None => return Ok(None),
+                }
+            }
+            false => {
+                let subject = match (first_subject, default) {
+                    (Some(subject), _) => subject,
+                    (None, Some(default)) if found[1..].iter().any(Option::is_some) => default,
+                    (None, _) => return Ok(None),
+                };
+                (subject, found.into_iter().enumerate().filter_map(|(i, f)| f.map(|f| (f, Some(i)))).collect())
+            }
+        };
+        let subject = String::from_utf8_lossy(&subject);
+        // JSON values are nested or disjoint: keep the outermost of nested ones.
+        spans.sort_by_key(|&((s, e), _)| (s, std::cmp::Reverse(e)));
+        let mut outer: Vec<Found> = Vec::with_capacity(spans.len());
+        for (span, pointer) in spans {
+            if outer.last().is_none_or(|&((_, le), _)| span.0 >= le) {
+                outer.push((span, pointer));
+            }
+        }
+        outer.truncate(MAX_SPANS);
+        let (key_id, dk) = self.key_for(&subject, stream, now_ns)?;
+        // The envelope is written in place (docs/format.md, "Sealed entries"): header,
+        // a span table filled in at the end, then the body.
+        let base = out.len();
+        let table_at = base + FIXED_LEN;
+        let body_at = table_at + 8 * outer.len();
+        out.reserve(body_at - base + payload.len() + SEALED_VALUE_BYTES * outer.len());
+        out.extend_from_slice(MAGIC);
+        out.push(ENVELOPE_VERSION);
+        out.push(0);
+        out.extend_from_slice(&(outer.len() as u16).to_be_bytes());
+        out.extend_from_slice(&key_id);
+        out.resize(body_at, 0);
+        let mut scratch = Vec::new();
+        let mut boxes = dk.event_sealer();
+        let mut at = 0;
+        for (i, ((s, e), pointer)) in outer.iter().enumerate() {
+            out.extend_from_slice(&payload[at..*s]);
+            let value = &payload[*s..*e];
+            let start = out.len();
+            let (array, text) = match self.memo_key(&key_id, i as u16, value) {
+                Some(m) => {
+                    out.extend_from_slice(&self.arena[m.at..m.at + m.len]);
+                    (m.array, (start + m.text_at, start + m.text_at + m.text_len))
+                }
+                None => {
+                    // A non-empty array is stored as a one-element array whose token
+                    // is that of the first element, so a pointer to `/0` (e.g. a
+                    // source address) stays queryable through the blind index.
+                    let first = if value.first() == Some(&b'[') { find_pointer(value, "/0") } else { None };
+                    if first.is_some() {
+                        out.push(b'[');
+                    }
+                    out.extend_from_slice(VALUE_PREFIX.as_bytes());
+                    let text_start = out.len() - (VALUE_PREFIX.len() - 1);
+                    match first {
+                        Some((fs, fe)) => dk.token_into(&token_text(&value[fs..fe]), out),
+                        None => dk.token_into(&token_text(value), out),
+                    }
+                    out.push(b':');
+                    boxes.seal_into(&key_id, i as u16, value, &mut scratch, out)?;
+                    let text_end = out.len();
+                    out.push(b'"');
+                    if first.is_some() {
+                        out.push(b']');
+                    }
+                    self.remember(&out[start..], (text_start - start, text_end - text_start), first.is_some());
+                    (first.is_some(), (text_start, text_end))
+                }
+            };
+            values.push(SealedValue { pointer: *pointer, array, text: (text.0 - base, text.1 - base) });
+            let (entry, len) = (table_at + 8 * i, to_u32(out.len() - start));
+            out[entry..entry + 4].copy_from_slice(&to_u32(start - body_at).to_be_bytes());
+            out[entry + 4..entry + 8].copy_from_slice(&len.to_be_bytes());
+            at = *e;
+        }
+        out.extend_from_slice(&payload[at..]);
+        Ok(Some((code | SEALED_FLAG, ri)))
     }
 }
 

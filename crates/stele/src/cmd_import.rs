@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -44,6 +44,36 @@ impl Piece {
     }
 }
 
+/// Pieces the appender is done with, handed back to the parser threads: their
+/// buffers (event bytes, normalized strings, capture records, sealed payloads) are
+/// reused instead of allocated for every batch and freed on another thread.
+#[derive(Clone, Default)]
+struct Pool(Arc<Mutex<Vec<Piece>>>);
+
+/// Pieces kept for reuse: the channels hold at most a few in flight.
+const POOL_PIECES: usize = 8;
+
+impl Pool {
+    /// An empty piece, reused when one was handed back.
+    fn take(&self) -> Piece {
+        let reused = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        reused.unwrap_or_else(|| Piece::new(Batch::new(), None))
+    }
+
+    /// Hands back a piece the appender is done with.
+    fn give(&self, mut piece: Piece) {
+        piece.batch.clear();
+        piece.error = None;
+        piece.sealed.clear();
+        piece.sealed_data.clear();
+        piece.seal_error = None;
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < POOL_PIECES {
+            kept.push(piece);
+        }
+    }
+}
+
 /// What the parser threads need to seal personal-data fields: the shared sealer
 /// (parsers seal under its read lock; the appender syncs new keys under its write
 /// lock before each append), the stream and the normalizer of sealed bodies.
@@ -59,16 +89,20 @@ impl SealJob {
     fn seal(&self, piece: &mut Piece) -> Result<(), stele_erasure::ErasureError> {
         let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
         let now = stele_store::log::now_ns();
-        piece.sealed = Vec::with_capacity(piece.batch.len());
-        // One buffer for the batch's sealed payloads: one allocation, not one per
-        // event freed by another thread.
-        piece.sealed_data = Vec::with_capacity(piece.batch.data_len() + piece.batch.len() * 384);
+        piece.sealed.clear();
+        piece.sealed.reserve(piece.batch.len());
+        // One buffer for the batch's sealed payloads: one allocation (reused with the
+        // piece), not one per event freed by another thread.
+        piece.sealed_data.clear();
+        piece.sealed_data.reserve(piece.batch.data_len() + piece.batch.len() * 384);
         let mut values = Vec::new();
+        // Repeated subjects and values are sealed once per batch.
+        let mut batch = sealer.batch();
         for i in 0..piece.batch.len() {
             let e = piece.batch.get(i).expect("index in range");
             let start = piece.sealed_data.len();
             let record = piece.batch.capture_record(i);
-            let Some((format, rule)) = sealer.seal_append(
+            let Some((format, rule)) = batch.seal_append(
                 &self.stream,
                 e.format.code(),
                 e.bytes,
@@ -170,10 +204,12 @@ pub(crate) fn run(
             Some(job) => job.normalizer.clone(),
             None => Normalizer::new(&pointers),
         };
-        let (rx, parser) = spawn_parsers(input, fmt, max_entry, normalizer, skip_invalid, seal_job.clone())?;
+        let pool = Pool::default();
+        let (rx, parser) =
+            spawn_parsers(input, fmt, max_entry, normalizer, skip_invalid, seal_job.clone(), pool.clone())?;
         let (mut first, mut last, mut count) = (None::<u64>, 0u64, 0u64);
         let mut failure: Option<anyhow::Error> = None;
-        for piece in rx {
+        for mut piece in rx {
             if let Some(e) = &piece.seal_error {
                 failure = Some(anyhow::anyhow!(
                     "sealing personal-data fields failed: {e}; {count} entries before it are appended and committed{}; nothing after it was appended",
@@ -213,8 +249,10 @@ pub(crate) fn run(
                     }
                 };
                 for (i, ix) in done.indexes.iter().enumerate() {
-                    let fields = piece.batch.normalized(i).cloned().unwrap_or_default();
-                    index.add(*ix, done.received_ns, sid, fields)?;
+                    match piece.batch.normalized(i) {
+                        Some(fields) => index.add_copy(*ix, done.received_ns, sid, fields)?,
+                        None => index.add(*ix, done.received_ns, sid, Default::default())?,
+                    }
                 }
                 first.get_or_insert(done.indexes[0]);
                 last = *done.indexes.last().expect("non-empty batch");
@@ -225,7 +263,7 @@ pub(crate) fn run(
                     last_checkpoint = Instant::now();
                 }
             }
-            if let Some(e) = piece.error {
+            if let Some(e) = piece.error.take() {
                 let at = e.location().map(|l| format!("{name}:{}", l.line)).unwrap_or_else(|| name.clone());
                 if skip_invalid && !e.is_fatal() {
                     skipped.push(format!("{at}: {e}"));
@@ -237,6 +275,7 @@ pub(crate) fn run(
                     break;
                 }
             }
+            pool.give(piece);
         }
         drop(parser);
         total += count;
@@ -320,6 +359,7 @@ fn spawn_parsers(
     normalizer: Normalizer,
     skip_invalid: bool,
     seal_job: Option<SealJob>,
+    pool: Pool,
 ) -> anyhow::Result<(mpsc::Receiver<Piece>, Parsers)> {
     let (tx, rx) = mpsc::sync_channel::<Piece>(2);
     if !is_line_mode(fmt, &mut *input)? {
@@ -327,13 +367,13 @@ fn spawn_parsers(
             let reader = EventReader::new(input, fmt, max_entry).with_normalizer(normalizer);
             let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
             loop {
-                let mut batch = Batch::new();
-                let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut batch) {
+                let mut piece = pool.take();
+                let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch) {
                     Ok(0) => (true, None),
                     Ok(_) => (false, None),
                     Err(e) => (e.is_fatal() || !skip_invalid, Some(e)),
                 };
-                let mut piece = Piece::new(batch, error);
+                piece.error = error;
                 seal_piece(seal_job.as_ref(), &mut piece);
                 let failed = piece.seal_error.is_some();
                 if (!piece.batch.is_empty() || piece.error.is_some()) && tx.send(piece).is_err() || failed {
@@ -362,6 +402,7 @@ fn spawn_parsers(
         let (rtx, rrx) = mpsc::sync_channel::<Vec<Piece>>(1);
         let normalizer = normalizer.clone();
         let seal_job = seal_job.clone();
+        let pool = pool.clone();
         handles.push(std::thread::spawn(move || {
             for (block, base_line, base_offset) in brx {
                 let reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
@@ -369,18 +410,20 @@ fn spawn_parsers(
                 let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
                 let mut pieces = Vec::new();
                 loop {
-                    let mut batch = Batch::new();
-                    let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut batch) {
+                    let mut piece = pool.take();
+                    let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch) {
                         Ok(0) => (true, None),
                         Ok(_) => (false, None),
                         Err(e) => (e.is_fatal() || !skip_invalid, Some(shift(e, base_line - 1, base_offset))),
                     };
                     let mut stop = error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
-                    let mut piece = Piece::new(batch, error);
+                    piece.error = error;
                     seal_piece(seal_job.as_ref(), &mut piece);
                     stop |= piece.seal_error.is_some();
                     if !piece.batch.is_empty() || piece.error.is_some() {
                         pieces.push(piece);
+                    } else {
+                        pool.give(piece);
                     }
                     if done || stop {
                         break;
