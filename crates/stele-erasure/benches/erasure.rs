@@ -128,7 +128,7 @@ fn import(c: &mut Criterion) {
             for (((f, e), s), r) in events.iter().zip(&sealed).zip(&records) {
                 if let Some(s) = s {
                     let replaced = sealer.replaced(s);
-                    std::hint::black_box(replaced.and_then(|x| normalizer.sealed_fields(e, *f, r, &x)));
+                    std::hint::black_box(replaced.and_then(|x| normalizer.sealed_fields(e, *f, r.view(), &x)));
                 }
             }
         });
@@ -139,7 +139,7 @@ fn import(c: &mut Criterion) {
             .filter(|((_, s), _)| s.is_some())
             .filter(|(((f, e), s), r)| {
                 let s = s.as_ref().expect("sealed");
-                sealer.replaced(s).and_then(|x| normalizer.sealed_fields(e, *f, r, &x)).is_some()
+                sealer.replaced(s).and_then(|x| normalizer.sealed_fields(e, *f, r.view(), &x)).is_some()
             })
             .count();
         eprintln!(
@@ -170,7 +170,7 @@ fn import(c: &mut Criterion) {
                 .map(|(((f, e), s), r)| match s {
                     Some(s) => {
                         // As `stele import`: derived from the event's parse when exact.
-                        let derived = sealer.replaced(s).and_then(|x| normalizer.sealed_fields(e, *f, r, &x));
+                        let derived = sealer.replaced(s).and_then(|x| normalizer.sealed_fields(e, *f, r.view(), &x));
                         fields.push(derived.unwrap_or_else(|| normalizer.stored_fields(s.format, &s.payload)));
                         NewEntry { stream: "s", format: s.format, payload: &s.payload }
                     }

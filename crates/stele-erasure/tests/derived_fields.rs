@@ -35,7 +35,8 @@ fn check(normalizer: &Normalizer, sealer: &Sealer, event: &[u8], hint: Option<Ev
     }
     // Sealing from the record gives the same envelope layout as sealing by a scan.
     let (mut out, mut values) = (Vec::new(), Vec::new());
-    let from_record = sealer.seal_append("s", format.code(), event, Some(&record), 0, &mut out, &mut values).unwrap();
+    let from_record =
+        sealer.seal_append("s", format.code(), event, Some(record.view()), 0, &mut out, &mut values).unwrap();
     let scanned = sealer.seal("s", format.code(), event, 0).unwrap();
     assert_eq!(from_record.map(|(f, _)| f), scanned.as_ref().map(|s| s.format));
     if let Some(s) = &scanned {
@@ -44,11 +45,12 @@ fn check(normalizer: &Normalizer, sealer: &Sealer, event: &[u8], hint: Option<Ev
     let sealed = sealer.seal("s", format.code(), event, 0).unwrap()?;
     let reference = normalizer.stored_fields(sealed.format, &sealed.payload);
     let replaced = sealer.replaced(&sealed);
-    let derived = replaced.as_ref().and_then(|r| normalizer.sealed_fields(event, format, &record, r));
+    let derived = replaced.as_ref().and_then(|r| normalizer.sealed_fields(event, format, record.view(), r));
     // The update of the event's own fields (what `stele import` does) agrees.
     let mut updated = plain.clone();
-    let was_updated =
-        replaced.as_ref().is_some_and(|r| normalizer.sealed_fields_update(event, format, &record, r, &mut updated));
+    let was_updated = replaced
+        .as_ref()
+        .is_some_and(|r| normalizer.sealed_fields_update(event, format, record.view(), r, &mut updated));
     assert_eq!(was_updated, derived.is_some());
     if was_updated {
         assert_eq!(updated, reference, "updated fields differ for {:?}", String::from_utf8_lossy(event));

@@ -37,10 +37,67 @@ enum Kept {
 /// read by [`Normalizer::sealed_fields`] with the same event bytes and normalizer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CaptureRecord {
-    winners: Vec<(u8, u16, Kept)>,
+    winners: Vec<Winner>,
     /// Where the normalizer's located pointers were found
     /// ([`Normalizer::with_located`]).
     located: LocatedRecord,
+}
+
+/// A recorded winner: capture field, priority of its pointer, value.
+type Winner = (u8, u16, Kept);
+
+/// A capture record, borrowed: from a [`CaptureRecord`] ([`CaptureRecord::view`])
+/// or from a batch that keeps records ([`crate::Batch::capture_record`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaptureRecordRef<'a> {
+    winners: &'a [Winner],
+    spans: &'a [Option<(u32, u32)>],
+    duplicates: &'a [bool],
+    fingerprint: u64,
+}
+
+/// The capture records of a batch's events in a few flat vectors, so that keeping
+/// one allocates nothing once the vectors have grown.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordStore {
+    winners: Vec<Winner>,
+    spans: Vec<Option<(u32, u32)>>,
+    duplicates: Vec<bool>,
+    /// Per record: where its winners and its spans end, and its fingerprint.
+    ends: Vec<(usize, usize, u64)>,
+}
+
+impl RecordStore {
+    /// Removes every record, keeping the allocations.
+    pub(crate) fn clear(&mut self) {
+        self.winners.clear();
+        self.spans.clear();
+        self.duplicates.clear();
+        self.ends.clear();
+    }
+
+    /// Appends a copy of `r`.
+    pub(crate) fn push(&mut self, r: &CaptureRecord) {
+        self.winners.extend_from_slice(&r.winners);
+        self.spans.extend_from_slice(&r.located.spans);
+        self.duplicates.extend_from_slice(&r.located.duplicates);
+        self.ends.push((self.winners.len(), self.spans.len(), r.located.fingerprint));
+    }
+
+    /// The `i`-th record.
+    pub(crate) fn get(&self, i: usize) -> Option<CaptureRecordRef<'_>> {
+        let &(w_end, s_end, fingerprint) = self.ends.get(i)?;
+        let (w_start, s_start) = match i.checked_sub(1) {
+            Some(p) => (self.ends[p].0, self.ends[p].1),
+            None => (0, 0),
+        };
+        Some(CaptureRecordRef {
+            winners: &self.winners[w_start..w_end],
+            spans: &self.spans[s_start..s_end],
+            duplicates: &self.duplicates[s_start..s_end],
+            fingerprint,
+        })
+    }
 }
 
 /// The located pointers of one parse, kept.
@@ -54,12 +111,32 @@ struct LocatedRecord {
 }
 
 impl CaptureRecord {
-    /// Records `caps`, parsed from `bytes`.
-    pub(crate) fn fill(&mut self, caps: &Captures<'_>, bytes: &[u8]) {
+    /// Empties the record, keeping its allocations.
+    pub(crate) fn clear(&mut self) {
         self.winners.clear();
         self.located.spans.clear();
         self.located.duplicates.clear();
         self.located.fingerprint = 0;
+    }
+
+    /// The record, borrowed.
+    pub fn view(&self) -> CaptureRecordRef<'_> {
+        CaptureRecordRef {
+            winners: &self.winners,
+            spans: &self.located.spans,
+            duplicates: &self.located.duplicates,
+            fingerprint: self.located.fingerprint,
+        }
+    }
+
+    /// [`CaptureRecordRef::located`] of this record.
+    pub fn located(&self, fingerprint: u64, ids: std::ops::Range<usize>) -> Option<(crate::sealed::Spans, bool)> {
+        self.view().located(fingerprint, ids)
+    }
+
+    /// Records `caps`, parsed from `bytes`.
+    pub(crate) fn fill(&mut self, caps: &Captures<'_>, bytes: &[u8]) {
+        self.clear();
         if let Some(l) = &caps.located {
             self.located.spans.extend_from_slice(&l.spans);
             self.located.duplicates.extend_from_slice(&l.duplicates);
@@ -84,37 +161,39 @@ impl CaptureRecord {
             self.winners.push((u8::try_from(f).expect("field index fits u8"), prio, kept));
         }
     }
+}
 
+impl<'a> CaptureRecordRef<'a> {
     /// Where the parse found the located pointers of its normalizer
     /// ([`Normalizer::with_located`]), if they are the pointers whose
     /// [`crate::sealed::fingerprint`] is `fingerprint`: for the pointers with ids
     /// in `ids`, each one's value as a byte range of the event (the first found),
     /// and whether a member on the way to any of them was named twice; what
     /// [`crate::sealed::find_pointers_checked`] gives for those pointers.
-    pub fn located(&self, fingerprint: u64, ids: std::ops::Range<usize>) -> Option<(crate::sealed::Spans, bool)> {
-        if self.located.fingerprint != fingerprint || fingerprint == 0 {
+    pub fn located(self, fingerprint: u64, ids: std::ops::Range<usize>) -> Option<(crate::sealed::Spans, bool)> {
+        if self.fingerprint != fingerprint || fingerprint == 0 {
             return None;
         }
-        let spans = self.located.spans.get(ids.clone())?;
-        let duplicate = self.located.duplicates.get(ids)?.iter().any(|d| *d);
+        let spans = self.spans.get(ids.clone())?;
+        let duplicate = self.duplicates.get(ids)?.iter().any(|d| *d);
         Some((spans.iter().map(|s| s.map(|(a, e)| (a as usize, e as usize))).collect(), duplicate))
     }
 
     /// Whether `field` holds a value.
-    fn has(&self, field: usize) -> bool {
+    fn has(self, field: usize) -> bool {
         self.winners.iter().any(|(f, _, _)| usize::from(*f) == field)
     }
 
     /// The priority of `field`'s winning pointer.
-    fn winner_prio(&self, field: usize) -> Option<u16> {
+    fn winner_prio(self, field: usize) -> Option<u16> {
         self.winners.iter().find(|(f, _, _)| usize::from(*f) == field).map(|(_, p, _)| *p)
     }
 
     /// The captures again, borrowing from `bytes`; `None` when a recorded range is
     /// not a string of `bytes` (another event's record).
-    fn captures<'a>(&'a self, bytes: &'a [u8]) -> Option<Captures<'a>> {
+    fn captures(self, bytes: &'a [u8]) -> Option<Captures<'a>> {
         let mut caps = Captures::new();
-        for (f, prio, kept) in &self.winners {
+        for (f, prio, kept) in self.winners {
             let v = match kept {
                 Kept::Span(a, e) => {
                     Scalar::Str(Cow::Borrowed(std::str::from_utf8(bytes.get(*a as usize..*e as usize)?).ok()?))
@@ -162,10 +241,7 @@ impl Normalizer {
         format_hint: Option<EventFormat>,
         record: &mut CaptureRecord,
     ) -> Result<(EventFormat, Normalized), crate::FormatError> {
-        record.winners.clear();
-        record.located.spans.clear();
-        record.located.duplicates.clear();
-        record.located.fingerprint = 0;
+        record.clear();
         if matches!(format_hint, Some(EventFormat::Syslog | EventFormat::OtlpLog | EventFormat::Auditd)) {
             return self.parse(bytes, format_hint);
         }
@@ -191,7 +267,7 @@ impl Normalizer {
         &self,
         event: &[u8],
         format: EventFormat,
-        record: &CaptureRecord,
+        record: CaptureRecordRef<'_>,
         replaced: &[Replaced<'_>],
     ) -> Option<Normalized> {
         let changes = self.changes(format, record, replaced)?;
@@ -208,7 +284,7 @@ impl Normalizer {
         &self,
         event: &[u8],
         format: EventFormat,
-        record: &CaptureRecord,
+        record: CaptureRecordRef<'_>,
         replaced: &[Replaced<'_>],
         fields: &mut Normalized,
     ) -> bool {
@@ -256,7 +332,7 @@ impl Normalizer {
     fn changes<'r>(
         &self,
         format: EventFormat,
-        record: &CaptureRecord,
+        record: CaptureRecordRef<'_>,
         replaced: &[Replaced<'r>],
     ) -> Option<Vec<Change<'r>>> {
         let read = crate::normalize::capture_fields_read(format)?;
@@ -332,7 +408,7 @@ impl Normalizer {
 fn rebuild(
     event: &[u8],
     format: EventFormat,
-    record: &CaptureRecord,
+    record: CaptureRecordRef<'_>,
     changes: Vec<Change<'_>>,
     out: &mut Normalized,
 ) -> bool {

@@ -82,7 +82,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use body::split_body;
-pub use derive::{CaptureRecord, Replaced};
+pub use derive::{CaptureRecord, CaptureRecordRef, Replaced};
 pub use error::{BodyError, FormatError, InvalidReason, Location};
 pub use normalize::{
     FieldPointers, Normalized, Normalizer, k8s_resource_path, matches, normalize_outcome, parse_event, parse_time,

@@ -4,7 +4,7 @@ use std::io::{self, BufRead};
 
 use memchr::memchr;
 
-use crate::derive::CaptureRecord;
+use crate::derive::{CaptureRecord, CaptureRecordRef, RecordStore};
 use crate::error::{FormatError, InvalidReason, Location};
 use crate::json::{self, K8sClass, Trie};
 use crate::normalize::{Normalized, Normalizer};
@@ -40,9 +40,8 @@ pub struct Batch {
     /// earlier batches so that their strings' allocations are reused.
     normalized: Vec<Normalized>,
     normalized_len: usize,
-    /// As `normalized`, for readers that keep capture records.
-    records: Vec<CaptureRecord>,
-    records_len: usize,
+    /// The capture records of the events, for readers that keep them.
+    records: RecordStore,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +78,7 @@ impl Batch {
         self.data.clear();
         self.events.clear();
         self.normalized_len = 0;
-        self.records_len = 0;
+        self.records.clear();
     }
 
     /// Appends a copy of `event`.
@@ -107,27 +106,26 @@ impl Batch {
     /// The `i`-th event, its capture record (when kept) and its normalized fields,
     /// mutably, to replace them by the fields of the form it is stored in
     /// ([`crate::Normalizer::sealed_fields_update`]).
-    pub fn event_fields_mut(&mut self, i: usize) -> Option<(RawEvent<'_>, Option<&CaptureRecord>, &mut Normalized)> {
+    pub fn event_fields_mut(
+        &mut self,
+        i: usize,
+    ) -> Option<(RawEvent<'_>, Option<CaptureRecordRef<'_>>, &mut Normalized)> {
         let e = self.events.get(i)?;
         let fields = self.normalized[..self.normalized_len].get_mut(i)?;
         let event = RawEvent { bytes: &self.data[e.start..e.end], format: e.format, location: e.location };
-        Some((event, self.records[..self.records_len].get(i), fields))
+        Some((event, self.records.get(i), fields))
     }
 
     /// The capture record of the `i`-th event, when the reader that filled the
     /// batch keeps them ([`EventReader::with_capture_records`]); empty for events
     /// not parsed as JSON.
-    pub fn capture_record(&self, i: usize) -> Option<&CaptureRecord> {
-        self.records[..self.records_len].get(i)
+    pub fn capture_record(&self, i: usize) -> Option<CaptureRecordRef<'_>> {
+        self.records.get(i)
     }
 
-    /// Appends a capture record, swapping it with a kept one as for normalized fields.
-    fn push_record(&mut self, r: &mut CaptureRecord) {
-        match self.records.get_mut(self.records_len) {
-            Some(slot) => std::mem::swap(slot, r),
-            None => self.records.push(std::mem::take(r)),
-        }
-        self.records_len += 1;
+    /// Appends a copy of a capture record.
+    fn push_record(&mut self, r: &CaptureRecord) {
+        self.records.push(r);
     }
 
     /// Appends normalized fields, swapping them with a kept entry so that the
@@ -457,7 +455,7 @@ impl<R: BufRead> EventReader<R> {
                 self.has_normalized = false;
                 out.push_normalized(&mut self.normalized);
                 if self.keep_records {
-                    out.push_record(&mut self.record);
+                    out.push_record(&self.record);
                 }
             }
         }
@@ -972,7 +970,7 @@ impl<R: BufRead> EventReader<R> {
                     Grouped::Event { bytes, line, offset } => {
                         let location = Location { line, byte_offset: offset };
                         self.has_normalized = false;
-                        self.record = CaptureRecord::default();
+                        self.record.clear();
                         if self.cls.normalizer.is_some() {
                             self.normalized = crate::auditd::normalize(&bytes)
                                 .map_err(|reason| FormatError::InvalidEvent { location: Some(location), reason })?;

@@ -450,3 +450,33 @@ fn cloudtrail_records_are_streamed_when_first() {
     assert_eq!(events(&out), vec![r1]);
     assert!(errors(&out)[0].contains("not a cloudtrail event"), "{out:?}");
 }
+
+#[test]
+fn a_batch_keeps_each_events_capture_record() {
+    // Events of several shapes: Kubernetes, generic JSON with an escaped string (kept
+    // owned), a number and a boolean, a missing subject, a member named twice on a
+    // located pointer's way; read twice into one reused batch.
+    let events = [
+        r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","verb":"get","user":{"username":"alice"},"sourceIPs":["10.0.0.1"]}"#,
+        r#"{"actor":"b\u006fb","action":"login","ip":"10.0.0.2","status":200,"ok":true}"#,
+        r#"{"action":"logout"}"#,
+        r#"{"actor":"carol","actor":"dave","action":"get"}"#,
+    ];
+    let input = events.join("\n");
+    let located =
+        [crate::sealed::Pointer::parse("/actor").unwrap(), crate::sealed::Pointer::parse("/user/username").unwrap()];
+    let normalizer = Normalizer::with_located(&FieldPointers::default(), &located);
+    let mut batch = Batch::new();
+    for round in 0..2 {
+        let mut reader = EventReader::new(input.as_bytes(), InputFormat::Auto, 1 << 20)
+            .with_normalizer(normalizer.clone())
+            .with_capture_records();
+        assert_eq!(reader.read_batch(100, 1 << 20, &mut batch).unwrap(), events.len(), "round {round}");
+        for (i, e) in events.iter().enumerate() {
+            let mut want = CaptureRecord::default();
+            normalizer.parse_recording(e.as_bytes(), Some(batch.get(i).unwrap().format), &mut want).unwrap();
+            assert_eq!(batch.capture_record(i), Some(want.view()), "event {i}, round {round}");
+        }
+        assert_eq!(batch.capture_record(events.len()), None);
+    }
+}
