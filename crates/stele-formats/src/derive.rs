@@ -213,9 +213,9 @@ impl<'a> CaptureRecordRef<'a> {
 /// The normalized field a capture field is copied to unchanged.
 type FieldSlot = fn(&mut Normalized) -> &mut Option<String>;
 
-/// A capture field and its winner after sealing (priority and string), `None` when
-/// it loses its value.
-type Change<'r> = (usize, Option<(u16, &'r str)>);
+/// A capture field and its winner after sealing (priority, and the index of the
+/// replaced value whose sealed string it holds), `None` when it loses its value.
+type Change = (usize, Option<(u16, usize)>);
 
 /// One value sealing replaced in an event.
 #[derive(Debug, Clone, Copy)]
@@ -270,9 +270,13 @@ impl Normalizer {
         record: CaptureRecordRef<'_>,
         replaced: &[Replaced<'_>],
     ) -> Option<Normalized> {
-        let changes = self.changes(format, record, replaced)?;
-        let mut out = Normalized::default();
-        rebuild(event, format, record, changes, &mut out).then_some(out)
+        with_scratch(|scratch| {
+            if !self.changes(format, record, replaced, scratch) {
+                return None;
+            }
+            let mut out = Normalized::default();
+            rebuild(event, format, record, &scratch.changes, replaced, &mut out).then_some(out)
+        })
     }
 
     /// [`Normalizer::sealed_fields`] as an update of `fields`, which must hold this
@@ -288,62 +292,35 @@ impl Normalizer {
         replaced: &[Replaced<'_>],
         fields: &mut Normalized,
     ) -> bool {
-        let Some(changes) = self.changes(format, record, replaced) else { return false };
-        let direct: &[(usize, FieldSlot)] = match format {
-            // The Kubernetes fields read straight from one string capture. Not for a
-            // wrapped (AKS) event, whose fields come from the inner event.
-            EventFormat::KubernetesAudit if !record.has(field::AKS_LOG) => &[
-                (field::USERNAME, |n| &mut n.actor),
-                (field::AUDIT_ID, |n| &mut n.request_id),
-                (field::SOURCE_IP, |n| &mut n.source_ip),
-            ],
-            EventFormat::Json => &[
-                (field::ACTOR, |n| &mut n.actor),
-                (field::ACTION, |n| &mut n.action),
-                (field::RESOURCE, |n| &mut n.resource),
-                (field::GEN_SOURCE_IP, |n| &mut n.source_ip),
-                (field::GEN_REQUEST_ID, |n| &mut n.request_id),
-                (field::GEN_PRODUCER, |n| &mut n.producer),
-            ],
-            _ => &[],
-        };
-        if changes.iter().all(|(f, _)| direct.iter().any(|(d, _)| d == f)) {
-            for (f, new) in &changes {
-                let slot = direct.iter().find(|(d, _)| d == f).map(|(_, s)| s(fields)).expect("checked above");
-                match new {
-                    Some((_, v)) => {
-                        let s = slot.get_or_insert_with(String::new);
-                        s.clear();
-                        s.push_str(v);
-                    }
-                    None => *slot = None,
-                }
-            }
-            crate::sealed::keep_tokens(fields);
-            return true;
-        }
-        rebuild(event, format, record, changes, fields)
+        with_scratch(|scratch| {
+            self.changes(format, record, replaced, scratch)
+                && update(event, format, record, &scratch.changes, replaced, fields)
+        })
     }
 
-    /// The winners sealing changes among the capture fields `format` reads: each
-    /// such field with its new winner (priority and string), `None` for a field that
-    /// loses its value. `None` when they cannot be known (see
-    /// [`Normalizer::sealed_fields`]).
-    fn changes<'r>(
+    /// The winners sealing changes among the capture fields `format` reads, written
+    /// to `out`: each such field with its new winner (priority, and the index in
+    /// `replaced` of the value whose sealed string it now holds), `None` for a field
+    /// that loses its value. False when they cannot be known (see
+    /// [`Normalizer::sealed_fields`]). `touched` and `stack` are scratch space.
+    fn changes(
         &self,
         format: EventFormat,
         record: CaptureRecordRef<'_>,
-        replaced: &[Replaced<'r>],
-    ) -> Option<Vec<Change<'r>>> {
-        let read = crate::normalize::capture_fields_read(format)?;
+        replaced: &[Replaced<'_>],
+        scratch: &mut Scratch,
+    ) -> bool {
+        let Scratch { touched, stack, changes: out } = scratch;
+        out.clear();
+        let Some(read) = crate::normalize::capture_fields_read(format) else { return false };
         if replaced.iter().any(|r| r.pointer.tokens().is_empty()) {
-            return None;
+            return false;
         }
-        // (field, priority, the value it holds in the sealed body, if any) for every
-        // trie pointer at or under a sealed pointer.
-        let mut touched: Vec<(usize, u16, Option<&'r str>)> = Vec::new();
+        // (field, priority, which replaced value it holds in the sealed body, if any)
+        // for every trie pointer at or under a sealed pointer.
+        touched.clear();
         let trie = self.trie();
-        for r in replaced {
+        for (ri, r) in replaced.iter().enumerate() {
             let mut node = 0usize;
             let mut found = true;
             for t in r.pointer.tokens() {
@@ -359,24 +336,31 @@ impl Normalizer {
                 continue;
             }
             let first = if r.array { trie.nodes[node].child(b"0") } else { None };
-            let mut stack = vec![node];
+            stack.clear();
+            stack.push(node);
             while let Some(n) = stack.pop() {
                 let holds = if r.array { Some(n) == first } else { n == node };
-                for s in &trie.nodes[n].slots {
-                    touched.push((s.field(), s.prio(), holds.then_some(r.text)));
+                for sl in &trie.nodes[n].slots {
+                    touched.push((sl.field(), sl.prio(), holds.then_some(ri)));
                 }
                 stack.extend(trie.nodes[n].children.iter().map(|(_, c, _)| *c as usize));
             }
         }
-        // Fields the format does not read are left as they are.
-        let mut fields: Vec<usize> = touched.iter().map(|t| t.0).filter(|f| read.contains(f)).collect();
-        fields.sort_unstable();
-        fields.dedup();
-        let mut changes = Vec::with_capacity(fields.len());
-        for f in fields {
-            let is_touched = |p: u16| touched.iter().any(|t| t.0 == f && t.1 == p);
-            let best_new =
-                touched.iter().filter(|t| t.0 == f).filter_map(|t| t.2.map(|v| (t.1, v))).min_by_key(|t| t.0);
+        // Fields the format does not read are left as they are; each field once, in
+        // ascending order.
+        touched.sort_unstable_by_key(|t| (t.0, t.1));
+        let mut i = 0;
+        while i < touched.len() {
+            let f = touched[i].0;
+            let group_end = i + touched[i..].iter().take_while(|t| t.0 == f).count();
+            let group = &touched[i..group_end];
+            i = group_end;
+            if !read.contains(&f) {
+                continue;
+            }
+            let is_touched = |p: u16| group.iter().any(|t| t.1 == p);
+            // Sorted by priority: the first holding a value is the best.
+            let best_new = group.iter().find_map(|t| t.2.map(|v| (t.1, v)));
             let new = match record.winner_prio(f) {
                 Some(p) if !is_touched(p) => match best_new {
                     Some((bp, v)) if bp < p => Some((bp, v)),
@@ -390,17 +374,90 @@ impl Normalizer {
                     _ => {
                         let limit = best_new.map_or(u16::MAX, |(bp, _)| bp);
                         if self.field_prios(f).iter().any(|&q| q > p && q < limit && !is_touched(q)) {
-                            return None;
+                            out.clear();
+                            return false;
                         }
                         best_new
                     }
                 },
                 None => best_new,
             };
-            changes.push((f, new));
+            out.push((f, new));
         }
-        Some(changes)
+        true
     }
+}
+
+/// [`Normalizer::sealed_fields_update`] once the changes are known.
+fn update(
+    event: &[u8],
+    format: EventFormat,
+    record: CaptureRecordRef<'_>,
+    changes: &[Change],
+    replaced: &[Replaced<'_>],
+    fields: &mut Normalized,
+) -> bool {
+    let direct: &[(usize, FieldSlot)] = match format {
+        // The Kubernetes fields read straight from one string capture. Not for a
+        // wrapped (AKS) event, whose fields come from the inner event.
+        EventFormat::KubernetesAudit if !record.has(field::AKS_LOG) => &[
+            (field::USERNAME, |n| &mut n.actor),
+            (field::AUDIT_ID, |n| &mut n.request_id),
+            (field::SOURCE_IP, |n| &mut n.source_ip),
+        ],
+        EventFormat::Json => &[
+            (field::ACTOR, |n| &mut n.actor),
+            (field::ACTION, |n| &mut n.action),
+            (field::RESOURCE, |n| &mut n.resource),
+            (field::GEN_SOURCE_IP, |n| &mut n.source_ip),
+            (field::GEN_REQUEST_ID, |n| &mut n.request_id),
+            (field::GEN_PRODUCER, |n| &mut n.producer),
+        ],
+        _ => &[],
+    };
+    if changes.iter().all(|(f, _)| direct.iter().any(|(d, _)| d == f)) {
+        for (f, new) in changes {
+            let slot = direct.iter().find(|(d, _)| d == f).map(|(_, s)| s(fields)).expect("checked above");
+            match new {
+                Some((_, v)) => {
+                    // What `keep_tokens` leaves of the sealed string.
+                    let text = replaced[*v].text;
+                    let kept = crate::sealed::index_form(text).unwrap_or(text);
+                    let s = slot.get_or_insert_with(String::new);
+                    s.clear();
+                    s.push_str(kept);
+                }
+                None => *slot = None,
+            }
+        }
+        crate::sealed::keep_tokens(fields);
+        return true;
+    }
+    rebuild(event, format, record, changes, replaced, fields)
+}
+
+/// Scratch space of [`Normalizer::changes`], kept per thread so that deriving an
+/// event's fields allocates nothing once it has grown.
+#[derive(Default)]
+struct Scratch {
+    /// (field, priority, index of the replaced value it holds) of touched pointers.
+    touched: Vec<(usize, u16, Option<usize>)>,
+    /// Trie nodes still to visit.
+    stack: Vec<usize>,
+    /// The result: each changed field and its new winner.
+    changes: Vec<Change>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch space (a fresh one if it is in use).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// Writes over `out` the fields of `event`'s captures (`record`) with `changes`
@@ -409,12 +466,13 @@ fn rebuild(
     event: &[u8],
     format: EventFormat,
     record: CaptureRecordRef<'_>,
-    changes: Vec<Change<'_>>,
+    changes: &[Change],
+    replaced: &[Replaced<'_>],
     out: &mut Normalized,
 ) -> bool {
     let Some(mut caps) = record.captures(event) else { return false };
-    for (f, new) in changes {
-        caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(v)))));
+    for &(f, new) in changes {
+        caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(replaced[v].text)))));
     }
     finish(&caps, format, event, out);
     true
