@@ -337,7 +337,7 @@ impl Sealer {
     }
 
     /// The values `sealed` (made by this sealer) replaced, for
-    /// [`stele_formats::Normalizer::sealed_fields`]; `None` when the whole event was
+    /// [`stele_formats::Normalizer::sealed_fields_update`]; `None` when the whole event was
     /// sealed.
     pub fn replaced<'a>(&'a self, sealed: &'a Sealed) -> Option<Vec<stele_formats::Replaced<'a>>> {
         self.replaced_in(sealed.rule, &sealed.values, &sealed.payload)

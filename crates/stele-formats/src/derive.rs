@@ -7,34 +7,23 @@
 //! make differ from the event's only at trie pointers at or under a sealed pointer:
 //! those lose their value, except the one the replacement string now stands at. From
 //! each field's winning pointer in the event's parse ([`CaptureRecord`]) the winner
-//! in the sealed body follows, except when a winner under a sealed pointer is lost
-//! and a lower-priority pointer that sealing did not touch could take its place: its
-//! value was never recorded, and [`Normalizer::sealed_fields`] answers `None` so that
-//! the caller parses the sealed body ([`Normalizer::stored_fields`]) instead.
-
-use std::borrow::Cow;
+//! in the sealed body follows. Where only fields that the normalized fields copy one
+//! to one change, those are rewritten ([`Normalizer::sealed_fields_update`]).
+//! Otherwise, or when a winner under a sealed pointer is lost and a lower-priority
+//! pointer that sealing did not touch could take its place (its value was never
+//! recorded), the update declines, so that the caller parses the sealed body
+//! ([`Normalizer::stored_fields`]) instead.
 
 use crate::EventFormat;
-use crate::json::{Captures, Scalar, field};
-use crate::normalize::{Normalized, Normalizer, fields_into, resolve_format};
+use crate::json::{Captures, field};
+use crate::normalize::{Normalized, Normalizer, resolve_format};
 use crate::sealed::Pointer;
 
-/// A captured scalar kept past its parse: a string as the byte range of the event
-/// it was read from, or owned when it had escapes.
-#[derive(Debug, Clone, PartialEq)]
-enum Kept {
-    Span(u32, u32),
-    Owned(Box<str>),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Bool(bool),
-}
-
 /// What one parse of an event captured: per field, the priority of the pointer that
-/// won and its value. Filled by [`Normalizer::parse_recording`] or by an
-/// [`crate::EventReader`] made with [`crate::EventReader::with_capture_records`], and
-/// read by [`Normalizer::sealed_fields`] with the same event bytes and normalizer.
+/// won, and where the located pointers' values are. Filled by
+/// [`Normalizer::parse_recording`] or by an [`crate::EventReader`] made with
+/// [`crate::EventReader::with_capture_records`], and read by
+/// [`Normalizer::sealed_fields_update`] with the same normalizer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CaptureRecord {
     winners: Vec<Winner>,
@@ -43,8 +32,8 @@ pub struct CaptureRecord {
     located: LocatedRecord,
 }
 
-/// A recorded winner: capture field, priority of its pointer, value.
-type Winner = (u8, u16, Kept);
+/// A recorded winner: capture field and the priority of its pointer.
+type Winner = (u8, u16);
 
 /// A capture record, borrowed: from a [`CaptureRecord`] ([`CaptureRecord::view`])
 /// or from a batch that keeps records ([`crate::Batch::capture_record`]).
@@ -134,36 +123,21 @@ impl CaptureRecord {
         self.view().located(fingerprint, ids)
     }
 
-    /// Records `caps`, parsed from `bytes`.
-    pub(crate) fn fill(&mut self, caps: &Captures<'_>, bytes: &[u8]) {
+    /// Records `caps`.
+    pub(crate) fn fill(&mut self, caps: &Captures<'_>) {
         self.clear();
         if let Some(l) = &caps.located {
             self.located.spans.extend_from_slice(&l.spans);
             self.located.duplicates.extend_from_slice(&l.duplicates);
             self.located.fingerprint = l.fingerprint;
         }
-        let base = bytes.as_ptr() as usize;
-        for (f, prio, v) in caps.winners() {
-            let kept = match v {
-                Scalar::Str(Cow::Borrowed(s)) => {
-                    let at = (s.as_ptr() as usize).wrapping_sub(base);
-                    match (u32::try_from(at), u32::try_from(at + s.len())) {
-                        (Ok(a), Ok(e)) if at + s.len() <= bytes.len() => Kept::Span(a, e),
-                        _ => Kept::Owned((*s).into()),
-                    }
-                }
-                Scalar::Str(Cow::Owned(s)) => Kept::Owned(s.as_str().into()),
-                Scalar::U64(n) => Kept::U64(*n),
-                Scalar::I64(n) => Kept::I64(*n),
-                Scalar::F64(x) => Kept::F64(*x),
-                Scalar::Bool(b) => Kept::Bool(*b),
-            };
-            self.winners.push((u8::try_from(f).expect("field index fits u8"), prio, kept));
+        for (f, prio, _) in caps.winners() {
+            self.winners.push((u8::try_from(f).expect("field index fits u8"), prio));
         }
     }
 }
 
-impl<'a> CaptureRecordRef<'a> {
+impl CaptureRecordRef<'_> {
     /// Where the parse found the located pointers of its normalizer
     /// ([`Normalizer::with_located`]), if they are the pointers whose
     /// [`crate::sealed::fingerprint`] is `fingerprint`: for the pointers with ids
@@ -181,32 +155,12 @@ impl<'a> CaptureRecordRef<'a> {
 
     /// Whether `field` holds a value.
     fn has(self, field: usize) -> bool {
-        self.winners.iter().any(|(f, _, _)| usize::from(*f) == field)
+        self.winners.iter().any(|(f, _)| usize::from(*f) == field)
     }
 
     /// The priority of `field`'s winning pointer.
     fn winner_prio(self, field: usize) -> Option<u16> {
-        self.winners.iter().find(|(f, _, _)| usize::from(*f) == field).map(|(_, p, _)| *p)
-    }
-
-    /// The captures again, borrowing from `bytes`; `None` when a recorded range is
-    /// not a string of `bytes` (another event's record).
-    fn captures(self, bytes: &'a [u8]) -> Option<Captures<'a>> {
-        let mut caps = Captures::new();
-        for (f, prio, kept) in self.winners {
-            let v = match kept {
-                Kept::Span(a, e) => {
-                    Scalar::Str(Cow::Borrowed(std::str::from_utf8(bytes.get(*a as usize..*e as usize)?).ok()?))
-                }
-                Kept::Owned(s) => Scalar::Str(Cow::Borrowed(s)),
-                Kept::U64(n) => Scalar::U64(*n),
-                Kept::I64(n) => Scalar::I64(*n),
-                Kept::F64(x) => Scalar::F64(*x),
-                Kept::Bool(b) => Scalar::Bool(*b),
-            };
-            caps.set(usize::from(*f), Some((*prio, v)));
-        }
-        Some(caps)
+        self.winners.iter().find(|(f, _)| usize::from(*f) == field).map(|(_, p)| *p)
     }
 }
 
@@ -231,7 +185,8 @@ pub struct Replaced<'a> {
 
 impl Normalizer {
     /// [`Normalizer::parse`], also recording the captures into `record` for
-    /// [`Normalizer::sealed_fields`] (left empty for formats not parsed as JSON).
+    /// [`Normalizer::sealed_fields_update`] (left empty for formats not parsed as
+    /// JSON).
     ///
     /// # Errors
     /// As [`Normalizer::parse`].
@@ -249,44 +204,25 @@ impl Normalizer {
             .map_err(|reason| crate::FormatError::InvalidEvent { location: None, reason })?;
         let format = resolve_format(&caps, format_hint)
             .map_err(|reason| crate::FormatError::InvalidEvent { location: None, reason })?;
-        record.fill(&caps, bytes);
+        record.fill(&caps);
         Ok((format, crate::normalize::fields(&caps, format, bytes)))
     }
 
-    /// The index fields of the sealed form of `event` (a stored entry of `format` whose
-    /// values `replaced` were sealed), from `record`, this normalizer's captures of
-    /// `event`: the same as [`Normalizer::stored_fields`] of the sealed payload,
-    /// without parsing it.
+    /// Turns `fields`, this normalizer's fields of an event of `format` (from the
+    /// parse `record` was made in), into the index fields of its sealed form (a
+    /// stored entry whose values `replaced` were sealed): the same as
+    /// [`Normalizer::stored_fields`] of the sealed payload, without parsing it.
+    /// Only the fields sealing changes are rewritten.
     ///
-    /// `None` when they cannot be derived exactly: a format read through a second
-    /// parser (CloudTrail, GCP audit, OCSF) or not JSON, the whole event sealed, a record that is
-    /// not of `event`, or a field whose winning pointer was sealed away while a
+    /// True when done; false, with `fields` unchanged, when they cannot be derived
+    /// this way: a format read through a second parser (CloudTrail, GCP audit,
+    /// OCSF) or not JSON, the whole event sealed, a change to a field that is not
+    /// copied one to one from a captured string (a Kubernetes resource path, an
+    /// outcome, a time), or a field whose winning pointer was sealed away while a
     /// pointer of lower priority that sealing left alone could take its place. The
     /// caller then uses [`Normalizer::stored_fields`].
-    pub fn sealed_fields(
-        &self,
-        event: &[u8],
-        format: EventFormat,
-        record: CaptureRecordRef<'_>,
-        replaced: &[Replaced<'_>],
-    ) -> Option<Normalized> {
-        with_scratch(|scratch| {
-            if !self.changes(format, record, replaced, scratch) {
-                return None;
-            }
-            let mut out = Normalized::default();
-            rebuild(event, format, record, &scratch.changes, replaced, &mut out).then_some(out)
-        })
-    }
-
-    /// [`Normalizer::sealed_fields`] as an update of `fields`, which must hold this
-    /// normalizer's fields of `event` (from the parse `record` was made in): only
-    /// the fields sealing changes are rewritten when they map one to one to a
-    /// captured value, else all are derived again. True when derived, false (and
-    /// `fields` unchanged) when not.
     pub fn sealed_fields_update(
         &self,
-        event: &[u8],
         format: EventFormat,
         record: CaptureRecordRef<'_>,
         replaced: &[Replaced<'_>],
@@ -294,7 +230,7 @@ impl Normalizer {
     ) -> bool {
         with_scratch(|scratch| {
             self.changes(format, record, replaced, scratch)
-                && update(event, format, record, &scratch.changes, replaced, fields)
+                && update(format, record, &scratch.changes, replaced, fields)
         })
     }
 
@@ -302,7 +238,7 @@ impl Normalizer {
     /// to `out`: each such field with its new winner (priority, and the index in
     /// `replaced` of the value whose sealed string it now holds), `None` for a field
     /// that loses its value. False when they cannot be known (see
-    /// [`Normalizer::sealed_fields`]). `touched` and `stack` are scratch space.
+    /// [`Normalizer::sealed_fields_update`]).
     fn changes(
         &self,
         format: EventFormat,
@@ -390,7 +326,6 @@ impl Normalizer {
 
 /// [`Normalizer::sealed_fields_update`] once the changes are known.
 fn update(
-    event: &[u8],
     format: EventFormat,
     record: CaptureRecordRef<'_>,
     changes: &[Change],
@@ -433,7 +368,7 @@ fn update(
         crate::sealed::keep_tokens(fields);
         return true;
     }
-    rebuild(event, format, record, changes, replaced, fields)
+    false
 }
 
 /// Scratch space of [`Normalizer::changes`], kept per thread so that deriving an
@@ -458,36 +393,6 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
         Ok(mut s) => f(&mut s),
         Err(_) => f(&mut Scratch::default()),
     })
-}
-
-/// Writes over `out` the fields of `event`'s captures (`record`) with `changes`
-/// applied; false (and `out` unchanged) when `record` is not of `event`.
-fn rebuild(
-    event: &[u8],
-    format: EventFormat,
-    record: CaptureRecordRef<'_>,
-    changes: &[Change],
-    replaced: &[Replaced<'_>],
-    out: &mut Normalized,
-) -> bool {
-    let Some(mut caps) = record.captures(event) else { return false };
-    for &(f, new) in changes {
-        caps.set(f, new.map(|(p, v)| (p, Scalar::Str(Cow::Borrowed(replaced[v].text)))));
-    }
-    finish(&caps, format, event, out);
-    true
-}
-
-/// As [`Normalizer::stored_fields`] ends: the format check of the hint, the fields,
-/// sealed values kept as their index form.
-fn finish(caps: &Captures<'_>, format: EventFormat, event: &[u8], out: &mut Normalized) {
-    match resolve_format(caps, Some(format)) {
-        Ok(format) => {
-            fields_into(caps, format, event, out);
-            crate::sealed::keep_tokens(out);
-        }
-        Err(_) => *out = Normalized::default(),
-    }
 }
 
 /// Every field of the trie exists in [`field`]'s numbering.

@@ -421,11 +421,6 @@ impl<'a> Captures<'a> {
         self.best.iter().enumerate().filter_map(|(f, b)| b.as_ref().map(|(p, s)| (f, *p, s)))
     }
 
-    /// Sets (or clears) the winner of `field`.
-    pub(crate) fn set(&mut self, field: usize, winner: Option<(u16, Scalar<'a>)>) {
-        self.best[field] = winner;
-    }
-
     pub(crate) fn put(&mut self, slots: &[Slot], v: &Scalar<'a>) {
         for s in slots {
             let cell = &mut self.best[s.field as usize];

@@ -1111,7 +1111,7 @@ impl Classifier {
         if self.normalizer.is_some() {
             crate::normalize::fields_into(&caps, format, bytes, fields);
             if let Some(r) = record {
-                r.fill(&caps, bytes);
+                r.fill(&caps);
             }
         }
         Ok(Some((format, self.normalizer.is_some())))

@@ -121,7 +121,7 @@ impl SealJob {
             if let Some((e, record, fields)) = piece.batch.event_fields_mut(i) {
                 let derived = match (record, sealer.replaced_in(rule, &values, payload)) {
                     (Some(record), Some(replaced)) => {
-                        self.normalizer.sealed_fields_update(e.bytes, e.format, record, &replaced, fields)
+                        self.normalizer.sealed_fields_update(e.format, record, &replaced, fields)
                     }
                     _ => false,
                 };
