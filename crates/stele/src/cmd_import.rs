@@ -311,8 +311,9 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Bytes per block handed to a parser worker in line mode (at least twice the event
-/// limit, so a line without an end in a whole block is over the limit).
+/// Bytes per block handed to a parser worker in line mode (a longer line makes a
+/// longer block, up to the event limit). Small enough that the pieces handed back
+/// by the appender are soon reused.
 const BLOCK_BYTES: usize = 4 << 20;
 /// Parser workers in line mode.
 const PARSERS: usize = 2;
@@ -441,13 +442,13 @@ fn spawn_parsers(
     // A line longer than the event limit is skipped here, without buffering it, and
     // reported in its place.
     let (order_tx, order_rx) = mpsc::sync_channel::<Slot>(PARSERS * 2);
-    let block_bytes = BLOCK_BYTES.max(max_entry.saturating_mul(2));
+    let block_bytes = BLOCK_BYTES;
     handles.push(std::thread::spawn(move || {
         let mut carry: Vec<u8> = Vec::new();
         let (mut line, mut offset) = (1u64, 0u64);
         let mut worker = 0usize;
         let mut eof = false;
-        while !eof {
+        'blocks: while !eof {
             let mut block = std::mem::take(&mut carry);
             while block.len() < block_bytes {
                 match input.fill_buf() {
@@ -462,12 +463,28 @@ fn spawn_parsers(
                     }
                 }
             }
-            if !eof {
-                match block.iter().rposition(|&b| b == b'\n') {
-                    Some(p) => carry = block.split_off(p + 1),
+            // A block starts at a line start. Cut it at its last line end; a line
+            // longer than the block is read on up to the event limit.
+            let mut searched = 0;
+            while !eof {
+                match block[searched..].iter().rposition(|&b| b == b'\n') {
+                    Some(p) => {
+                        carry = block.split_off(searched + p + 1);
+                        break;
+                    }
+                    None if block.len() <= max_entry => {
+                        searched = block.len();
+                        match input.fill_buf() {
+                            Ok([]) | Err(_) => eof = true,
+                            Ok(got) => {
+                                let n = got.len();
+                                block.extend_from_slice(got);
+                                input.consume(n);
+                            }
+                        }
+                    }
                     None => {
-                        // No line end in a whole block: the line exceeds the event
-                        // limit (blocks are larger than any event). Skip to its end.
+                        // The line exceeds the event limit: skip to its end.
                         let mut size = block.len() as u64;
                         loop {
                             match input.fill_buf() {
@@ -496,7 +513,7 @@ fn spawn_parsers(
                         }
                         line += 1;
                         offset += size + 1;
-                        continue;
+                        continue 'blocks;
                     }
                 }
             }

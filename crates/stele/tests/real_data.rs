@@ -391,6 +391,49 @@ fn event_over_max_entry_bytes_is_refused() {
 }
 
 #[test]
+fn lines_longer_than_a_read_block_import_whole() {
+    // `stele import` hands 4 MiB blocks to its parsers: a 4.5 MiB event spans two
+    // blocks, and a line of 8 MiB and more is over the default event limit.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let big = |who: &str, n: usize| format!(r#"{{"actor":"{who}","action":"upload","note":"{}"}}"#, "x".repeat(n));
+    let lines = [
+        r#"{"actor":"alice","action":"login"}"#.to_string(),
+        big("bob", 9 << 19),
+        big("carol", (8 << 20) + 10),
+        r#"{"actor":"dave","action":"logout"}"#.to_string(),
+        big("erin", 9 << 19),
+    ];
+    let file = tmp.path().join("events.jsonl");
+    // The last line has no line end.
+    std::fs::write(&file, lines.join("\n")).expect("write events");
+    let check = |dir: &Path, want: &[&String]| {
+        let r = stele_at("verify", dir, &[]);
+        r.expect_code(0, "verify");
+        assert!(r.stdout.contains(&format!("ok: tree size {} ", want.len() + 1)), "{r}");
+        for (i, line) in want.iter().enumerate() {
+            let r = stele_at("get", dir, &[&(i + 1).to_string()]);
+            r.expect_code(0, "get");
+            let got: Value = serde_json::from_str(&r.stdout).expect("JSON");
+            let line: Value = serde_json::from_str(line).expect("JSON");
+            assert_eq!(got["event"], line, "entry {}", i + 1);
+        }
+    };
+    // The line over the limit stops the import, naming its line.
+    let dir = tmp.path().join("stop");
+    init(&dir);
+    let r = stele_os(&["import".as_ref(), "--data".as_ref(), dir.as_os_str(), file.as_os_str()]);
+    r.expect_code(2, "import of a line over max_entry_bytes");
+    assert!(r.stderr.contains(&format!("{}:3:", file.display())) && r.stderr.contains("8388608"), "{r}");
+    check(&dir, &[&lines[0], &lines[1]]);
+    // Skipped, the lines after it are imported whole.
+    let dir = tmp.path().join("skip");
+    init(&dir);
+    let r = import(&dir, &["--skip-invalid"], std::slice::from_ref(&file));
+    assert!(r.stderr.contains(&format!("skipped {}:3:", file.display())), "{r}");
+    check(&dir, &[&lines[0], &lines[1], &lines[3], &lines[4]]);
+}
+
+#[test]
 fn import_into_a_locked_directory_points_to_the_server() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
