@@ -314,7 +314,7 @@ pub(crate) fn run(
 /// Bytes per block handed to a parser worker in line mode (a longer line makes a
 /// longer block, up to the event limit). Small enough that the pieces handed back
 /// by the appender are soon reused.
-const BLOCK_BYTES: usize = 4 << 20;
+const BLOCK_BYTES: usize = 2 << 20;
 /// Parser workers in line mode.
 const PARSERS: usize = 2;
 
@@ -405,13 +405,15 @@ fn spawn_parsers(
         let seal_job = seal_job.clone();
         let pool = pool.clone();
         handles.push(std::thread::spawn(move || {
+            // The piece a block's last (empty) read used, for the next block.
+            let mut spare: Option<Piece> = None;
             for (block, base_line, base_offset) in brx {
                 let reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
                     .with_normalizer(normalizer.clone());
                 let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
                 let mut pieces = Vec::new();
                 loop {
-                    let mut piece = pool.take();
+                    let mut piece = spare.take().unwrap_or_else(|| pool.take());
                     let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch) {
                         Ok(0) => (true, None),
                         Ok(_) => (false, None),
@@ -424,7 +426,7 @@ fn spawn_parsers(
                     if !piece.batch.is_empty() || piece.error.is_some() {
                         pieces.push(piece);
                     } else {
-                        pool.give(piece);
+                        spare = Some(piece);
                     }
                     if done || stop {
                         break;
