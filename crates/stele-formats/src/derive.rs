@@ -21,8 +21,8 @@ use crate::sealed::Pointer;
 
 /// What one parse of an event captured: per field, the priority of the pointer that
 /// won, and where the located pointers' values are. Filled by
-/// [`Normalizer::parse_recording`] or by an [`crate::EventReader`] made with
-/// [`crate::EventReader::with_capture_records`], and read by
+/// [`Normalizer::parse_recording`] or by an [`crate::EventReader`] that rewrites
+/// ([`crate::EventReader::read_batch_rewriting`]), and read by
 /// [`Normalizer::sealed_fields_update`] with the same normalizer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CaptureRecord {
@@ -35,58 +35,14 @@ pub struct CaptureRecord {
 /// A recorded winner: capture field and the priority of its pointer.
 type Winner = (u8, u16);
 
-/// A capture record, borrowed: from a [`CaptureRecord`] ([`CaptureRecord::view`])
-/// or from a batch that keeps records ([`crate::Batch::capture_record`]).
+/// A capture record, borrowed ([`CaptureRecord::view`]): what a [`crate::Rewrite`]
+/// is given with each event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CaptureRecordRef<'a> {
     winners: &'a [Winner],
     spans: &'a [Option<(u32, u32)>],
     duplicates: &'a [bool],
     fingerprint: u64,
-}
-
-/// The capture records of a batch's events in a few flat vectors, so that keeping
-/// one allocates nothing once the vectors have grown.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RecordStore {
-    winners: Vec<Winner>,
-    spans: Vec<Option<(u32, u32)>>,
-    duplicates: Vec<bool>,
-    /// Per record: where its winners and its spans end, and its fingerprint.
-    ends: Vec<(usize, usize, u64)>,
-}
-
-impl RecordStore {
-    /// Removes every record, keeping the allocations.
-    pub(crate) fn clear(&mut self) {
-        self.winners.clear();
-        self.spans.clear();
-        self.duplicates.clear();
-        self.ends.clear();
-    }
-
-    /// Appends a copy of `r`.
-    pub(crate) fn push(&mut self, r: &CaptureRecord) {
-        self.winners.extend_from_slice(&r.winners);
-        self.spans.extend_from_slice(&r.located.spans);
-        self.duplicates.extend_from_slice(&r.located.duplicates);
-        self.ends.push((self.winners.len(), self.spans.len(), r.located.fingerprint));
-    }
-
-    /// The `i`-th record.
-    pub(crate) fn get(&self, i: usize) -> Option<CaptureRecordRef<'_>> {
-        let &(w_end, s_end, fingerprint) = self.ends.get(i)?;
-        let (w_start, s_start) = match i.checked_sub(1) {
-            Some(p) => (self.ends[p].0, self.ends[p].1),
-            None => (0, 0),
-        };
-        Some(CaptureRecordRef {
-            winners: &self.winners[w_start..w_end],
-            spans: &self.spans[s_start..s_end],
-            duplicates: &self.duplicates[s_start..s_end],
-            fingerprint,
-        })
-    }
 }
 
 /// The located pointers of one parse, kept.

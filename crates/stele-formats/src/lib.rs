@@ -87,7 +87,7 @@ pub use error::{BodyError, FormatError, InvalidReason, Location};
 pub use normalize::{
     FieldPointers, Normalized, Normalizer, k8s_resource_path, matches, normalize_outcome, parse_event, parse_time,
 };
-pub use reader::{Batch, EventReader, RawEvent};
+pub use reader::{Batch, EventReader, RawEvent, Rewrite, RewriteStop};
 pub use webhook::{k8s_dedup_key, split_event_list};
 
 /// Version of the normalization rules (which field of which format becomes which

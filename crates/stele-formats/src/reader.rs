@@ -4,7 +4,7 @@ use std::io::{self, BufRead};
 
 use memchr::memchr;
 
-use crate::derive::{CaptureRecord, CaptureRecordRef, RecordStore};
+use crate::derive::{CaptureRecord, CaptureRecordRef};
 use crate::error::{FormatError, InvalidReason, Location};
 use crate::json::{self, K8sClass, Trie};
 use crate::normalize::{Normalized, Normalizer};
@@ -40,8 +40,6 @@ pub struct Batch {
     /// earlier batches so that their strings' allocations are reused.
     normalized: Vec<Normalized>,
     normalized_len: usize,
-    /// The capture records of the events, for readers that keep them.
-    records: RecordStore,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +48,35 @@ struct Entry {
     end: usize,
     format: EventFormat,
     location: Location,
+    /// The leaf format code of a rewritten event ([`EventReader::read_batch_rewriting`]).
+    stored: Option<u8>,
 }
+
+/// Rewrites events as a batch takes them ([`EventReader::read_batch_rewriting`]):
+/// sealing personal-data fields (docs/format.md, "Sealed entries") writes each
+/// event's stored form straight into the batch, right after its parse.
+pub trait Rewrite {
+    /// Appends to `out` the form of `event` to store and returns its leaf format
+    /// code, or returns `Ok(None)` (with nothing appended) to keep the event as it
+    /// is. `record` is the event's capture record (`None` for events not parsed as
+    /// JSON) and `fields` its normalized fields, which it updates to those of the
+    /// stored form.
+    ///
+    /// # Errors
+    /// [`RewriteStop`]: the batch ends before this event, which is dropped; the
+    /// rewriter keeps the reason for its caller.
+    fn rewrite(
+        &mut self,
+        event: RawEvent<'_>,
+        record: Option<CaptureRecordRef<'_>>,
+        fields: &mut Normalized,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u8>, RewriteStop>;
+}
+
+/// A [`Rewrite`] failed: the batch ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewriteStop;
 
 impl Batch {
     /// An empty batch.
@@ -78,14 +104,26 @@ impl Batch {
         self.data.clear();
         self.events.clear();
         self.normalized_len = 0;
-        self.records.clear();
     }
 
     /// Appends a copy of `event`.
     pub fn push(&mut self, event: RawEvent<'_>) {
         let start = self.data.len();
         self.data.extend_from_slice(event.bytes);
-        self.events.push(Entry { start, end: self.data.len(), format: event.format, location: event.location });
+        self.events.push(Entry {
+            start,
+            end: self.data.len(),
+            format: event.format,
+            location: event.location,
+            stored: None,
+        });
+    }
+
+    /// The leaf format code of the `i`-th event when it was rewritten
+    /// ([`EventReader::read_batch_rewriting`]): its bytes ([`Batch::get`]) are then
+    /// the rewritten form.
+    pub fn stored_code(&self, i: usize) -> Option<u8> {
+        self.events.get(i).and_then(|e| e.stored)
     }
 
     /// The `i`-th event, or `None` past the end.
@@ -101,31 +139,6 @@ impl Batch {
     /// filled the batch normalizes ([`EventReader::with_normalizer`]).
     pub fn normalized(&self, i: usize) -> Option<&Normalized> {
         self.normalized[..self.normalized_len].get(i)
-    }
-
-    /// The `i`-th event, its capture record (when kept) and its normalized fields,
-    /// mutably, to replace them by the fields of the form it is stored in
-    /// ([`crate::Normalizer::sealed_fields_update`]).
-    pub fn event_fields_mut(
-        &mut self,
-        i: usize,
-    ) -> Option<(RawEvent<'_>, Option<CaptureRecordRef<'_>>, &mut Normalized)> {
-        let e = self.events.get(i)?;
-        let fields = self.normalized[..self.normalized_len].get_mut(i)?;
-        let event = RawEvent { bytes: &self.data[e.start..e.end], format: e.format, location: e.location };
-        Some((event, self.records.get(i), fields))
-    }
-
-    /// The capture record of the `i`-th event, when the reader that filled the
-    /// batch keeps them ([`EventReader::with_capture_records`]); empty for events
-    /// not parsed as JSON.
-    pub fn capture_record(&self, i: usize) -> Option<CaptureRecordRef<'_>> {
-        self.records.get(i)
-    }
-
-    /// Appends a copy of a capture record.
-    fn push_record(&mut self, r: &CaptureRecord) {
-        self.records.push(r);
     }
 
     /// Appends normalized fields, swapping them with a kept entry so that the
@@ -166,7 +179,7 @@ enum State {
     Done,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Src {
     Buf,
     Pending,
@@ -393,15 +406,6 @@ impl<R: BufRead> EventReader<R> {
         self
     }
 
-    /// Makes the reader (which must have a normalizer) also keep each event's
-    /// [`CaptureRecord`] ([`Batch::capture_record`]), from which
-    /// [`Normalizer::sealed_fields`] derives the index fields of the event's sealed
-    /// form without parsing it.
-    pub fn with_capture_records(mut self) -> EventReader<R> {
-        self.keep_records = true;
-        self
-    }
-
     /// The normalized fields of the event last returned by
     /// [`EventReader::next_event`], when a normalizer is set.
     pub fn last_normalized(&self) -> Option<&Normalized> {
@@ -454,8 +458,59 @@ impl<R: BufRead> EventReader<R> {
             if self.has_normalized {
                 self.has_normalized = false;
                 out.push_normalized(&mut self.normalized);
-                if self.keep_records {
-                    out.push_record(&self.record);
+            }
+        }
+        Ok(out.len())
+    }
+
+    /// [`EventReader::read_batch`], passing each event (with its capture record and
+    /// normalized fields) through `rewrite` as the batch takes it: the batch holds
+    /// the rewritten form where there is one ([`Batch::stored_code`]). The reader
+    /// must have a normalizer; it records each event's captures from then on.
+    ///
+    /// When `rewrite` stops, the batch ends before that event (which is dropped)
+    /// and the call returns the events before it.
+    ///
+    /// # Errors
+    /// As [`EventReader::read_batch`].
+    pub fn read_batch_rewriting(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut Batch,
+        rewrite: &mut dyn Rewrite,
+    ) -> Result<usize, FormatError> {
+        self.keep_records = true;
+        out.clear();
+        while out.len() < max_events.max(1) && out.data_len() < max_bytes {
+            let Some(f) = self.advance()? else { break };
+            let data = match f.src {
+                Src::Buf => &self.buf[f.start..f.end],
+                Src::Pending => &self.pending.data[f.start..f.end],
+                Src::Audit => &self.audit_out[f.start..f.end],
+            };
+            let event = RawEvent { bytes: data, format: f.format, location: f.location };
+            if !self.has_normalized {
+                // Without fields (no normalizer) there is nothing to rewrite with.
+                out.push(event);
+                continue;
+            }
+            self.has_normalized = false;
+            let record = (f.src != Src::Audit).then(|| self.record.view());
+            let start = out.data.len();
+            match rewrite.rewrite(event, record, &mut self.normalized, &mut out.data) {
+                Ok(stored) => {
+                    if stored.is_none() {
+                        out.data.truncate(start);
+                        out.data.extend_from_slice(data);
+                    }
+                    let end = out.data.len();
+                    out.events.push(Entry { start, end, format: f.format, location: f.location, stored });
+                    out.push_normalized(&mut self.normalized);
+                }
+                Err(RewriteStop) => {
+                    out.data.truncate(start);
+                    break;
                 }
             }
         }

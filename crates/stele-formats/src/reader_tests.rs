@@ -451,32 +451,72 @@ fn cloudtrail_records_are_streamed_when_first() {
     assert!(errors(&out)[0].contains("not a cloudtrail event"), "{out:?}");
 }
 
+/// A rewriter for tests: wraps events whose actor is `seal` in `[...]` under code
+/// 0x81, sets their actor to `sealed`, keeps the others, and stops at actor `stop`;
+/// it checks the record and fields it is given against a parse of its own.
+struct Wrap {
+    normalizer: Normalizer,
+    seen: usize,
+}
+
+impl Rewrite for Wrap {
+    fn rewrite(
+        &mut self,
+        event: RawEvent<'_>,
+        record: Option<CaptureRecordRef<'_>>,
+        fields: &mut Normalized,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u8>, RewriteStop> {
+        self.seen += 1;
+        let mut want = CaptureRecord::default();
+        let (_, plain) = self.normalizer.parse_recording(event.bytes, Some(event.format), &mut want).unwrap();
+        assert_eq!(record, Some(want.view()), "the record of {:?}", String::from_utf8_lossy(event.bytes));
+        assert_eq!(*fields, plain);
+        match fields.actor.as_deref() {
+            Some("stop") => Err(RewriteStop),
+            Some("seal") => {
+                out.push(b'[');
+                out.extend_from_slice(event.bytes);
+                out.push(b']');
+                fields.actor = Some("sealed".into());
+                Ok(Some(0x81))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 #[test]
-fn a_batch_keeps_each_events_capture_record() {
-    // Events of several shapes: Kubernetes, generic JSON with an escaped string (kept
-    // owned), a number and a boolean, a missing subject, a member named twice on a
-    // located pointer's way; read twice into one reused batch.
+fn a_rewriting_read_stores_what_the_rewriter_writes() {
     let events = [
-        r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","verb":"get","user":{"username":"alice"},"sourceIPs":["10.0.0.1"]}"#,
-        r#"{"actor":"b\u006fb","action":"login","ip":"10.0.0.2","status":200,"ok":true}"#,
-        r#"{"action":"logout"}"#,
-        r#"{"actor":"carol","actor":"dave","action":"get"}"#,
+        r#"{"actor":"seal","action":"a","ip":"10.0.0.1"}"#,
+        r#"{"actor":"keep","action":"b"}"#,
+        r#"{"actor":"s\u0065al","action":"c"}"#,
+        r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","verb":"get","user":{"username":"seal"}}"#,
+        r#"{"actor":"stop","action":"d"}"#,
+        r#"{"actor":"keep","action":"e"}"#,
     ];
     let input = events.join("\n");
-    let located =
-        [crate::sealed::Pointer::parse("/actor").unwrap(), crate::sealed::Pointer::parse("/user/username").unwrap()];
+    let located = [crate::sealed::Pointer::parse("/actor").unwrap(), crate::sealed::Pointer::parse("/ip").unwrap()];
     let normalizer = Normalizer::with_located(&FieldPointers::default(), &located);
+    let mut wrap = Wrap { normalizer: normalizer.clone(), seen: 0 };
+    let mut reader = EventReader::new(input.as_bytes(), InputFormat::Auto, 1 << 20).with_normalizer(normalizer);
     let mut batch = Batch::new();
-    for round in 0..2 {
-        let mut reader = EventReader::new(input.as_bytes(), InputFormat::Auto, 1 << 20)
-            .with_normalizer(normalizer.clone())
-            .with_capture_records();
-        assert_eq!(reader.read_batch(100, 1 << 20, &mut batch).unwrap(), events.len(), "round {round}");
-        for (i, e) in events.iter().enumerate() {
-            let mut want = CaptureRecord::default();
-            normalizer.parse_recording(e.as_bytes(), Some(batch.get(i).unwrap().format), &mut want).unwrap();
-            assert_eq!(batch.capture_record(i), Some(want.view()), "event {i}, round {round}");
-        }
-        assert_eq!(batch.capture_record(events.len()), None);
+    // Stops before the fifth event.
+    assert_eq!(reader.read_batch_rewriting(100, 1 << 20, &mut batch, &mut wrap).unwrap(), 4);
+    assert_eq!(wrap.seen, 5);
+    for (i, event) in events.iter().enumerate().take(4) {
+        let e = batch.get(i).unwrap();
+        let sealed = i != 1;
+        let want = if sealed { format!("[{event}]") } else { event.to_string() };
+        assert_eq!(std::str::from_utf8(e.bytes).unwrap(), want, "event {i}");
+        assert_eq!(batch.stored_code(i), sealed.then_some(0x81), "event {i}");
+        let actor = batch.normalized(i).unwrap().actor.as_deref();
+        assert_eq!(actor, Some(if sealed { "sealed" } else { "keep" }), "event {i}");
     }
+    assert_eq!(batch.get(4), None);
+    // The next read goes on after the dropped event, and a plain read stores none.
+    assert_eq!(reader.read_batch(100, 1 << 20, &mut batch).unwrap(), 1);
+    assert_eq!(batch.get(0).unwrap().bytes, events[5].as_bytes());
+    assert_eq!(batch.stored_code(0), None);
 }

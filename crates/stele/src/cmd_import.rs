@@ -25,28 +25,28 @@ const BATCH_BYTES: usize = 8 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 struct Piece {
+    /// The events; those a sealing rule applies to in their sealed form, with the
+    /// sealed form's index fields ([`Batch::stored_code`]).
     batch: Batch,
     error: Option<FormatError>,
-    /// Per event, when a sealing rule applies: the sealed payload's leaf format code
-    /// and its byte range in `sealed_data`. Its index fields replace the event's in
-    /// the batch (derived from the event's parse, else normalized from the sealed
-    /// body). Empty without erasure rules.
-    sealed: Vec<Option<(u8, (usize, usize))>>,
-    /// The sealed payloads of the batch, one after the other.
-    sealed_data: Vec<u8>,
     /// Sealing failed (key store, randomness): nothing of this piece is appended.
     seal_error: Option<String>,
 }
 
 impl Piece {
     fn new(batch: Batch, error: Option<FormatError>) -> Piece {
-        Piece { batch, error, sealed: Vec::new(), sealed_data: Vec::new(), seal_error: None }
+        Piece { batch, error, seal_error: None }
+    }
+
+    /// Whether the appender has something to do with it: events or an error.
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.error.is_none() && self.seal_error.is_none()
     }
 }
 
 /// Pieces the appender is done with, handed back to the parser threads: their
-/// buffers (event bytes, normalized strings, capture records, sealed payloads) are
-/// reused instead of allocated for every batch and freed on another thread.
+/// buffers (event bytes, normalized strings) are reused instead of allocated for
+/// every batch and freed on another thread.
 #[derive(Clone, Default)]
 struct Pool(Arc<Mutex<Vec<Piece>>>);
 
@@ -64,8 +64,6 @@ impl Pool {
     fn give(&self, mut piece: Piece) {
         piece.batch.clear();
         piece.error = None;
-        piece.sealed.clear();
-        piece.sealed_data.clear();
         piece.seal_error = None;
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() < POOL_PIECES {
@@ -76,7 +74,8 @@ impl Pool {
 
 /// What the parser threads need to seal personal-data fields: the shared sealer
 /// (parsers seal under its read lock; the appender syncs new keys under its write
-/// lock before each append), the stream and the normalizer of sealed bodies.
+/// lock before each append), the stream and the normalizer (which also locates the
+/// sealed pointers in each event's parse).
 #[derive(Clone)]
 struct SealJob {
     sealer: Arc<RwLock<Sealer>>,
@@ -84,54 +83,77 @@ struct SealJob {
     normalizer: Normalizer,
 }
 
-impl SealJob {
-    /// Seals the events of `piece` that a rule applies to, with their index fields.
-    fn seal(&self, piece: &mut Piece) -> Result<(), stele_erasure::ErasureError> {
-        let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
-        let now = stele_store::log::now_ns();
-        piece.sealed.clear();
-        piece.sealed.reserve(piece.batch.len());
-        // One buffer for the batch's sealed payloads: one allocation (reused with the
-        // piece), not one per event freed by another thread.
-        piece.sealed_data.clear();
-        piece.sealed_data.reserve(piece.batch.data_len() + piece.batch.len() * 384);
-        let mut values = Vec::new();
+/// Reads the next batch of `reader` into `piece`, sealing its events as they are
+/// parsed when `job` is given. Returns the events read (0 at the end of input, or
+/// when sealing the first event failed: `piece.seal_error` then says why).
+fn read_piece<R: BufRead>(
+    reader: &mut EventReader<R>,
+    job: Option<&SealJob>,
+    piece: &mut Piece,
+) -> Result<usize, FormatError> {
+    let Some(job) = job else { return reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch) };
+    let sealer = job.sealer.read().unwrap_or_else(|p| p.into_inner());
+    let mut rewrite = SealRewrite {
         // Repeated subjects and values are sealed once per batch.
-        let mut batch = sealer.batch();
-        for i in 0..piece.batch.len() {
-            let e = piece.batch.get(i).expect("index in range");
-            let start = piece.sealed_data.len();
-            let record = piece.batch.capture_record(i);
-            let Some((format, rule)) = batch.seal_append(
-                &self.stream,
-                e.format.code(),
-                e.bytes,
-                record,
-                now,
-                &mut piece.sealed_data,
-                &mut values,
-            )?
-            else {
-                piece.sealed.push(None);
-                continue;
-            };
-            // The index fields of the stored (sealed) form replace the event's:
-            // derived from the parse the reader already made when that is exact.
-            let payload = &piece.sealed_data[start..];
-            if let Some((e, record, fields)) = piece.batch.event_fields_mut(i) {
-                let derived = match (record, sealer.replaced_in(rule, &values, payload)) {
+        batch: sealer.batch(),
+        sealer: &sealer,
+        stream: &job.stream,
+        normalizer: &job.normalizer,
+        now: stele_store::log::now_ns(),
+        values: Vec::new(),
+        error: None,
+    };
+    let read = reader.read_batch_rewriting(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch, &mut rewrite);
+    if let Some(e) = rewrite.error {
+        piece.seal_error = Some(e.to_string());
+    }
+    read
+}
+
+/// Seals each event a rule applies to as the batch takes it, right after its parse:
+/// the batch holds the sealed payload, and the event's index fields become those of
+/// the sealed form (derived from its parse when that is exact, else normalized from
+/// the sealed body).
+struct SealRewrite<'s> {
+    batch: stele_erasure::BatchSealer<'s>,
+    sealer: &'s Sealer,
+    stream: &'s str,
+    normalizer: &'s Normalizer,
+    now: u64,
+    values: Vec<stele_erasure::SealedValue>,
+    error: Option<stele_erasure::ErasureError>,
+}
+
+impl stele_formats::Rewrite for SealRewrite<'_> {
+    fn rewrite(
+        &mut self,
+        event: stele_formats::RawEvent<'_>,
+        record: Option<stele_formats::CaptureRecordRef<'_>>,
+        fields: &mut stele_formats::Normalized,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u8>, stele_formats::RewriteStop> {
+        let start = out.len();
+        let code = event.format.code();
+        match self.batch.seal_append(self.stream, code, event.bytes, record, self.now, out, &mut self.values) {
+            Ok(None) => Ok(None),
+            Ok(Some((stored, rule))) => {
+                let payload = &out[start..];
+                let derived = match (record, self.sealer.replaced_in(rule, &self.values, payload)) {
                     (Some(record), Some(replaced)) => {
-                        self.normalizer.sealed_fields_update(e.format, record, &replaced, fields)
+                        self.normalizer.sealed_fields_update(event.format, record, &replaced, fields)
                     }
                     _ => false,
                 };
                 if !derived {
-                    *fields = self.normalizer.stored_fields(format, payload);
+                    *fields = self.normalizer.stored_fields(stored, payload);
                 }
+                Ok(Some(stored))
             }
-            piece.sealed.push(Some((format, (start, piece.sealed_data.len()))));
+            Err(e) => {
+                self.error = Some(e);
+                Err(stele_formats::RewriteStop)
+            }
         }
-        Ok(())
     }
 }
 
@@ -227,16 +249,14 @@ pub(crate) fn run(
                 {
                     job.sealer.write().unwrap_or_else(|p| p.into_inner()).sync()?;
                 }
-                let sealed = &piece.sealed;
-                let entries: Vec<NewEntry<'_>> = piece
-                    .batch
+                let batch = &piece.batch;
+                let entries: Vec<NewEntry<'_>> = batch
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| match sealed.get(i).and_then(Option::as_ref) {
-                        Some((format, (s, end))) => {
-                            NewEntry { stream, format: *format, payload: &piece.sealed_data[*s..*end] }
-                        }
-                        None => NewEntry { stream, format: e.format.code(), payload: e.bytes },
+                    .map(|(i, e)| NewEntry {
+                        stream,
+                        format: batch.stored_code(i).unwrap_or(e.format.code()),
+                        payload: e.bytes,
                     })
                     .collect();
                 let done = log.append(&entries).with_context(|| format!("appending events from {name}"))?;
@@ -365,19 +385,17 @@ fn spawn_parsers(
     let (tx, rx) = mpsc::sync_channel::<Piece>(2);
     if !is_line_mode(fmt, &mut *input)? {
         let h = std::thread::spawn(move || {
-            let reader = EventReader::new(input, fmt, max_entry).with_normalizer(normalizer);
-            let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
+            let mut reader = EventReader::new(input, fmt, max_entry).with_normalizer(normalizer);
             loop {
                 let mut piece = pool.take();
-                let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch) {
+                let (done, error) = match read_piece(&mut reader, seal_job.as_ref(), &mut piece) {
                     Ok(0) => (true, None),
                     Ok(_) => (false, None),
                     Err(e) => (e.is_fatal() || !skip_invalid, Some(e)),
                 };
                 piece.error = error;
-                seal_piece(seal_job.as_ref(), &mut piece);
                 let failed = piece.seal_error.is_some();
-                if (!piece.batch.is_empty() || piece.error.is_some()) && tx.send(piece).is_err() || failed {
+                if !piece.is_empty() && tx.send(piece).is_err() || failed {
                     return;
                 }
                 if done {
@@ -408,22 +426,20 @@ fn spawn_parsers(
             // The piece a block's last (empty) read used, for the next block.
             let mut spare: Option<Piece> = None;
             for (block, base_line, base_offset) in brx {
-                let reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
+                let mut reader = EventReader::new(std::io::Cursor::new(block), line_fmt, max_entry)
                     .with_normalizer(normalizer.clone());
-                let mut reader = if seal_job.is_some() { reader.with_capture_records() } else { reader };
                 let mut pieces = Vec::new();
                 loop {
                     let mut piece = spare.take().unwrap_or_else(|| pool.take());
-                    let (done, error) = match reader.read_batch(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch) {
+                    let (done, error) = match read_piece(&mut reader, seal_job.as_ref(), &mut piece) {
                         Ok(0) => (true, None),
                         Ok(_) => (false, None),
                         Err(e) => (e.is_fatal() || !skip_invalid, Some(shift(e, base_line - 1, base_offset))),
                     };
                     let mut stop = error.as_ref().is_some_and(|e| e.is_fatal() || !skip_invalid);
                     piece.error = error;
-                    seal_piece(seal_job.as_ref(), &mut piece);
                     stop |= piece.seal_error.is_some();
-                    if !piece.batch.is_empty() || piece.error.is_some() {
+                    if !piece.is_empty() {
                         pieces.push(piece);
                     } else {
                         spare = Some(piece);
@@ -555,17 +571,6 @@ fn spawn_parsers(
         }
     }));
     Ok((rx, Parsers(handles)))
-}
-
-/// Seals `piece` when erasure rules are configured; a failure (key store,
-/// randomness) is kept in the piece, which is then not appended.
-fn seal_piece(job: Option<&SealJob>, piece: &mut Piece) {
-    if let Some(job) = job
-        && let Err(e) = job.seal(piece)
-    {
-        piece.sealed.clear();
-        piece.seal_error = Some(e.to_string());
-    }
 }
 
 /// What the merger takes next: a worker's block, or an error the reader found.
