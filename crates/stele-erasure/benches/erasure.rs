@@ -130,8 +130,10 @@ fn import(c: &mut Criterion) {
         let derive = fastest(&mut || {
             derived = 0;
             for (((f, s), r), n) in events.iter().map(|(f, _)| f).zip(&sealed).zip(&records).zip(&mut fields) {
-                if let Some(x) = s.as_ref().and_then(|s| sealer.replaced(s)) {
-                    derived += usize::from(normalizer.sealed_fields_update(*f, r.view(), &x, n));
+                if let Some(s) = s
+                    && let Some(x) = sealer.replaced(s)
+                {
+                    derived += usize::from(normalizer.sealed_fields_update(*f, r.view(), &x, &s.payload, n));
                 }
             }
         });
@@ -164,8 +166,9 @@ fn import(c: &mut Criterion) {
                 .map(|((((f, e), s), r), n)| match s {
                     Some(s) => {
                         // As `stele import`: derived from the event's parse when exact.
-                        let derived =
-                            sealer.replaced(s).is_some_and(|x| normalizer.sealed_fields_update(*f, r.view(), &x, n));
+                        let derived = sealer
+                            .replaced(s)
+                            .is_some_and(|x| normalizer.sealed_fields_update(*f, r.view(), &x, &s.payload, n));
                         if !derived {
                             *n = normalizer.stored_fields(s.format, &s.payload);
                         }

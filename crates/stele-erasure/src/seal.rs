@@ -329,8 +329,8 @@ impl Sealer {
     pub fn batch(&self) -> BatchSealer<'_> {
         BatchSealer {
             sealer: self,
-            subjects: HashMap::new(),
-            values: HashMap::new(),
+            subjects: HashMap::default(),
+            values: HashMap::default(),
             arena: Vec::new(),
             scratch: Vec::new(),
         }
@@ -339,29 +339,27 @@ impl Sealer {
     /// The values `sealed` (made by this sealer) replaced, for
     /// [`stele_formats::Normalizer::sealed_fields_update`]; `None` when the whole event was
     /// sealed.
-    pub fn replaced<'a>(&'a self, sealed: &'a Sealed) -> Option<Vec<stele_formats::Replaced<'a>>> {
-        self.replaced_in(sealed.rule, &sealed.values, &sealed.payload)
+    pub fn replaced(&self, sealed: &Sealed) -> Option<Vec<stele_formats::Replaced<'_>>> {
+        let mut out = Vec::new();
+        self.replaced_in(sealed.rule, &sealed.values, &mut out).then_some(out)
     }
 
-    /// [`Sealer::replaced`] for a payload of [`Sealer::seal_append`]: the rule index
-    /// and values it returned, and the payload's bytes.
+    /// [`Sealer::replaced`] for a payload of [`Sealer::seal_append`], from the rule
+    /// index and values it returned, written over `out`; false when the whole
+    /// event was sealed.
     pub fn replaced_in<'a>(
         &'a self,
         rule: usize,
         values: &[SealedValue],
-        payload: &'a [u8],
-    ) -> Option<Vec<stele_formats::Replaced<'a>>> {
-        let pointers = self.pointers.get(rule)?;
-        values
-            .iter()
-            .map(|v| {
-                Some(stele_formats::Replaced {
-                    pointer: pointers.get(v.pointer?)?,
-                    array: v.array,
-                    text: std::str::from_utf8(payload.get(v.text.0..v.text.1)?).ok()?,
-                })
-            })
-            .collect()
+        out: &mut Vec<stele_formats::Replaced<'a>>,
+    ) -> bool {
+        out.clear();
+        let Some(pointers) = self.pointers.get(rule) else { return false };
+        for v in values {
+            let Some(pointer) = v.pointer.and_then(|p| pointers.get(p)) else { return false };
+            out.push(stele_formats::Replaced { pointer, array: v.array, text: v.text });
+        }
+        true
     }
 
     /// Whether keys or use records made by sealing wait for [`Sealer::sync`]. When
@@ -441,14 +439,18 @@ impl Sealer {
 pub struct BatchSealer<'s> {
     sealer: &'s Sealer,
     /// By stream, day and subject: the subject's key.
-    subjects: HashMap<Vec<u8>, IdKey>,
+    subjects: HashMap<Vec<u8>, IdKey, Seeded>,
     /// By key id, span position and value bytes: the sealed span's range in `arena`,
     /// where its text starts in it, its text's length, and whether it was an array.
-    values: HashMap<Box<[u8]>, MemoValue>,
+    values: HashMap<Box<[u8]>, MemoValue, Seeded>,
     arena: Vec<u8>,
     /// Reused for map keys.
     scratch: Vec<u8>,
 }
+
+/// The memo's hash: foldhash, seeded per map (its keys are event values, which a
+/// sender chooses).
+type Seeded = foldhash::fast::RandomState;
 
 /// A sealed span kept by a [`BatchSealer`].
 #[derive(Clone, Copy)]

@@ -47,8 +47,9 @@ fn check(normalizer: &Normalizer, sealer: &Sealer, event: &[u8], hint: Option<Ev
     let replaced = sealer.replaced(&sealed);
     // The update of the event's own fields (what `stele import` does).
     let mut updated = plain.clone();
-    let was_updated =
-        replaced.as_ref().is_some_and(|r| normalizer.sealed_fields_update(format, record.view(), r, &mut updated));
+    let was_updated = replaced
+        .as_ref()
+        .is_some_and(|r| normalizer.sealed_fields_update(format, record.view(), r, &sealed.payload, &mut updated));
     if was_updated {
         assert_eq!(
             updated,

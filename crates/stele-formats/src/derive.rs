@@ -135,8 +135,9 @@ pub struct Replaced<'a> {
     /// The value was a non-empty array, stored as a one-element array holding the
     /// sealed string.
     pub array: bool,
-    /// The sealed string's text, without quotes: `stele:sealed:v1:TOKEN:BOX`.
-    pub text: &'a str,
+    /// Where the sealed string's text (without quotes: `stele:sealed:v1:TOKEN:BOX`)
+    /// is in the sealed payload: start and end byte offsets.
+    pub text: (usize, usize),
 }
 
 impl Normalizer {
@@ -165,8 +166,8 @@ impl Normalizer {
     }
 
     /// Turns `fields`, this normalizer's fields of an event of `format` (from the
-    /// parse `record` was made in), into the index fields of its sealed form (a
-    /// stored entry whose values `replaced` were sealed): the same as
+    /// parse `record` was made in), into the index fields of its sealed form
+    /// `payload` (a stored entry whose values `replaced` were sealed): the same as
     /// [`Normalizer::stored_fields`] of the sealed payload, without parsing it.
     /// Only the fields sealing changes are rewritten.
     ///
@@ -182,11 +183,12 @@ impl Normalizer {
         format: EventFormat,
         record: CaptureRecordRef<'_>,
         replaced: &[Replaced<'_>],
+        payload: &[u8],
         fields: &mut Normalized,
     ) -> bool {
         with_scratch(|scratch| {
             self.changes(format, record, replaced, scratch)
-                && update(format, record, &scratch.changes, replaced, fields)
+                && update(format, record, &scratch.changes, replaced, payload, fields)
         })
     }
 
@@ -286,6 +288,7 @@ fn update(
     record: CaptureRecordRef<'_>,
     changes: &[Change],
     replaced: &[Replaced<'_>],
+    payload: &[u8],
     fields: &mut Normalized,
 ) -> bool {
     let direct: &[(usize, FieldSlot)] = match format {
@@ -306,13 +309,17 @@ fn update(
         ],
         _ => &[],
     };
-    if changes.iter().all(|(f, _)| direct.iter().any(|(d, _)| d == f)) {
+    let text = |v: usize| {
+        let (a, e) = replaced.get(v)?.text;
+        std::str::from_utf8(payload.get(a..e)?).ok()
+    };
+    if changes.iter().all(|(f, new)| direct.iter().any(|(d, _)| d == f) && new.is_none_or(|(_, v)| text(v).is_some())) {
         for (f, new) in changes {
             let slot = direct.iter().find(|(d, _)| d == f).map(|(_, s)| s(fields)).expect("checked above");
             match new {
                 Some((_, v)) => {
                     // What `keep_tokens` leaves of the sealed string.
-                    let text = replaced[*v].text;
+                    let text = text(*v).expect("checked above");
                     let kept = crate::sealed::index_form(text).unwrap_or(text);
                     let s = slot.get_or_insert_with(String::new);
                     s.clear();

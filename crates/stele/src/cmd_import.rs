@@ -101,6 +101,7 @@ fn read_piece<R: BufRead>(
         normalizer: &job.normalizer,
         now: stele_store::log::now_ns(),
         values: Vec::new(),
+        replaced: Vec::new(),
         error: None,
     };
     let read = reader.read_batch_rewriting(BATCH_EVENTS, BATCH_BYTES, &mut piece.batch, &mut rewrite);
@@ -121,6 +122,7 @@ struct SealRewrite<'s> {
     normalizer: &'s Normalizer,
     now: u64,
     values: Vec<stele_erasure::SealedValue>,
+    replaced: Vec<stele_formats::Replaced<'s>>,
     error: Option<stele_erasure::ErasureError>,
 }
 
@@ -138,9 +140,9 @@ impl stele_formats::Rewrite for SealRewrite<'_> {
             Ok(None) => Ok(None),
             Ok(Some((stored, rule))) => {
                 let payload = &out[start..];
-                let derived = match (record, self.sealer.replaced_in(rule, &self.values, payload)) {
-                    (Some(record), Some(replaced)) => {
-                        self.normalizer.sealed_fields_update(event.format, record, &replaced, fields)
+                let derived = match record {
+                    Some(record) if self.sealer.replaced_in(rule, &self.values, &mut self.replaced) => {
+                        self.normalizer.sealed_fields_update(event.format, record, &self.replaced, payload, fields)
                     }
                     _ => false,
                 };
