@@ -155,8 +155,11 @@ fn import(c: &mut Criterion) {
                 fields.push(normalizer.parse_recording(e, Some(*f), r).expect("valid").1);
             }
             let now = stele_store::log::now_ns();
-            let sealed: Vec<_> =
-                events.iter().map(|(f, e)| sealer.seal("s", f.code(), e, now).expect("seal")).collect();
+            // As `stele import`: one batch sealer for the batch.
+            let sealed: Vec<_> = {
+                let mut batch = sealer.batch();
+                events.iter().map(|(f, e)| batch.seal("s", f.code(), e, now).expect("seal")).collect()
+            };
             sealer.sync().expect("sync");
             let entries: Vec<NewEntry<'_>> = events
                 .iter()

@@ -288,13 +288,7 @@ impl Sealer {
     /// # Errors
     /// Key or randomness errors.
     pub fn seal(&self, stream: &str, code: u8, payload: &[u8], now_ns: u64) -> Result<Option<Sealed>, ErasureError> {
-        let (mut out, mut values) = (Vec::new(), Vec::new());
-        Ok(self.seal_append(stream, code, payload, None, now_ns, &mut out, &mut values)?.map(|(format, rule)| Sealed {
-            format,
-            payload: out,
-            rule,
-            values,
-        }))
+        self.batch().seal(stream, code, payload, now_ns)
     }
 
     /// [`Sealer::seal`], appending the sealed payload to `out` (nothing is appended
@@ -469,6 +463,26 @@ const MEMO_VALUES: usize = 16_384;
 const MEMO_BYTES: usize = 4 << 20;
 
 impl BatchSealer<'_> {
+    /// [`Sealer::seal`], reusing what earlier events of the batch sealed.
+    ///
+    /// # Errors
+    /// As [`Sealer::seal`].
+    pub fn seal(
+        &mut self,
+        stream: &str,
+        code: u8,
+        payload: &[u8],
+        now_ns: u64,
+    ) -> Result<Option<Sealed>, ErasureError> {
+        let (mut out, mut values) = (Vec::new(), Vec::new());
+        Ok(self.seal_append(stream, code, payload, None, now_ns, &mut out, &mut values)?.map(|(format, rule)| Sealed {
+            format,
+            payload: out,
+            rule,
+            values,
+        }))
+    }
+
     /// [`Sealer::seal_append`], reusing what earlier events of the batch sealed.
     ///
     /// # Errors

@@ -26,17 +26,21 @@ impl Sealing {
         now_ns: u64,
     ) -> Result<Vec<Vec<Option<Sealed>>>, ErasureError> {
         let mut out = Vec::with_capacity(batch.len());
+        // One batch sealer per group commit: a subject's repeated values are sealed
+        // once.
+        let mut sealer = self.sealer.batch();
         for (ri, r) in batch.iter().enumerate() {
             let mut v = Vec::with_capacity(r.events.len());
             for (ei, e) in r.events.iter().enumerate() {
                 v.push(if is_new(ri, ei) {
-                    self.sealer.seal(&r.stream, e.format, &r.body[e.range.clone()], now_ns)?
+                    sealer.seal(&r.stream, e.format, &r.body[e.range.clone()], now_ns)?
                 } else {
                     None
                 });
             }
             out.push(v);
         }
+        drop(sealer);
         self.sealer.sync()?;
         Ok(out)
     }
