@@ -309,18 +309,19 @@ fn update(
         ],
         _ => &[],
     };
+    // What `keep_tokens` leaves of a sealed string: its index form (ASCII, so only
+    // that part is checked as UTF-8), else the whole text.
     let text = |v: usize| {
         let (a, e) = replaced.get(v)?.text;
-        std::str::from_utf8(payload.get(a..e)?).ok()
+        let bytes = payload.get(a..e)?;
+        std::str::from_utf8(crate::sealed::index_form_bytes(bytes).unwrap_or(bytes)).ok()
     };
     if changes.iter().all(|(f, new)| direct.iter().any(|(d, _)| d == f) && new.is_none_or(|(_, v)| text(v).is_some())) {
         for (f, new) in changes {
             let slot = direct.iter().find(|(d, _)| d == f).map(|(_, s)| s(fields)).expect("checked above");
             match new {
                 Some((_, v)) => {
-                    // What `keep_tokens` leaves of the sealed string.
-                    let text = text(*v).expect("checked above");
-                    let kept = crate::sealed::index_form(text).unwrap_or(text);
+                    let kept = text(*v).expect("checked above");
                     let s = slot.get_or_insert_with(String::new);
                     s.clear();
                     s.push_str(kept);

@@ -141,6 +141,12 @@ impl Batch {
         self.normalized[..self.normalized_len].get(i)
     }
 
+    /// Takes the normalized fields of the `i`-th event out of the batch (leaving
+    /// empty fields), for a caller that keeps them.
+    pub fn take_normalized(&mut self, i: usize) -> Option<Normalized> {
+        self.normalized[..self.normalized_len].get_mut(i).map(std::mem::take)
+    }
+
     /// Appends normalized fields, swapping them with a kept entry so that the
     /// caller gets that entry's allocations to reuse.
     fn push_normalized(&mut self, n: &mut Normalized) {

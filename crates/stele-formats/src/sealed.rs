@@ -107,9 +107,16 @@ pub fn token_of_field(value: &str) -> Option<&str> {
 /// the blind token without the ciphertext, which the index has no use for. `None` for
 /// any other value.
 pub fn index_form(value: &str) -> Option<&str> {
-    let rest = value.strip_prefix(&VALUE_PREFIX[1..])?;
-    let (token, boxed) = rest.split_once(':')?;
-    let ok = |s: &str| !s.is_empty() && all_base64url(s.as_bytes());
+    // The index form is ASCII, so it ends on a character boundary.
+    index_form_bytes(value.as_bytes()).map(|k| &value[..k.len()])
+}
+
+/// [`index_form`] of bytes that need not be UTF-8 (a sealed string's text is ASCII).
+pub fn index_form_bytes(value: &[u8]) -> Option<&[u8]> {
+    let rest = value.strip_prefix(&VALUE_PREFIX.as_bytes()[1..])?;
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let (token, boxed) = (&rest[..colon], &rest[colon + 1..]);
+    let ok = |s: &[u8]| !s.is_empty() && all_base64url(s);
     (ok(token) && ok(boxed)).then(|| &value[..VALUE_PREFIX.len() - 1 + token.len()])
 }
 

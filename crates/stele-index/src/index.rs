@@ -56,8 +56,6 @@ pub struct Index {
     blocks_len: u64,
     pending_first: u64,
     pending: Vec<Row>,
-    /// Rows of flushed blocks, kept so that [`Index::add_copy`] reuses their strings.
-    spare: Vec<Row>,
 }
 
 /// A point-in-time view for queries that runs without holding the index.
@@ -163,7 +161,6 @@ impl Index {
             blocks_len: end,
             pending_first: next,
             pending: Vec::with_capacity(BLOCK_ENTRIES),
-            spare: Vec::new(),
         })
     }
 
@@ -179,7 +176,6 @@ impl Index {
             blocks_len: 0,
             pending_first: 0,
             pending: vec![],
-            spare: Vec::new(),
         }
     }
 
@@ -216,35 +212,6 @@ impl Index {
             self.catch_up_to(index)?;
         }
         self.push(Row { received_ns, stream, fields })
-    }
-
-    /// [`Index::add`] with the fields borrowed: they are copied into the strings of a
-    /// row already written to disk, so that indexing a long import allocates nothing
-    /// per entry once the first block is written.
-    pub fn add_copy(
-        &mut self,
-        index: u64,
-        received_ns: u64,
-        stream: u32,
-        fields: &Normalized,
-    ) -> Result<(), IndexError> {
-        let next = self.indexed_size();
-        if index < next {
-            return Err(IndexError::OutOfOrder { expected: next, got: index });
-        }
-        if index > next {
-            self.catch_up_to(index)?;
-        }
-        let row = match self.spare.pop() {
-            Some(mut row) => {
-                row.received_ns = received_ns;
-                row.stream = stream;
-                row.fields.clone_from(fields);
-                row
-            }
-            None => Row { received_ns, stream, fields: fields.clone() },
-        };
-        self.push(row)
     }
 
     fn push(&mut self, row: Row) -> Result<(), IndexError> {
@@ -287,11 +254,7 @@ impl Index {
         dir_file.write_at(HEADER_LEN + (self.dir.len() * DIR_RECORD_LEN) as u64, &rec.encode()).map_err(io(DIR))?;
         self.blocks_len += bytes.len() as u64;
         self.pending_first += self.pending.len() as u64;
-        if self.spare.len() < BLOCK_ENTRIES {
-            self.spare.append(&mut self.pending);
-        } else {
-            self.pending.clear();
-        }
+        self.pending.clear();
         Arc::make_mut(&mut self.dir).push(rec);
         Ok(())
     }

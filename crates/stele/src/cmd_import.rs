@@ -45,8 +45,8 @@ impl Piece {
 }
 
 /// Pieces the appender is done with, handed back to the parser threads: their
-/// buffers (event bytes, normalized strings) are reused instead of allocated for
-/// every batch and freed on another thread.
+/// buffers (the batch's bytes and vectors) are reused instead of allocated for every
+/// batch and freed on another thread. (The normalized fields go to the index.)
 #[derive(Clone, Default)]
 struct Pool(Arc<Mutex<Vec<Piece>>>);
 
@@ -271,10 +271,8 @@ pub(crate) fn run(
                     }
                 };
                 for (i, ix) in done.indexes.iter().enumerate() {
-                    match piece.batch.normalized(i) {
-                        Some(fields) => index.add_copy(*ix, done.received_ns, sid, fields)?,
-                        None => index.add(*ix, done.received_ns, sid, Default::default())?,
-                    }
+                    let fields = piece.batch.take_normalized(i).unwrap_or_default();
+                    index.add(*ix, done.received_ns, sid, fields)?;
                 }
                 first.get_or_insert(done.indexes[0]);
                 last = *done.indexes.last().expect("non-empty batch");
