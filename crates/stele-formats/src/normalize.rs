@@ -11,7 +11,7 @@ use crate::json::{self, Captures, K8sClass, Scalar, Trie, field};
 /// The fields stele indexes for queries, taken from one event.
 ///
 /// Every field is optional: an event that lacks one is still stored.
-#[derive(Debug, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Normalized {
     /// When the event happened, in nanoseconds since the Unix epoch (UTC).
     pub event_time_ns: Option<i64>,
@@ -31,26 +31,6 @@ pub struct Normalized {
     /// The system that produced the event (`kube-apiserver`, a syslog app name, an
     /// OpenTelemetry `service.name`, `cloudtrail:s3.amazonaws.com`...).
     pub producer: Option<String>,
-}
-
-impl Clone for Normalized {
-    fn clone(&self) -> Normalized {
-        let mut n = Normalized::default();
-        n.clone_from(self);
-        n
-    }
-
-    /// Copies `source` into `self`, reusing the strings `self` already holds.
-    fn clone_from(&mut self, source: &Normalized) {
-        self.event_time_ns = source.event_time_ns;
-        self.actor.clone_from(&source.actor);
-        self.action.clone_from(&source.action);
-        self.resource.clone_from(&source.resource);
-        self.outcome.clone_from(&source.outcome);
-        self.source_ip.clone_from(&source.source_ip);
-        self.request_id.clone_from(&source.request_id);
-        self.producer.clone_from(&source.producer);
-    }
 }
 
 /// Where to find the normalized fields in a generic JSON event.
